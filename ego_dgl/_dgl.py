@@ -1,0 +1,24 @@
+"""The one place that imports DGL; every module takes `dgl` from here.
+
+Two environment fixes must happen before DGL's first import:
+- DGLBACKEND=pytorch, so DGL does not write a backend config into the home folder.
+- `dgl.graphbolt` is replaced by an empty stub module. dgl 2.1.0 (the newest Linux
+  wheel on PyPI) loads graphbolt on import, and graphbolt ships compiled libraries only
+  for the torch versions DGL was built against; with a newer torch the import fails.
+  ego-dgl uses no graphbolt API (heterographs, apply_edges, edge_softmax and update_all
+  live in DGL's core), so a stub keeps the rest of DGL usable.
+"""
+
+import os
+import sys
+import types
+
+os.environ.setdefault("DGLBACKEND", "pytorch")
+if "dgl.graphbolt" not in sys.modules:
+    sys.modules["dgl.graphbolt"] = types.ModuleType("dgl.graphbolt")
+
+import dgl  # noqa: E402
+import dgl.function as fn  # noqa: E402
+from dgl.nn.functional import edge_softmax  # noqa: E402
+
+__all__ = ["dgl", "fn", "edge_softmax"]

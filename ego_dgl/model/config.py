@@ -1,0 +1,50 @@
+"""What the model is: every architectural option of EgoGCN and its variants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ego_dgl.errors import ConfigError
+
+CHOICES = {
+    "mode": ("hard", "soft"),
+    "gate": ("scalar", "vector"),
+    "fusion": ("ego", "gm", "na"),
+    "branches": ("id+mm", "id", "mm"),
+    "id_weights": ("lightgcn", "soft-pruning"),
+    "backend": ("auto", "dgl", "torch"),
+}
+
+
+@dataclass
+class ModelConfig:
+    """EgoGCN's architecture (SPEC.md). Defaults are the paper's; `eps` and the layer
+    counts are per dataset in the paper and set by the training defaults."""
+
+    dim: int = 64  # D for every table
+    mode: str = "hard"  # EGO fusion kind (Eq. 2 or Eq. 3-4)
+    eps: float = 0.4  # hard-mode importance threshold
+    gate: str = "scalar"  # soft-mode gate: the paper's scalar or the authors' vector
+    layers_mm: int = 2  # K, multimodal layers including the EGO layer 0
+    layers_id: int = 2  # L, LightGCN layers of the ID branch
+    fusion: str = "ego"  # ego | gm (graph merge: no modulation) | na (node alignment)
+    branches: str = "id+mm"  # which representations are concatenated for scoring
+    id_weights: str = "lightgcn"  # ID-branch edge weights
+    backend: str = "auto"  # graph backend: dgl, torch, or auto (dgl unless it cannot run on the device)
+    word_dim: int = 128  # width of the learned word table for word-bag text modalities
+
+    def validate(self) -> "ModelConfig":
+        """Raise ConfigError naming the first bad or incompatible option."""
+        for key, allowed in CHOICES.items():
+            value = getattr(self, key)
+            if value not in allowed:
+                raise ConfigError(f"--{key.replace('_', '-')} {value!r} is not one of: {', '.join(allowed)}")
+        if self.dim < 1 or self.word_dim < 1:
+            raise ConfigError("--dim must be a positive integer")
+        if self.layers_mm < 1:
+            raise ConfigError("--layers-mm (K) counts the EGO layer and must be >= 1")
+        if self.layers_id < 0:
+            raise ConfigError("--layers-id (L) must be >= 0")
+        if self.id_weights == "soft-pruning" and self.branches == "id":
+            raise ConfigError("--id-weights soft-pruning takes its weights from the multimodal branch; it cannot be used with --branches id")
+        return self
