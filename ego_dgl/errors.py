@@ -11,3 +11,8 @@ class DataError(EgoDGLError):
 
 class ConfigError(EgoDGLError):
     """Unknown, invalid or incompatible options."""
+
+
+class EgoDGLWarning(UserWarning):
+    """Something was fixed up on the way (e.g. duplicate interactions dropped); the CLI
+    shows it as one yellow line."""

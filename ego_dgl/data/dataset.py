@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import re
+import warnings
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 
-from ego_dgl.errors import DataError
+from ego_dgl.errors import DataError, EgoDGLWarning
 
 SPLITS = ("train", "valid", "test")
+MODALITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Dataset:
 
     `feature_masks[m]` marks which items have modality m; a modality without a mask
     covers every item. `item_titles` is optional display text for recommendations.
+    `sources` maps a split or modality name to the file it came from, so that errors
+    can name the file to fix.
     """
 
     name: str
@@ -67,6 +72,7 @@ class Dataset:
     features: dict[str, Features]
     feature_masks: dict[str, np.ndarray] = field(default_factory=dict)
     item_titles: list[str] | None = None
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def modalities(self) -> list[str]:
@@ -121,3 +127,165 @@ class Dataset:
                 h.update(np.ascontiguousarray(f, dtype=np.float32).tobytes())
             h.update(self.mask(m).tobytes())
         return h.hexdigest()[:16]
+
+    def where(self, part: str) -> str:
+        """The file a split or modality came from, or a description when built in memory."""
+        return self.sources.get(part, f"{self.name} ({part})")
+
+    def validate(self) -> "Dataset":
+        """Check every invariant later stages rely on and raise a one-line DataError
+        naming the file and the fix; returns the dataset with canonical dtypes and
+        duplicate interactions dropped (with a warning that counts them)."""
+        if self.num_users <= 0 or self.num_items <= 0:
+            raise DataError(
+                f"{self.where('train')}: found {self.num_users} users and {self.num_items} items; "
+                "a dataset needs at least one of each"
+            )
+        splits = {s: _checked_pairs(self.split(s), self.where(s), s, self.num_users, self.num_items) for s in SPLITS}
+        if not self.features:
+            raise DataError(f"{self.where('train')}: no item features found; add at least one modality")
+        features = {m: self._checked_features(m, f) for m, f in self.features.items()}
+        masks = {m: self._checked_mask(m, k) for m, k in self.feature_masks.items()}
+        if self.item_titles is not None and len(self.item_titles) != self.num_items:
+            raise DataError(
+                f"{self.where('titles')}: {len(self.item_titles)} item titles for {self.num_items} items; "
+                "give one title per item"
+            )
+        splits = _drop_duplicates(splits, self.name, self.num_items)
+        for s, pairs in splits.items():
+            if len(pairs) == 0:
+                raise DataError(
+                    f"{self.where(s)}: the {s} split is empty; every split needs interactions "
+                    "(re-split the data, e.g. 8:1:1 per user)"
+                )
+        _check_users_have_training(splits, self.num_users, self.where("train"))
+        return replace(self, train=splits["train"], valid=splits["valid"], test=splits["test"],
+                       features=features, feature_masks=masks)
+
+    def _checked_features(self, m: str, f: Features) -> Features:
+        if not isinstance(m, str) or not MODALITY_NAME.fullmatch(m):
+            raise DataError(
+                f"{self.where(m)}: modality name {m!r} is not usable; use letters, digits, '_', '-' or '.'"
+            )
+        where = self.where(m)
+        if isinstance(f, WordBag):
+            return _checked_wordbag(f, where, self.num_items)
+        f = np.asarray(f)
+        if f.ndim != 2 or f.shape[0] != self.num_items:
+            raise DataError(
+                f"{where}: features of shape {tuple(f.shape)} for {self.num_items} items; "
+                f"give one row per item ({self.num_items} rows, in item-id order)"
+            )
+        if not np.issubdtype(f.dtype, np.number) or np.issubdtype(f.dtype, np.complexfloating):
+            raise DataError(f"{where}: features have dtype {f.dtype}; save them as a float array")
+        f = np.ascontiguousarray(f, dtype=np.float32)
+        finite = np.isfinite(f).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise DataError(
+                f"{where}: {len(bad)} item rows contain NaN or inf (first: item {bad[0]}); "
+                "replace them, e.g. with zeros plus a feature mask marking those items as missing"
+            )
+        return f
+
+    def _checked_mask(self, m: str, mask: np.ndarray) -> np.ndarray:
+        mask = np.asarray(mask)
+        if m not in self.features:
+            raise DataError(f"{self.where(m)}: a mask is given for {m!r}, which has no features; drop the mask")
+        if mask.shape != (self.num_items,) or mask.dtype != bool:
+            raise DataError(
+                f"{self.where(m)}: the mask of {m!r} has shape {mask.shape} and dtype {mask.dtype}; "
+                f"it must be a boolean vector of {self.num_items} entries"
+            )
+        return mask
+
+    def summary(self) -> dict:
+        """Counts, density and per-modality dims and coverage, JSON-ready."""
+        n = {s: int(len(self.split(s))) for s in SPLITS}
+        total = sum(n.values())
+        return {
+            "name": self.name,
+            "users": int(self.num_users),
+            "items": int(self.num_items),
+            "interactions": total,
+            "splits": n,
+            "density": total / (self.num_users * self.num_items),
+            "modalities": [
+                {
+                    "name": m,
+                    "kind": "word-bag" if isinstance(f, WordBag) else "dense",
+                    "dim": self.modality_dims()[m],
+                    "items_with": int(self.mask(m).sum()),
+                    "coverage": float(self.mask(m).mean()),
+                }
+                for m, f in self.features.items()
+            ],
+            "fingerprint": self.fingerprint(),
+        }
+
+
+def _checked_pairs(pairs: np.ndarray, where: str, split: str, num_users: int, num_items: int) -> np.ndarray:
+    """An int64 [n, 2] copy of a split with every id in range, or a DataError."""
+    pairs = np.asarray(pairs)
+    if pairs.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise DataError(f"{where}: the {split} split has shape {pairs.shape}; it must be [n, 2] (user, item) rows")
+    if not np.issubdtype(pairs.dtype, np.integer):
+        if not np.issubdtype(pairs.dtype, np.floating) or not np.all(np.mod(pairs, 1) == 0):
+            raise DataError(f"{where}: the {split} split holds non-integer ids; ids must be whole numbers")
+    pairs = pairs.astype(np.int64)
+    for col, kind, limit in ((0, "user", num_users), (1, "item", num_items)):
+        ids = pairs[:, col]
+        bad = (ids < 0) | (ids >= limit)
+        if bad.any():
+            raise DataError(
+                f"{where}: {int(bad.sum())} {split} rows have {kind} ids outside 0..{limit - 1} "
+                f"(first: {ids[bad][0]}); ids must be 0-based and below the number of {kind}s ({limit})"
+            )
+    return pairs
+
+
+def _checked_wordbag(f: WordBag, where: str, num_items: int) -> WordBag:
+    items, words = np.asarray(f.items), np.asarray(f.words)
+    if items.ndim != 1 or items.shape != words.shape or not (
+        np.issubdtype(items.dtype, np.integer) and np.issubdtype(words.dtype, np.integer)
+    ):
+        raise DataError(f"{where}: word ids must be a 2 x N integer array of (item, word) pairs")
+    if len(items) and (items.min() < 0 or items.max() >= num_items):
+        raise DataError(f"{where}: word-bag item ids must lie in 0..{num_items - 1}; found {items.min()}..{items.max()}")
+    if f.num_words <= 0 or (len(words) and (words.min() < 0 or words.max() >= f.num_words)):
+        raise DataError(f"{where}: word ids must lie in 0..{f.num_words - 1} (the vocabulary size is {f.num_words})")
+    return WordBag(items.astype(np.int64), words.astype(np.int64), int(f.num_words))
+
+
+def _drop_duplicates(splits: dict[str, np.ndarray], name: str, num_items: int) -> dict[str, np.ndarray]:
+    """Keeps the first occurrence of each (user, item) in train, valid, test order, so a
+    pair repeated in a held-out split never leaks its training twin into evaluation."""
+    sizes = [len(splits[s]) for s in SPLITS]
+    pairs = np.concatenate([splits[s] for s in SPLITS])
+    _, first = np.unique(pairs[:, 0] * num_items + pairs[:, 1], return_index=True)
+    if len(first) == len(pairs):
+        return splits
+    keep = np.zeros(len(pairs), dtype=bool)
+    keep[first] = True
+    warnings.warn(
+        f"{name}: dropped {len(pairs) - len(first)} duplicate interactions "
+        "(the same user and item more than once; kept the first, in train, valid, test order)",
+        EgoDGLWarning,
+        stacklevel=3,
+    )
+    bounds = np.cumsum([0, *sizes])
+    return {s: pairs[bounds[k] : bounds[k + 1]][keep[bounds[k] : bounds[k + 1]]] for k, s in enumerate(SPLITS)}
+
+
+def _check_users_have_training(splits: dict[str, np.ndarray], num_users: int, where: str) -> None:
+    has_train = np.zeros(num_users, dtype=bool)
+    has_train[splits["train"][:, 0]] = True
+    held = np.unique(np.concatenate([splits["valid"][:, 0], splits["test"][:, 0]]))
+    cold = held[~has_train[held]]
+    if len(cold):
+        raise DataError(
+            f"{where}: {len(cold)} users have interactions only in valid/test (first: user {cold[0]}); "
+            "give each user at least one training interaction or drop those users"
+        )
