@@ -1,17 +1,31 @@
-"""Dataset names, where prepared datasets live, and `load_dataset`."""
+"""Dataset names, where prepared datasets live, `load_dataset` and `prepare`."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+from ego_dgl.data import grcn, mmrec
 from ego_dgl.data.dataset import Dataset
+from ego_dgl.data.files import read_meta
+from ego_dgl.data.ml100k import RECIPE as ML100K_RECIPE
+from ego_dgl.data.ml100k import build_ml100k
+from ego_dgl.data.progress import Steps, steps
 from ego_dgl.data.synthetic import PRESETS, make_preset, make_synthetic_scaled
 from ego_dgl.errors import DataError
 
 KNOWN = ("ml100k", "synthetic", "synthetic-tiny", "synthetic-tiktok", "tiktok", "movielens")
 SCALED = re.compile(r"synthetic-x(\d+(?:\.\d+)?)")
+EXTERNAL = ("tiktok", "movielens")  # the paper's datasets, supplied by the user
+
+# Built-ins slow enough to build that they are prepared once into the datasets root:
+# name -> (recipe tag stored in meta.json, builder)
+CACHED: dict[str, tuple[str, Callable[[Steps], Dataset]]] = {
+    "ml100k": (ML100K_RECIPE, build_ml100k),
+    "synthetic-tiktok": ("synthetic-tiktok/1", lambda s: _generate(s, "synthetic-tiktok")),
+}
 
 
 def datasets_root() -> Path:
@@ -23,17 +37,75 @@ def known_names() -> str:
     return ", ".join(KNOWN) + ", synthetic-x<scale> (e.g. synthetic-x4)"
 
 
-def load_dataset(name_or_path: str, root: Path | None = None, progress: bool = True) -> Dataset:
+def _generate(s: Steps, name: str) -> Dataset:
+    with s.step(f"generating {name}"):
+        return make_preset(name).validate()
+
+
+def detect_layout(folder: Path) -> str:
+    """'mmrec' (a .inter file) or 'grcn' (train.npy)."""
+    if mmrec.is_mmrec(folder):
+        return "mmrec"
+    if grcn.is_grcn(folder):
+        return "grcn"
+    raise DataError(f"{folder}: neither an MMRec folder (<name>.inter + <modality>_feat.npy) "
+                    "nor a GRCN folder (train.npy, val_full.npy, test_full.npy, feat_v/a/t)")
+
+
+def read_folder(folder: Path, name: str | None = None) -> Dataset:
+    """A dataset folder in either layout."""
+    reader = mmrec.read_mmrec if detect_layout(folder) == "mmrec" else grcn.read_grcn
+    return reader(folder, name)
+
+
+def prepare(name: str, root: Path | None = None, progress: bool = True, force: bool = False) -> Path:
+    """Builds a cached built-in into <root>/<name> unless an up-to-date copy is there;
+    the folder appears only once complete."""
+    recipe, build = CACHED[name]
+    folder = Path(root or datasets_root()) / name
+    if folder.exists() and not force:
+        meta = read_meta(folder) if folder.is_dir() else {}
+        if meta.get("recipe") == recipe:
+            return folder
+        if not meta.get("recipe", "").startswith(f"{name}/"):
+            raise DataError(
+                f"{folder} exists but was not prepared by ego-dgl; move it away, "
+                f"or run `egodgl data prepare {name} --force` to replace it"
+            )
+    with steps(progress) as s:
+        ds = build(s)
+        with s.step(f"writing {folder}"):
+            mmrec.write_mmrec(ds, folder, overwrite=True, recipe=recipe)
+    return folder
+
+
+def load_dataset(name_or_path: str | Path, root: Path | None = None, progress: bool = True) -> Dataset:
     """A validated dataset by built-in name or from a folder in MMRec or GRCN layout.
 
-    Built-ins that take a while to build (ml100k, synthetic-tiktok) are prepared once
-    into `root` (default `datasets_root()`) and read from there afterwards.
+    ml100k and synthetic-tiktok are prepared on first use into `root` (default
+    `datasets_root()`) and read from there afterwards; tiktok and movielens are read
+    from <root>/tiktok and <root>/movielens.
     """
     name = str(name_or_path)
-    if name in PRESETS and name != "synthetic-tiktok":
+    root = Path(root or datasets_root())
+    if name in CACHED:
+        return mmrec.read_mmrec(prepare(name, root, progress), name)
+    if name in PRESETS:
         return make_preset(name).validate()
     if name == "synthetic":
         return make_synthetic_scaled(1.0).validate()
     if m := SCALED.fullmatch(name):
         return make_synthetic_scaled(float(m.group(1))).validate()
+    if name in EXTERNAL:
+        folder = root / name
+        if not grcn.is_grcn(folder):
+            raise DataError(
+                f"{folder}: {name} not found; put the authors' GRCN/EgoGCN files there (train.npy, val_full.npy, "
+                "test_full.npy, user_item_dict.npy, feat_v, feat_a, feat_t as .npy or .pt) or set EGODGL_DATASETS"
+            )
+        return grcn.read_grcn(folder, name)
+    if Path(name).is_dir():
+        return read_folder(Path(name))
+    if Path(name).exists() or os.sep in name or name.startswith("."):
+        raise DataError(f"{name}: no such dataset folder; give a folder in MMRec or GRCN layout, or one of {known_names()}")
     raise DataError(f"unknown dataset {name!r}; use one of {known_names()}, or a folder in MMRec or GRCN layout")

@@ -1,0 +1,127 @@
+"""File helpers shared by the readers and writers: atomic folder writes, the small
+`meta.json` that makes a round trip exact, and array loading with one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ego_dgl.data.dataset import Dataset, WordBag
+from ego_dgl.errors import DataError
+
+META = "meta.json"
+FORMAT = "ego-dgl/1"
+
+
+@contextmanager
+def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yields a hidden temporary folder beside `target` and renames it to `target` only
+    when the block completes, so an interrupted write leaves no half-written dataset."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise DataError(f"{target} already exists; choose another folder or pass --overwrite")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o755)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            target.rename(old / target.name)
+            tmp.rename(target)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def require_folder(folder: Path, what: str) -> Path:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found; {what}")
+    return folder
+
+
+def write_meta(folder: Path, ds: Dataset, recipe: str | None = None) -> None:
+    """Sizes, modality order, vocabulary sizes and titles: what the array files alone
+    cannot say exactly."""
+    meta = {
+        "format": FORMAT,
+        "name": ds.name,
+        "num_users": int(ds.num_users),
+        "num_items": int(ds.num_items),
+        "modalities": ds.modalities,
+        "num_words": {m: f.num_words for m, f in ds.features.items() if isinstance(f, WordBag)},
+    }
+    if recipe is not None:
+        meta["recipe"] = recipe
+    if ds.item_titles is not None:
+        meta["item_titles"] = list(ds.item_titles)
+    (Path(folder) / META).write_text(json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def read_meta(folder: Path) -> dict:
+    """The folder's meta.json, or {} for data written by other tools."""
+    path = Path(folder) / META
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: unreadable ({err}); fix or delete the file") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise DataError(f"{path}: not an ego-dgl meta file (format {FORMAT}); delete it or rename it")
+    return meta
+
+
+def load_npy(path: Path, allow_pickle: bool = False) -> np.ndarray:
+    """np.load with a one-line DataError for missing or unreadable files."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        return np.load(path, allow_pickle=allow_pickle)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({err}); re-save it with numpy.save") from None
+
+
+def load_pt(path: Path) -> np.ndarray:
+    """A tensor saved with torch.save, as a numpy array."""
+    import torch  # only .pt files need torch; the rest of the data layer does not
+
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file
+        raise DataError(f"{path}: not a readable torch tensor ({type(err).__name__}); re-save it with torch.save") from None
+    if not isinstance(value, torch.Tensor):
+        raise DataError(f"{path}: holds a {type(value).__name__}, expected one tensor")
+    return value.numpy()
+
+
+def save_pt(path: Path, array: np.ndarray) -> None:
+    import torch  # see load_pt
+
+    torch.save(torch.from_numpy(np.ascontiguousarray(array)), path)
+
+
+def wordbag_from_pairs(pairs: np.ndarray, path: Path, num_words: int | None) -> WordBag:
+    """A 2 x N (item, word id) integer array as a WordBag (vocabulary = largest id + 1
+    unless the meta file says otherwise)."""
+    if pairs.ndim != 2 or pairs.shape[0] != 2:
+        raise DataError(f"{path}: word ids must be a 2 x N array of (item, word id) rows, found shape {pairs.shape}")
+    pairs = pairs.astype(np.int64)
+    size = num_words if num_words is not None else int(pairs[1].max()) + 1 if pairs.shape[1] else 0
+    return WordBag(pairs[0], pairs[1], size)
+
+
+def is_word_ids(array: np.ndarray) -> bool:
+    """Integer 2 x N arrays are (item, word id) pairs; anything else is a feature matrix."""
+    return np.issubdtype(array.dtype, np.integer) and array.ndim == 2 and array.shape[0] == 2
