@@ -1,0 +1,68 @@
+"""Config files for `egodgl train`: TOML or YAML with the same keys as the command-line
+options (`layers-mm` or `layers_mm`); the command line wins over the file."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ego_dgl.errors import ConfigError
+from ego_dgl.train.defaults import OPTION_TYPES
+
+
+def parse_file(path: Path) -> dict[str, Any]:
+    """The file's top-level mapping, by extension (.toml, .yaml/.yml)."""
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
+        detail = " ".join(str(err).split())
+        raise ConfigError(f"config file {path} is not valid {suffix[1:].upper()}: {detail}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option = value")
+    return data
+
+
+def coerce(key: str, value: Any, path: Path) -> Any:
+    """The value converted to the option's type (ints are accepted for floats)."""
+    kind = OPTION_TYPES[key]
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not ok:
+        raise ConfigError(f"{key} in {path} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Options from a TOML/YAML file, keys normalised to snake_case; an unknown key is a
+    ConfigError that names it."""
+    path = Path(path)
+    options = {}
+    for raw_key, value in parse_file(path).items():
+        key = str(raw_key).replace("-", "_")
+        if key not in OPTION_TYPES:
+            known = ", ".join(k.replace("_", "-") for k in sorted(OPTION_TYPES))
+            raise ConfigError(f"unknown key {raw_key!r} in config file {path}; known keys: {known}")
+        options[key] = coerce(key, value, path)
+    return options
+
+
+def merge_options(from_file: dict[str, Any], from_cli: dict[str, Any]) -> dict[str, Any]:
+    """The options set explicitly: the file's, overridden by every command-line option
+    that was given (None means not given)."""
+    return {**from_file, **{k: v for k, v in from_cli.items() if v is not None}}

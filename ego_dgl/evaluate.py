@@ -1,0 +1,173 @@
+"""Full-ranking evaluation: every user with held-out items is ranked against all items.
+
+Users are scored in chunks whose size follows the memory available on the device, so a
+Tiktok-sized user x item score matrix never exists at once. Known items (train for valid;
+train + valid for test) are masked through the dataset's CSR rows, and the top items come
+from `torch.topk`.
+
+`protocol="legacy"` reproduces the authors' evaluator for comparison with published tables:
+known items get a score of 1e-5 instead of -inf (so they can still be ranked above items
+with a negative score) and the ideal DCG runs over min(hits, K) instead of
+min(|held-out|, K). (Its third deviation, picking the epoch by test recall, lives in the
+trainer.) Its figures are labelled with LEGACY_LABEL wherever they are printed or saved.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+from ego_dgl.data.dataset import CSR, Dataset
+from ego_dgl.errors import ConfigError
+
+PROTOCOLS = ("full", "legacy")
+DEFAULT_KS = (5, 10, 20)
+METRICS = ("precision", "recall", "ndcg", "hit")
+LEGACY_MASK_SCORE = 1e-5
+LEGACY_LABEL = "LEGACY protocol (authors' evaluator: known items scored 1e-5, ideal DCG over min(hits, K), epoch picked by test recall)"
+# bytes per (user, item) cell of one chunk: float32 scores plus topk/masking workspace
+_BYTES_PER_CELL = 12
+_MAX_CHUNK_BYTES = 1 << 30
+
+
+def protocol_label(protocol: str) -> str:
+    """How figures of this protocol are titled in tables and files."""
+    return LEGACY_LABEL if protocol == "legacy" else "full ranking (known items masked to -inf)"
+
+
+def check_eval_options(ks: tuple[int, ...] | list[int], protocol: str) -> tuple[int, ...]:
+    """Validate the cut-offs and protocol; returns the sorted distinct cut-offs."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or ks[0] < 1:
+        raise ConfigError("--k must be a positive integer (e.g. --k 10)")
+    return ks
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes the device can still give: free CUDA memory, or MemAvailable on the host."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def auto_chunk_size(num_items: int, device: torch.device) -> int:
+    """Users per chunk: a quarter of the available memory (at most 1 GiB) over the bytes
+    one user's row of scores needs."""
+    budget = min(available_memory(device) // 4, _MAX_CHUNK_BYTES)
+    return max(1, budget // (max(num_items, 1) * _BYTES_PER_CELL))
+
+
+def pairs_to_csr(num_users: int, pairs: np.ndarray) -> CSR:
+    """Per-user sorted item lists of a split, duplicates removed."""
+    pairs = np.unique(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=0)
+    return CSR.from_pairs(num_users, pairs[:, 0], pairs[:, 1])
+
+
+def gather_rows(csr: CSR, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position of the row in `rows`, column) for every entry of the given CSR rows,
+    without a Python loop over rows."""
+    starts = csr.indptr[rows]
+    counts = csr.indptr[rows + 1] - starts
+    local = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+    offsets = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    return local, csr.indices[np.repeat(starts, counts) + offsets]
+
+
+def mask_known(scores: torch.Tensor, known: CSR, users: np.ndarray, protocol: str) -> None:
+    """Overwrite in place the scores of each user's known items: -inf, or 1e-5 (legacy)."""
+    local, cols = gather_rows(known, users)
+    value = LEGACY_MASK_SCORE if protocol == "legacy" else -math.inf
+    scores[torch.from_numpy(local).to(scores.device), torch.from_numpy(cols).to(scores.device)] = value
+
+
+def top_items(
+    user_table: torch.Tensor, item_table: torch.Tensor, users: np.ndarray, known: CSR, k: int, protocol: str = "full"
+) -> torch.Tensor:
+    """[len(users), k] item ids ranked by inner product, known items masked."""
+    scores = user_table[torch.from_numpy(users).to(user_table.device)] @ item_table.T
+    mask_known(scores, known, users, protocol)
+    return torch.topk(scores, min(k, scores.shape[1]), dim=1).indices
+
+
+def hit_matrix(ranked: torch.Tensor, heldout: CSR, users: np.ndarray, num_items: int) -> torch.Tensor:
+    """Bool [B, k]: whether the item at each rank is one of the user's held-out items."""
+    local, cols = gather_rows(heldout, users)
+    keys = torch.from_numpy(local * num_items + cols).to(ranked.device)
+    rows = torch.arange(ranked.shape[0], device=ranked.device).unsqueeze(1)
+    return torch.isin(rows * num_items + ranked, keys)
+
+
+def metric_sums(hits: torch.Tensor, num_heldout: torch.Tensor, ks: tuple[int, ...], protocol: str) -> dict[str, float]:
+    """Per-metric sums over the chunk's users (divided by the user count at the end).
+
+    NDCG's ideal DCG runs over min(|held-out|, K) positions, or min(hits, K) under the
+    legacy protocol (where a user without hits scores 0).
+    """
+    hits = hits.double()
+    width = hits.shape[1]
+    discount = 1.0 / torch.log2(torch.arange(2, max(ks) + 2, device=hits.device, dtype=torch.float64))
+    ideal_prefix = torch.cat([torch.zeros(1, device=hits.device, dtype=torch.float64), torch.cumsum(discount, 0)])
+    n = num_heldout.double()
+    sums: dict[str, float] = {}
+    for k in ks:
+        h = hits[:, : min(k, width)]
+        count = h.sum(1)
+        dcg = (h * discount[: h.shape[1]]).sum(1)
+        ideal_len = torch.minimum(count if protocol == "legacy" else n, torch.tensor(float(k), dtype=torch.float64))
+        idcg = ideal_prefix[ideal_len.long()]
+        ndcg = torch.where(idcg > 0, dcg / idcg.clamp(min=1e-12), torch.zeros_like(dcg))
+        sums[f"precision@{k}"] = float((count / k).sum())
+        sums[f"recall@{k}"] = float((count / n).sum())
+        sums[f"ndcg@{k}"] = float(ndcg.sum())
+        sums[f"hit@{k}"] = float((count > 0).double().sum())
+    return sums
+
+
+def metric_names(ks: tuple[int, ...]) -> list[str]:
+    """Metric keys in a stable display order: metric by metric, cut-off by cut-off."""
+    return [f"{m}@{k}" for m in METRICS for k in ks]
+
+
+@torch.no_grad()
+def evaluate(
+    user_table: torch.Tensor,
+    item_table: torch.Tensor,
+    ds: Dataset,
+    split: str,
+    ks: tuple[int, ...] = DEFAULT_KS,
+    protocol: str = "full",
+    chunk_size: int | None = None,
+) -> dict[str, float]:
+    """Precision, recall, NDCG and hit rate at every K, averaged over the users with at
+    least one `split` item, ranking all items with the known ones masked; plus "users"."""
+    ks = check_eval_options(ks, protocol)
+    known = ds.known_csr(split)
+    heldout = pairs_to_csr(ds.num_users, ds.split(split))
+    num_heldout = np.diff(heldout.indptr)
+    users = np.flatnonzero(num_heldout > 0)
+    totals = dict.fromkeys(metric_names(ks), 0.0)
+    chunk = chunk_size or auto_chunk_size(ds.num_items, item_table.device)
+    for start in range(0, len(users), chunk):
+        batch = users[start : start + chunk]
+        ranked = top_items(user_table, item_table, batch, known, max(ks), protocol)
+        hits = hit_matrix(ranked, heldout, batch, ds.num_items)
+        n = torch.from_numpy(num_heldout[batch]).to(ranked.device)
+        for key, value in metric_sums(hits, n, ks, protocol).items():
+            totals[key] += value
+    count = max(len(users), 1)
+    result = {key: value / count for key, value in totals.items()}
+    result["users"] = float(len(users))
+    return result

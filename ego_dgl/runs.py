@@ -1,0 +1,108 @@
+"""Run folders: results/runs/<run-id>/ with config.json, history.csv, metrics.json and the
+checkpoints. Every record is written atomically (temporary file, then rename), so an
+interrupted run never leaves a half-written file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ego_dgl.errors import ConfigError
+
+DEFAULT_RESULTS = Path("results")
+CONFIG, HISTORY, METRICS = "config.json", "history.csv", "metrics.json"
+BEST, LAST = "best.pt", "last.pt"
+
+
+def runs_root(out: str | Path | None = None) -> Path:
+    """Where run folders live: <out or ./results>/runs."""
+    return Path(out if out is not None else DEFAULT_RESULTS) / "runs"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe short form of a dataset name or path."""
+    name = Path(str(text).rstrip("/")).name or str(text)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "dataset"
+
+
+def create_run_dir(root: Path, dataset: str, label: str) -> Path:
+    """A new, empty run folder named <timestamp>-<dataset>-<label>[-n]."""
+    root.mkdir(parents=True, exist_ok=True)
+    base = f"{datetime.now():%Y%m%d-%H%M%S}-{slug(dataset)}-{label}"
+    for n in range(1, 10_000):
+        path = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"cannot create a run folder under {root}: too many runs named {base}")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to a temporary file beside `path`, then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows as CSV; the columns are the union of the rows' keys in first-seen order."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, buf.getvalue().encode())
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def check_run_dir(run_dir: str | Path, checkpoint: str = BEST) -> Path:
+    """The run folder, after checking it holds a config and the named checkpoint."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder {run_dir} does not exist")
+    if not (run_dir / CONFIG).is_file():
+        raise ConfigError(f"{run_dir} is not a run folder: it has no {CONFIG}")
+    if not (run_dir / checkpoint).is_file():
+        raise ConfigError(f"run folder {run_dir} has no checkpoint {checkpoint}; train it first (or resume it with egodgl train --resume)")
+    return run_dir
+
+
+def latest_run(root: Path) -> Path:
+    """The most recently created run folder under `root` (by the time in its config)."""
+    runs = [p for p in root.glob("*") if (p / CONFIG).is_file()] if root.is_dir() else []
+    if not runs:
+        raise ConfigError(f"no runs under {root}; train one with egodgl train, or pass RUN_DIR")
+    return max(runs, key=lambda p: (str(read_json(p / CONFIG).get("created", "")), p.name))

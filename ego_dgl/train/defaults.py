@@ -1,0 +1,125 @@
+"""Training options, the paper's per-dataset hyper-parameters, and how the options a user
+gives (command line, config file) are resolved over those defaults."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ego_dgl.errors import ConfigError
+from ego_dgl.evaluate import DEFAULT_KS, PROTOCOLS, check_eval_options
+from ego_dgl.model.config import ModelConfig
+
+DEFAULT_DATASET = "ml100k"
+SELECT_METRIC = "recall@10"
+
+
+@dataclass
+class TrainConfig:
+    """How to train: BPR with Adam, early stopping on validation recall@10."""
+
+    epochs: int = 1000  # maximum number of epochs
+    patience: int = 20  # epochs without a better selection metric before stopping
+    batch_size: int = 2048
+    lr: float = 2e-4
+    reg: float = 1e-4  # lambda of the regulariser
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    protocol: str = "full"  # full | legacy (authors' evaluator, epoch picked by test recall)
+    ks: tuple[int, ...] = DEFAULT_KS
+
+    def validate(self) -> "TrainConfig":
+        """Raise ConfigError naming the first bad option."""
+        for name in ("epochs", "patience", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.reg < 0:
+            raise ConfigError(f"--reg must be >= 0, got {self.reg}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"--device {self.device!r} is not one of: auto, cpu, cuda (or cuda:N)")
+        self.ks = check_eval_options(self.ks, self.protocol)
+        if 10 not in self.ks:
+            raise ConfigError("the cut-offs must include 10: early stopping watches recall@10")
+        return self
+
+
+# The paper's hyper-parameters (SPEC.md); synthetic presets get small, fast values.
+PROFILES: dict[str, dict[str, Any]] = {
+    "movielens": dict(eps=0.4, layers_mm=4, layers_id=3, reg=1e-4, lr=2e-4, batch_size=2048, dim=64),
+    "tiktok": dict(eps=0.6, layers_mm=2, layers_id=2, reg=1e-3, lr=3e-4, batch_size=1024, dim=64),
+    "synthetic": dict(eps=0.4, layers_mm=2, layers_id=2, reg=1e-4, lr=1e-3, batch_size=2048, dim=64),
+    "synthetic-tiny": dict(eps=0.2, layers_mm=2, layers_id=2, reg=1e-4, lr=5e-3, batch_size=256, dim=32, epochs=50, patience=10),
+}
+PROFILE_OF = {
+    "ml100k": "movielens",
+    "movielens": "movielens",
+    "tiktok": "tiktok",
+    "synthetic-tiktok": "tiktok",
+    "synthetic": "synthetic",
+    "synthetic-tiny": "synthetic-tiny",
+}
+
+# every option a config file or the `train` command accepts, with its type
+OPTION_TYPES: dict[str, type] = {
+    "dataset": str, "out": str,
+    "mode": str, "eps": float, "gate": str, "layers_mm": int, "layers_id": int, "fusion": str,
+    "branches": str, "id_weights": str, "dim": int, "backend": str,
+    "epochs": int, "patience": int, "batch_size": int, "lr": float, "reg": float, "seed": int,
+    "device": str, "protocol": str,
+}
+FUSION_ONLY = ("mode", "eps", "gate")  # options that only mean something for EGO fusion
+
+
+def profile_for(dataset: str) -> str:
+    """The hyper-parameter profile of a built-in name or a folder named like one
+    (anything else gets the paper's Movielens values)."""
+    key = dataset if dataset in PROFILE_OF else Path(dataset).name.lower()
+    if re.fullmatch(r"synthetic-x[\d.]+", key):
+        return "synthetic"
+    return PROFILE_OF.get(key, "movielens")
+
+
+def check_compatible(given: dict[str, Any], model: ModelConfig) -> None:
+    """Reject explicitly given options that the chosen model would silently ignore."""
+    if "gate" in given and model.mode != "soft":
+        raise ConfigError("--gate applies to the soft EGO gate only; add --mode soft or drop --gate")
+    if "eps" in given and model.mode == "soft":
+        raise ConfigError("--eps is the hard-mode threshold; drop it with --mode soft")
+    for key in FUSION_ONLY:
+        if key in given and model.fusion != "ego":
+            raise ConfigError(f"--{key} configures EGO fusion; it has no effect with --fusion {model.fusion}")
+        if key in given and model.branches == "id":
+            raise ConfigError(f"--{key} configures the multimodal branch; it has no effect with --branches id")
+
+
+def resolve_options(given: dict[str, Any]) -> tuple[str, ModelConfig, TrainConfig, str]:
+    """(dataset, model config, training config, profile name) from the options the user
+    set explicitly, over the dataset's profile, over the dataclass defaults."""
+    unknown = sorted(set(given) - set(OPTION_TYPES))
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(OPTION_TYPES))}")
+    dataset = str(given.get("dataset") or DEFAULT_DATASET)
+    profile = profile_for(dataset)
+    values = {**asdict(ModelConfig()), **asdict(TrainConfig()), **PROFILES[profile], **given}
+    if given.get("protocol") not in (None, *PROTOCOLS):
+        raise ConfigError(f"--protocol {given['protocol']!r} is not one of: {', '.join(PROTOCOLS)}")
+    model = ModelConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(ModelConfig)}})
+    train = TrainConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(TrainConfig)}})
+    model.validate()
+    check_compatible(given, model)
+    return dataset, model, train.validate(), profile
+
+
+def run_label(model: ModelConfig, train: TrainConfig) -> str:
+    """Short name of what a run trains, used in run ids: hard, soft, gm, na, id, mm-hard..."""
+    if model.branches == "id":
+        label = "id"
+    else:
+        label = model.mode if model.fusion == "ego" else model.fusion
+        if model.branches == "mm":
+            label = f"mm-{label}"
+    return f"{label}-legacy" if train.protocol == "legacy" else label

@@ -1,0 +1,71 @@
+"""What `egodgl train` does around the trainer: resolve options, load the dataset, make
+the run folder, train or resume, and turn an interruption into a resume hint."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ego_dgl.errors import ConfigError, EgoDGLError
+from ego_dgl.runs import LAST, check_run_dir, create_run_dir, runs_root
+from ego_dgl.train.defaults import resolve_options, run_label
+from ego_dgl.train.trainer import RunResult, configs_of, load_run_config, load_run_dataset, resolve_device, train
+
+# options that may change when a run is resumed: they do not alter what an epoch computes
+RESUME_OPTIONS = ("epochs", "patience", "device")
+
+
+def dataset_source(dataset: str) -> dict[str, Any]:
+    """How config.json records the dataset: a folder as an absolute path, a name as is,
+    and (for information) the folder of prepared datasets in use."""
+    from ego_dgl.data import datasets_root
+
+    path = Path(dataset)
+    source = str(path.resolve()) if path.is_dir() else dataset
+    return {"source": source, "datasets_root": str(datasets_root().resolve())}
+
+
+def guarded_train(run_dir: Path, fresh: bool, **kwargs: Any) -> RunResult:
+    """train(), but a fresh run that fails before its first checkpoint leaves no folder
+    behind, and an interruption after it ends with the command that resumes it."""
+    try:
+        return train(out_dir=run_dir, **kwargs)
+    except BaseException as err:
+        if not (run_dir / LAST).exists():
+            if fresh:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        if isinstance(err, KeyboardInterrupt):
+            raise EgoDGLError(f"interrupted; continue the run with: egodgl train --resume {run_dir}") from None
+        raise
+
+
+def start_run(given: dict[str, Any], progress: bool = True) -> RunResult:
+    """A new run from the explicitly given options (command line over config file)."""
+    from ego_dgl.data import load_dataset
+
+    dataset, model_cfg, train_cfg, _ = resolve_options(given)
+    resolve_device(train_cfg.device)  # fail before anything is written
+    ds = load_dataset(dataset, progress=progress)
+    run_dir = create_run_dir(runs_root(given.get("out")), dataset, run_label(model_cfg, train_cfg))
+    return guarded_train(
+        run_dir, True, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, progress=progress, source=dataset_source(dataset)
+    )
+
+
+def resume_run(run_dir: str | Path, given: dict[str, Any], progress: bool = True) -> RunResult:
+    """Continue a run from its last checkpoint with its saved options; only the stopping
+    options and the device may be changed."""
+    extra = sorted(k for k in given if k not in RESUME_OPTIONS)
+    if extra:
+        name = extra[0].replace("_", "-")
+        raise ConfigError(f"--resume continues a run with its saved options; drop --{name} (only --epochs, --patience, --device may change)")
+    run_dir = check_run_dir(run_dir, LAST)
+    config = load_run_config(run_dir)
+    model_cfg, train_cfg = configs_of(config)
+    train_cfg = replace(train_cfg, **given)
+    resolve_device(train_cfg.device)
+    ds = load_run_dataset(config, progress)
+    return guarded_train(run_dir, False, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, resume=True, progress=progress)

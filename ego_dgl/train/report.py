@@ -1,0 +1,52 @@
+"""Rich tables for what the commands print: metrics, sweep summaries, recommendations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from ego_dgl.evaluate import METRICS, protocol_label
+
+METRIC_TITLES = {"precision": "P", "recall": "R", "ndcg": "NDCG", "hit": "Hit"}
+
+
+def metrics_table(title: str, results: dict[str, dict[str, float]], protocol: str) -> Table:
+    """One row per split and metric, one column per cut-off K; the protocol and the
+    number of evaluated users in the caption."""
+    first = next(iter(results.values()))
+    ks = sorted({int(key.split("@")[1]) for key in first if "@" in key})
+    users = ", ".join(f"{split} {int(values['users'])}" for split, values in results.items())
+    caption = f"{protocol_label(protocol)}; users evaluated: {users}"
+    table = Table(title=title, caption=caption, caption_style="bold yellow" if protocol == "legacy" else "dim")
+    table.add_column("split")
+    table.add_column("metric")
+    for k in ks:
+        table.add_column(f"@{k}", justify="right")
+    for split, values in results.items():
+        for metric in METRICS:
+            table.add_row(split, METRIC_TITLES[metric], *(f"{values[f'{metric}@{k}']:.4f}" for k in ks))
+        table.add_section()
+    return table
+
+
+def summary_table(title: str, summary: list[dict[str, Any]]) -> Table:
+    """A sweep's mean +- std of the test metrics per series, variant and value."""
+    table = Table(title=title)
+    for col in ("series", "variant", "value", "seeds", "test R@10", "test NDCG@10", "test P@10"):
+        table.add_column(col, justify="left" if col in ("series", "variant") else "right")
+    for e in summary:
+        fmt = lambda m: f"{e[f'{m}_mean']:.4f} ± {e[f'{m}_std']:.4f}"  # noqa: E731
+        table.add_row(e["series"], e["fusion"], f"{e['x']:g}", str(e["seeds"]), fmt("recall@10"), fmt("ndcg@10"), fmt("precision@10"))
+    return table
+
+
+def recommend_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """Rank, item, score, title (when known) and held-out marker per recommended item."""
+    table = Table(title=title, caption="held out: the item is one of the user's valid/test items", caption_style="dim")
+    columns = [c for c in ("rank", "item", "score", "title", "held_out") if rows and c in rows[0]]
+    for col in columns:
+        table.add_column(col.replace("_", " "), justify="right" if col in ("rank", "item", "score") else "left")
+    for row in rows:
+        table.add_row(*(f"{row[c]:.4f}" if c == "score" else str(row[c]) for c in columns))
+    return table
