@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from ego_dgl.data import Dataset, load_dataset
 
@@ -30,3 +32,55 @@ def datasets_root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 def tiny() -> Dataset:
     """synthetic-tiny: 60 users, 80 items, 900 interactions, 3 modalities."""
     return load_dataset("synthetic-tiny")
+
+
+# A hand-built dataset: 4 users, 5 items, written below with plain numpy / text in the
+# documented layouts (never with ego-dgl's writers), so the readers are checked against
+# the formats themselves.
+TRAIN = np.array([[0, 0], [0, 1], [1, 1], [1, 2], [2, 3], [2, 2], [3, 4], [3, 0]])
+VALID = np.array([[0, 2], [1, 3]])
+TEST = np.array([[0, 3], [2, 4]])
+VISUAL = np.arange(15, dtype=np.float32).reshape(5, 3) / 10
+TEXT = np.array([[1, 0], [0, 1], [1, 1], [0.5, 0], [0, 2]], dtype=np.float32)
+WORDS = np.array([[0, 0, 1, 2, 3, 4, 4], [5, 1, 2, 2, 0, 3, 1]])  # (item, word id); vocabulary 6
+
+
+def write_inter(path: Path, splits, header: str = "userID\titemID\trating\ttimestamp\tx_label") -> None:
+    lines = [header]
+    for label, pairs in enumerate(splits):
+        lines += [f"{u}\t{i}\t4\t88000{k}\t{label}" for k, (u, i) in enumerate(pairs)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def mmrec_folder(tmp_path: Path) -> Path:
+    """MMRec layout: toy.inter + image_feat.npy + text_feat.npy."""
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    write_inter(folder / "toy.inter", (TRAIN, VALID, TEST))
+    np.save(folder / "image_feat.npy", VISUAL)
+    np.save(folder / "text_feat.npy", TEXT)
+    return folder
+
+
+def offset_rows(pairs: np.ndarray, num_users: int) -> np.ndarray:
+    rows = np.empty(len(np.unique(pairs[:, 0])), dtype=object)
+    for k, u in enumerate(np.unique(pairs[:, 0])):
+        rows[k] = [int(u)] + [int(i) + num_users for i in pairs[pairs[:, 0] == u, 1]]
+    return rows
+
+
+@pytest.fixture
+def grcn_folder(tmp_path: Path) -> Path:
+    """GRCN / EgoGCN layout, items offset by 4 users; Tiktok-style text as a 2 x N .pt."""
+    folder = tmp_path / "toy_grcn"
+    folder.mkdir()
+    np.save(folder / "train.npy", TRAIN + np.array([0, 4]))
+    np.save(folder / "val_full.npy", offset_rows(VALID, 4), allow_pickle=True)
+    np.save(folder / "test_full.npy", offset_rows(TEST, 4), allow_pickle=True)
+    user_items = {u: [int(i) + 4 for i in TRAIN[TRAIN[:, 0] == u, 1]] for u in range(4)}
+    np.save(folder / "user_item_dict.npy", np.array(user_items, dtype=object), allow_pickle=True)
+    np.save(folder / "feat_v.npy", VISUAL)
+    np.save(folder / "feat_a.npy", TEXT)
+    torch.save(torch.from_numpy(WORDS), folder / "feat_t.pt")
+    return folder
