@@ -154,3 +154,7 @@ def test_foreign_folder_under_a_cached_name_is_kept(datasets_root):
     (datasets_root / "synthetic-tiktok").mkdir()
     (datasets_root / "synthetic-tiktok" / "mine.txt").write_text("user data")
     data_error(load_dataset, "synthetic-tiktok", match="was not prepared by ego-dgl")
+
+
+def test_prepare_only_cached_builtins():
+    data_error(prepare, "synthetic-tiny", match="needs no preparation; only ml100k, synthetic-tiktok")

@@ -118,8 +118,9 @@ def wordbag_from_pairs(pairs: np.ndarray, path: Path, num_words: int | None) -> 
     if pairs.ndim != 2 or pairs.shape[0] != 2:
         raise DataError(f"{path}: word ids must be a 2 x N array of (item, word id) rows, found shape {pairs.shape}")
     pairs = pairs.astype(np.int64)
-    size = num_words if num_words is not None else int(pairs[1].max()) + 1 if pairs.shape[1] else 0
-    return WordBag(pairs[0], pairs[1], size)
+    if num_words is None:
+        num_words = int(pairs[1].max()) + 1 if pairs.shape[1] else 0
+    return WordBag(pairs[0], pairs[1], num_words)
 
 
 def is_word_ids(array: np.ndarray) -> bool:

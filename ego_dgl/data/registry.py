@@ -61,6 +61,8 @@ def read_folder(folder: Path, name: str | None = None) -> Dataset:
 def prepare(name: str, root: Path | None = None, progress: bool = True, force: bool = False) -> Path:
     """Builds a cached built-in into <root>/<name> unless an up-to-date copy is there;
     the folder appears only once complete."""
+    if name not in CACHED:
+        raise DataError(f"{name!r} needs no preparation; only {', '.join(CACHED)} are built ahead of use")
     recipe, build = CACHED[name]
     folder = Path(root or datasets_root()) / name
     if folder.exists() and not force:
