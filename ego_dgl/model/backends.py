@@ -1,0 +1,160 @@
+"""Graph primitives over one directed relation (source nodes -> destination nodes).
+
+Every layer of EgoGCN is written with three primitives, so the message computations are
+pure tensor functions shared by both backends:
+- `edge_dot(src, dst)`: per-edge <src[u], dst[v]> over the last axis;
+- `softmax(logits)`: softmax of per-edge logits over each destination's incoming edges;
+- `aggregate(src, weights)`: per destination, the weighted sum of its sources' features.
+
+Shapes: node features [N, *S, D], per-edge scalars [E, *S] (S is e.g. the modality axis,
+so all modalities run in one call); a size-1 axis of S on the node side broadcasts.
+`DGLRelation` uses DGL's fused kernels (apply_edges with u_dot_v, edge_softmax,
+update_all with u_mul_e/sum), which never build per-edge [E, *S, D] messages; `TorchRelation` uses plain index operations and runs wherever torch
+does (the PyPI DGL has no CUDA).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from ego_dgl._dgl import dgl, edge_softmax, fn
+from ego_dgl.errors import ConfigError
+
+BACKENDS = ("dgl", "torch")
+
+
+class Relation(Protocol):
+    """The three primitives over one directed relation."""
+
+    def edge_dot(self, src: Tensor, dst: Tensor) -> Tensor: ...
+
+    def softmax(self, logits: Tensor) -> Tensor: ...
+
+    def aggregate(self, src: Tensor, weights: Tensor) -> Tensor: ...
+
+
+class DGLRelation:
+    """The primitives on a one-edge-type DGL graph (bipartite or homogeneous)."""
+
+    def __init__(self, graph: dgl.DGLGraph):
+        self.graph = graph
+
+    def edge_dot(self, src: Tensor, dst: Tensor) -> Tensor:
+        g = self.graph
+        with g.local_scope():
+            g.srcdata["x"] = src
+            g.dstdata["y"] = dst
+            g.apply_edges(fn.u_dot_v("x", "y", "a"))
+            return g.edata["a"].squeeze(-1)
+
+    def softmax(self, logits: Tensor) -> Tensor:
+        return edge_softmax(self.graph, logits.unsqueeze(-1)).squeeze(-1)
+
+    def aggregate(self, src: Tensor, weights: Tensor) -> Tensor:
+        g = self.graph
+        # A source broadcast over the edge axes is expanded first: DGL's backward for
+        # u_mul_e reduces the last axis with a dot only when those axes match, and would
+        # otherwise build the [E, *S, D] per-edge products this backend avoids.
+        src = src.expand(src.shape[:1] + weights.shape[1:] + src.shape[-1:])
+        with g.local_scope():
+            g.srcdata["x"] = src
+            g.edata["w"] = weights.unsqueeze(-1)
+            g.update_all(fn.u_mul_e("x", "w", "m"), fn.sum("m", "h"))
+            return g.dstdata["h"]
+
+
+class TorchRelation:
+    """The primitives with plain torch index operations on edge-index tensors."""
+
+    def __init__(self, src: Tensor, dst: Tensor, num_dst: int):
+        self.src, self.dst, self.num_dst = src, dst, num_dst
+
+    def edge_dot(self, src: Tensor, dst: Tensor) -> Tensor:
+        return (src[self.src] * dst[self.dst]).sum(-1)
+
+    def softmax(self, logits: Tensor) -> Tensor:
+        shape = (self.num_dst,) + tuple(logits.shape[1:])
+        # The shift only guards exp() against overflow; softmax is invariant to it.
+        peak = logits.new_full(shape, float("-inf")).scatter_reduce(
+            0, self._expand(logits), logits.detach(), "amax", include_self=True
+        )
+        e = torch.exp(logits - peak[self.dst])
+        total = logits.new_zeros(shape).index_add(0, self.dst, e)
+        return e / total[self.dst]
+
+    def aggregate(self, src: Tensor, weights: Tensor) -> Tensor:
+        messages = src[self.src] * weights.unsqueeze(-1)
+        out = messages.new_zeros((self.num_dst,) + tuple(messages.shape[1:]))
+        return out.index_add(0, self.dst, messages)
+
+    def _expand(self, t: Tensor) -> Tensor:
+        return self.dst.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t)
+
+
+class Edges(nn.Module):
+    """One directed relation's edge indices, kept as buffers so `model.to(device)` moves
+    them, and its backend views, built once per backend and device."""
+
+    def __init__(self, src: Tensor, dst: Tensor, num_src: int, num_dst: int, etype: tuple[str, str, str]):
+        super().__init__()
+        self.register_buffer("src", src.long().contiguous(), persistent=False)
+        self.register_buffer("dst", dst.long().contiguous(), persistent=False)
+        self.num_src, self.num_dst, self.etype = num_src, num_dst, etype
+        self._views: dict[str, tuple[Tensor, Relation]] = {}
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.src.shape[0])
+
+    def relation(self, backend: str) -> Relation:
+        """The relation for `backend` on the buffers' current device (cached)."""
+        cached = self._views.get(backend)
+        if cached is not None and cached[0] is self.src:
+            return cached[1]
+        view = self._build(backend)
+        self._views[backend] = (self.src, view)
+        return view
+
+    def _build(self, backend: str) -> Relation:
+        if backend == "torch":
+            return TorchRelation(self.src, self.dst, self.num_dst)
+        stype, _, dtype = self.etype
+        if stype == dtype:
+            g = dgl.graph((self.src, self.dst), num_nodes=self.num_src)
+        else:
+            g = dgl.heterograph({self.etype: (self.src, self.dst)}, num_nodes_dict={stype: self.num_src, dtype: self.num_dst})
+        g.create_formats_()
+        return DGLRelation(g)
+
+
+@lru_cache(maxsize=None)
+def _dgl_runs_on(device: str) -> bool:
+    """Whether the installed DGL runs a tiny graph computation on `device` (tried once)."""
+    try:
+        g = dgl.graph(([0], [0]), num_nodes=1, device=torch.device(device))
+        DGLRelation(g).edge_dot(torch.ones(1, 1, device=device), torch.ones(1, 1, device=device))
+    except Exception:  # any failure means DGL is unusable there; the caller says so
+        return False
+    return True
+
+
+def resolve_backend(requested: str, device: torch.device | str) -> tuple[str, str | None]:
+    """The backend to run on `device` and, when `auto` fell back to torch, a one-sentence
+    note saying why. `dgl` on a device DGL cannot use is a ConfigError."""
+    device = torch.device(device)
+    if requested == "torch":
+        return "torch", None
+    if requested not in ("auto", "dgl"):
+        raise ConfigError(f"--backend {requested!r} is not one of: auto, {', '.join(BACKENDS)}")
+    if _dgl_runs_on(str(device)):
+        return "dgl", None
+    if requested == "dgl":
+        raise ConfigError(
+            f"--backend dgl cannot run on {device}: the installed DGL has no support for it "
+            "(the PyPI DGL is CPU-only); use --backend torch or --backend auto"
+        )
+    return "torch", f"DGL cannot run on {device} (the installed DGL lacks support for it), so the torch backend is used."

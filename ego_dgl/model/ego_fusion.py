@@ -1,0 +1,123 @@
+"""Layer 0 of the multimodal branch: EGO fusion (Eq. 1-6) and the GM variant.
+
+Written for one direction (source -> destination, e.g. items -> users) with all
+modalities at once: node features [N, M, D], per-edge scalars [E, M]. Layer 0 runs on both
+directions with the same code (the paper's two sides are symmetric), each direction with
+its own soft gates.
+
+- hard (Eq. 2): the message of edge (j -> v) in modality m is the fused mean
+  f_j = mean over m' of x_j,m' when the Eq. 1 affinity exceeds eps, else x_j,m. It is never
+  built per edge: with the 0/1 fused mask c, <msg, x_v> = <x_j, x_v> + c (<f_j, x_v> -
+  <x_j, x_v>) and sum a msg = sum a (1 - c) x_j + sum a c f_j, where f_j [1, D] is
+  broadcast over the modality axis (cheaper than the [M, D] difference f_j - x_j).
+  "Edge-wise": the same source sends different messages along different edges, and the
+  modulated features are never written back onto the nodes.
+- soft (Eq. 3-4): the gates depend only on the source's features, so the message
+  (x_m + sum over h != m of g^{h->m} x_h) / |M| is a node quantity computed once per node;
+  re-attention (Eq. 5) is still per edge.
+- GM: no modulation, the message is x_j,m.
+With a single modality, fusion is the identity: the fused mean is the feature itself and
+there is no other modality to gate, so hard, soft and GM coincide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ego_dgl.model.backends import Relation
+from ego_dgl.model.features import normalize
+
+DIRECTIONS = ("item->user", "user->item")
+
+
+@dataclass
+class Attention:
+    """What one direction of layer 0 computed; per-edge tensors are [E, M]."""
+
+    out: Tensor  # [N_dst, M, D] layer-0 output, normalised (Eq. 6)
+    weights: Tensor  # re-attention softmax (Eq. 5)
+    affinity: Tensor | None = None  # Eq. 1 softmax; soft mode does not need it
+    fused: Tensor | None = None  # hard mode: 1.0 where the edge carries the fused message
+
+
+def attend(rel: Relation, msg: Tensor, dst: Tensor) -> tuple[Tensor, Tensor]:
+    """Softmax over each destination's incoming edges of <msg_j, x_v>, and the weighted sum
+    of msg_j: the attention shared by Eq. 5-6, GM and routing (Eq. 7-8)."""
+    weights = rel.softmax(rel.edge_dot(msg, dst))
+    return rel.aggregate(msg, weights), weights
+
+
+def affinity(rel: Relation, src: Tensor, dst: Tensor) -> Tensor:
+    """Eq. 1: softmax over each destination's neighbours of <x_j,m, x_v,m>, [E, M]."""
+    return rel.softmax(rel.edge_dot(src, dst))
+
+
+def merge_direction(rel: Relation, src: Tensor, dst: Tensor) -> Attention:
+    """GM: attention aggregation of unmodulated features; its weights are Eq. 1's."""
+    agg, weights = attend(rel, src, dst)
+    return Attention(normalize(agg), weights, affinity=weights)
+
+
+def hard_direction(rel: Relation, src: Tensor, dst: Tensor, eps: float) -> Attention:
+    """Eq. 1, 2, 5, 6 with the fused-or-own message expressed by per-edge scalars."""
+    logits = rel.edge_dot(src, dst)
+    s = rel.softmax(logits)
+    fused = (s.detach() > eps).to(src.dtype)
+    mean = src.mean(1, keepdim=True)  # [N_src, 1, D], broadcast over the modality axis
+    weights = rel.softmax(logits + fused * (rel.edge_dot(mean, dst) - logits))
+    agg = rel.aggregate(src, weights * (1 - fused)) + rel.aggregate(mean, weights * fused)
+    return Attention(normalize(agg), weights, affinity=s, fused=fused)
+
+
+class SoftGates(nn.Module):
+    """Influence gates g^{h->m} for every ordered modality pair h != m of one direction:
+    `scalar` (the paper) sigmoid(w . x_h + b), one value per source node; `vector` (the
+    authors' code) sigmoid(Linear_DxD(x_h)), applied element-wise."""
+
+    def __init__(self, num_modalities: int, dim: int, gate: str):
+        super().__init__()
+        self.pairs = [(h, m) for m in range(num_modalities) for h in range(num_modalities) if h != m]
+        self.gates = nn.ModuleList([nn.Linear(dim, 1 if gate == "scalar" else dim) for _ in self.pairs])
+
+    def linear(self, h: int, m: int) -> nn.Linear:
+        """The gate parameters of pair h -> m."""
+        return self.gates[self.pairs.index((h, m))]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Eq. 3-4 messages [N, M, D] of source nodes x [N, M, D]."""
+        num = x.shape[1]
+        mixed = [x[:, m] for m in range(num)]
+        for (h, m), lin in zip(self.pairs, self.gates):
+            mixed[m] = mixed[m] + torch.sigmoid(lin(x[:, h])) * x[:, h]
+        return torch.stack(mixed, 1) / num
+
+
+def soft_direction(rel: Relation, src: Tensor, dst: Tensor, gates: SoftGates) -> Attention:
+    """Eq. 3-6: gated node messages, re-attention against the destination, aggregation."""
+    agg, weights = attend(rel, gates(src), dst)
+    return Attention(normalize(agg), weights)
+
+
+class EgoLayer(nn.Module):
+    """Layer 0 on both directions: `fusion` ego (with `mode` hard or soft) or gm."""
+
+    def __init__(self, fusion: str, mode: str, eps: float, gate: str, num_modalities: int, dim: int):
+        super().__init__()
+        self.fusion, self.mode, self.eps = fusion, mode, eps
+        self.soft = fusion == "ego" and mode == "soft"
+        if self.soft:
+            self.gates = nn.ModuleDict({"to_users": SoftGates(num_modalities, dim, gate), "to_items": SoftGates(num_modalities, dim, gate)})
+
+    def direction(self, rel: Relation, src: Tensor, dst: Tensor, side: str) -> Attention:
+        """One direction; `side` names the destination ('to_users' or 'to_items')."""
+        if self.fusion == "gm":
+            return merge_direction(rel, src, dst)
+        if self.soft:
+            return soft_direction(rel, src, dst, self.gates[side])
+        return hard_direction(rel, src, dst, self.eps)
+
+    def forward(self, to_users: Relation, to_items: Relation, users: Tensor, items: Tensor) -> tuple[Attention, Attention]:
+        return self.direction(to_users, items, users, "to_users"), self.direction(to_items, users, items, "to_items")

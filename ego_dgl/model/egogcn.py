@@ -1,0 +1,155 @@
+"""EgoGCN: the multimodal branch (layer 0 + routing, or NA) and the ID branch, concatenated
+[id, modality_1, ..., modality_M] for inner-product scores (SPEC.md, Eq. 1-14)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ego_dgl.data.dataset import Dataset
+from ego_dgl.errors import ConfigError
+from ego_dgl.graphs import CLICKED_BY, CLICKS, lightgcn_weights, structure_graph
+from ego_dgl.model.backends import Edges, Relation, resolve_backend
+from ego_dgl.model.config import ModelConfig
+from ego_dgl.model.ego_fusion import DIRECTIONS, Attention, EgoLayer, affinity
+from ego_dgl.model.features import ItemFeatures, UserPreferences
+from ego_dgl.model.id_branch import IdTable, lightgcn, soft_pruning_weights
+from ego_dgl.model.loss import bpr, regulariser
+from ego_dgl.model.node_alignment import NodeAlignment
+from ego_dgl.model.routing import routing_layers
+
+
+@dataclass
+class Tables:
+    """Final user [P, D_total] and item [Q, D_total] representations, and detached 0-d
+    statistics of the propagation (hard mode: f"fused/{modality}/{direction}")."""
+
+    users: Tensor
+    items: Tensor
+    stats: dict[str, Tensor] = field(default_factory=dict)
+
+
+class EgoGCN(nn.Module):
+    """EgoGCN and its variants (cfg.fusion, cfg.branches, cfg.id_weights) on one dataset.
+
+    Graph indices are buffers, so `model.to(device)` moves them; the backend (`model.backend`)
+    is resolved for the device the model is on, and its graph views are cached per device.
+    """
+
+    def __init__(self, ds: Dataset, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.modalities = list(ds.modalities)
+        self.num_users, self.num_items = ds.num_users, ds.num_items
+        self.use_id = cfg.branches in ("id+mm", "id")
+        self.use_mm = cfg.branches in ("id+mm", "mm")
+        if self.use_mm and not self.modalities:
+            raise ConfigError(f"dataset {ds.name!r} has no modality; use --branches id")
+        g = structure_graph(ds)
+        users, items = g.edges(etype=CLICKS)
+        self.to_users = Edges(items, users, ds.num_items, ds.num_users, CLICKED_BY)
+        self.to_items = Edges(users, items, ds.num_users, ds.num_items, CLICKS)
+        if self.use_mm:
+            M = len(self.modalities)
+            self.item_features = ItemFeatures(ds, cfg.dim, cfg.word_dim)
+            self.preferences = UserPreferences(ds.num_users, M, cfg.dim)
+            if cfg.fusion == "na":
+                self.node_alignment = NodeAlignment(ds.num_users, ds.num_items, users, items, M)
+            else:
+                self.layer0 = EgoLayer(cfg.fusion, cfg.mode, cfg.eps, cfg.gate, M, cfg.dim)
+        self.soft_pruning = self.use_id and self.use_mm and cfg.id_weights == "soft-pruning"
+        if self.use_id:
+            self.ids = IdTable(ds.num_users, ds.num_items, cfg.dim)
+            self.register_buffer("id_norm", lightgcn_weights(g), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.to_users.src.device
+
+    @property
+    def backend(self) -> str:
+        """'dgl' or 'torch': the backend that runs on the model's current device."""
+        return resolve_backend(self.cfg.backend, self.device)[0]
+
+    @property
+    def backend_note(self) -> str | None:
+        """One sentence when `auto` fell back to torch on the current device, else None."""
+        return resolve_backend(self.cfg.backend, self.device)[1]
+
+    def relations(self) -> tuple[Relation, Relation]:
+        """The item->user and user->item relations for the current backend and device."""
+        backend = self.backend
+        return self.to_users.relation(backend), self.to_items.relation(backend)
+
+    def inputs(self) -> tuple[Tensor, Tensor]:
+        """Layer-0 multimodal inputs: normalised user preferences [P, M, D] and projected
+        item features [Q, M, D]."""
+        return self.preferences(), self.item_features()
+
+    def propagate(self) -> Tables:
+        """Run both branches over the whole graph and concatenate their outputs."""
+        to_users, to_items = self.relations()
+        user_parts, item_parts, stats = [], [], {}
+        weights = (self.id_norm, self.id_norm) if self.use_id else None
+        if self.use_mm:
+            users0, items0 = self.inputs()
+            users, items, att = self._multimodal(to_users, to_items, users0, items0)
+            if att is not None:
+                stats = self._fused_stats(att)
+            if self.soft_pruning:
+                weights = soft_pruning_weights(*self._affinities(to_users, to_items, users0, items0, att))
+            user_parts.append(users.flatten(1))
+            item_parts.append(items.flatten(1))
+        if self.use_id:
+            e_users, e_items = lightgcn(to_users, to_items, *self.ids(), *weights, self.cfg.layers_id)
+            user_parts.insert(0, e_users)
+            item_parts.insert(0, e_items)
+        return Tables(torch.cat(user_parts, 1), torch.cat(item_parts, 1), stats)
+
+    def _multimodal(self, to_users: Relation, to_items: Relation, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor, tuple[Attention, Attention] | None]:
+        """K multimodal layers; also layer 0's attention record (None for NA)."""
+        if self.cfg.fusion == "na":
+            return (*self.node_alignment(self.backend, users, items, self.cfg.layers_mm), None)
+        att = self.layer0(to_users, to_items, users, items)
+        users, items = routing_layers(to_users, to_items, att[0].out, att[1].out, self.cfg.layers_mm - 1)
+        return users, items, att
+
+    def _affinities(self, to_users: Relation, to_items: Relation, users0: Tensor, items0: Tensor, att: tuple[Attention, Attention] | None) -> tuple[Tensor, Tensor]:
+        """Eq. 1 per direction, reused from layer 0 where it computed them."""
+        if att is not None and att[0].affinity is not None:
+            return att[0].affinity, att[1].affinity
+        return affinity(to_users, items0, users0), affinity(to_items, users0, items0)
+
+    def _fused_stats(self, att: tuple[Attention, Attention]) -> dict[str, Tensor]:
+        """Hard mode: the fraction of edges carrying the fused message, per modality and direction."""
+        stats = {}
+        for direction, a in zip(DIRECTIONS, att):
+            if a.fused is not None:
+                share = a.fused.detach().mean(0)
+                stats.update({f"fused/{m}/{direction}": share[k] for k, m in enumerate(self.modalities)})
+        return stats
+
+    def score(self, tables: Tables, users: Tensor, items: Tensor) -> Tensor:
+        """Inner products <e*_u, e*_i> of the rows of (users[b], items[b]) (Eq. 12-13)."""
+        return (tables.users[users] * tables.items[items]).sum(-1)
+
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float) -> tuple[Tensor, dict[str, Tensor]]:
+        """BPR + reg * regulariser (Eq. 14, SPEC.md) after one propagation; the logs hold the
+        detached BPR term, the weighted regulariser term ("reg") and the propagation stats."""
+        tables = self.propagate()
+        bpr_term = bpr(self.score(tables, users, pos), self.score(tables, users, neg))
+        user_rows, item_rows = [], []
+        if self.use_id:
+            user_rows.append(self.ids.user_rows(users))
+            item_rows.append(self.ids.item_rows(torch.cat([pos, neg])))
+        if self.use_mm:
+            user_rows += self.preferences.raw_rows(users)
+        reg_term = reg * regulariser(user_rows, item_rows)
+        return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach(), **tables.stats}
+
+    @torch.no_grad()
+    def final_tables(self) -> Tables:
+        """The propagated tables for full ranking, without autograd."""
+        return self.propagate()

@@ -1,0 +1,114 @@
+"""Layer-0 inputs of the multimodal branch: projected item features and user preferences.
+
+Item features (SPEC.md): i_m(0) = normalize(leaky_relu(W_m X_m + b_m)) per modality. A
+word-bag text modality (Tiktok) has no fixed X_m: a learned word table is averaged over
+each item's words and then projected like any other modality.
+
+Items lacking a modality (Dataset.mask(m) false, or a word bag without words) must not
+inject zeros as if they were features. Their slot for modality m is filled with:
+- the mean of the item's own available modalities' projected features, re-normalised;
+- for an item with no modality at all, the mean of modality m over the items that have it,
+  re-normalised (the "average item" of that modality).
+Both fills follow the parameters, so they stay consistent as training moves the projections.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ego_dgl.data.dataset import Dataset, WordBag
+from ego_dgl.errors import DataError
+
+
+def normalize(x: Tensor) -> Tensor:
+    """L2 row normalisation over the last axis (SPEC.md [impl]); zero rows stay zero."""
+    return F.normalize(x, dim=-1)
+
+
+def xavier_table(rows: int, dim: int) -> nn.Parameter:
+    """A trainable [rows, dim] table, xavier-normal initialised."""
+    return nn.Parameter(nn.init.xavier_normal_(torch.empty(rows, dim)))
+
+
+def fill_missing(x: Tensor, available: Tensor) -> Tensor:
+    """Replace the unavailable slots of x [Q, M, D] (available: bool [Q, M]) by the item's
+    mean available feature, or, for items with none, by the modality's mean over the items
+    that have it; both re-normalised."""
+    a = available.unsqueeze(-1).to(x.dtype)
+    kept = x * a
+    own = normalize(kept.sum(1) / a.sum(1).clamp(min=1))  # [Q, D]
+    modality = normalize(kept.sum(0) / a.sum(0).clamp(min=1))  # [M, D]
+    has_any = available.any(1).view(-1, 1, 1)
+    fill = torch.where(has_any, own.unsqueeze(1), modality.unsqueeze(0))
+    return torch.where(available.unsqueeze(-1), x, fill)
+
+
+class WordBagEncoder(nn.Module):
+    """Per-item mean of a learned word table (word_dim wide) over the item's words."""
+
+    def __init__(self, bag: WordBag, num_items: int, word_dim: int):
+        super().__init__()
+        order = np.argsort(bag.items, kind="stable")
+        counts = np.bincount(bag.items, minlength=num_items)
+        self.register_buffer("words", torch.from_numpy(bag.words[order].astype(np.int64)), persistent=False)
+        self.register_buffer("offsets", torch.from_numpy(np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)), persistent=False)
+        self.has_words = counts > 0
+        self.table = xavier_table(bag.num_words, word_dim)
+
+    def forward(self) -> Tensor:
+        return F.embedding_bag(self.words, self.table, self.offsets, mode="mean")
+
+
+class ItemFeatures(nn.Module):
+    """All modalities' projected item features i_m(0) as one [Q, M, D] tensor, in dataset
+    order, with missing modalities filled as the module docstring says."""
+
+    def __init__(self, ds: Dataset, dim: int, word_dim: int):
+        super().__init__()
+        self.bags = nn.ModuleDict()
+        self.proj = nn.ModuleList()
+        available = []
+        for k, m in enumerate(ds.modalities):
+            feats, mask = ds.features[m], ds.mask(m).astype(bool)
+            if isinstance(feats, WordBag):
+                encoder = WordBagEncoder(feats, ds.num_items, word_dim)
+                mask = mask & encoder.has_words
+                self.bags[str(k)] = encoder
+                width = word_dim
+            else:
+                # Rows of items lacking the modality are zeroed so that NaN or junk there
+                # cannot leak into gradients through the (discarded) projection.
+                dense = np.where(mask[:, None], np.asarray(feats, dtype=np.float32), 0.0).astype(np.float32)
+                self.register_buffer(f"x{k}", torch.from_numpy(dense), persistent=False)
+                width = dense.shape[1]
+            if not mask.any():
+                raise DataError(f"modality {m!r} covers no item; drop it from the dataset or provide its features")
+            available.append(mask)
+            self.proj.append(nn.Linear(width, dim))
+        self.register_buffer("available", torch.from_numpy(np.stack(available, 1)), persistent=False)
+        self.complete = bool(self.available.all())
+
+    def forward(self) -> Tensor:
+        x = torch.stack([normalize(F.leaky_relu(proj(self._raw(k)))) for k, proj in enumerate(self.proj)], 1)
+        return x if self.complete else fill_missing(x, self.available)
+
+    def _raw(self, k: int) -> Tensor:
+        return self.bags[str(k)]() if str(k) in self.bags else getattr(self, f"x{k}")
+
+
+class UserPreferences(nn.Module):
+    """Trainable user preference tables u_m(0), one raw [P, D] table per modality; used
+    normalised, regularised raw."""
+
+    def __init__(self, num_users: int, num_modalities: int, dim: int):
+        super().__init__()
+        self.tables = nn.ParameterList([xavier_table(num_users, dim) for _ in range(num_modalities)])
+
+    def forward(self) -> Tensor:
+        return normalize(torch.stack(list(self.tables), 1))
+
+    def raw_rows(self, users: Tensor) -> list[Tensor]:
+        return [t[users] for t in self.tables]
