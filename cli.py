@@ -103,9 +103,9 @@ def train_command(config_path, out, resume, **options) -> None:
         result = resume_run(resume, given)
     else:
         result = start_run(merge_options(load_config_file(config_path) if config_path else {}, {**given, "out": out}))
-    title = f"{result.run_dir.name}: best epoch {result.best_epoch} of {result.epochs_run}"
+    title = f"best epoch {result.best_epoch} of {result.epochs_run}"
     console.print(metrics_table(title, {"valid": result.valid, "test": result.test}, result.protocol))
-    console.print(f"run folder: {result.run_dir}", highlight=False)
+    console.print(f"run folder: {result.run_dir}", highlight=False, soft_wrap=True)
 
 
 @main.command("eval")
@@ -132,7 +132,8 @@ def eval_command(run_dir, split, protocol, ks, as_json, device, out) -> None:
         payload = {"run": str(run.run_dir), "epoch": run.epoch, "protocol": used, "protocol_label": protocol_label(used), **results}
         click.echo(json.dumps(payload, indent=2))
     else:
-        console.print(metrics_table(f"{run.run_dir.name}: best checkpoint (epoch {run.epoch})", results, used))
+        console.print(metrics_table(f"best checkpoint (epoch {run.epoch})", results, used))
+        console.print(f"run folder: {run.run_dir}", highlight=False, soft_wrap=True)
 
 
 @main.command("recommend")
@@ -181,7 +182,7 @@ def run_sweep_command(kind: str, options: dict) -> None:
 
     folder, summary = launch_sweep(kind, options)
     console.print(summary_table(f"sweep-{kind}: test metrics at the best validation epoch", summary))
-    console.print(f"sweep folder: {folder} (cells.csv, summary.csv, sweep-{kind}.png)", highlight=False)
+    console.print(f"sweep folder: {folder} (cells.csv, summary.csv, sweep-{kind}.png)", highlight=False, soft_wrap=True)
 
 
 @main.command("sweep-layers")

@@ -21,7 +21,7 @@ import numpy as np
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import protocol_label
-from ego_dgl.runs import LAST, METRICS, read_csv, read_json, slug, write_csv, write_json
+from ego_dgl.runs import DEFAULT_RESULTS, LAST, METRICS, read_csv, read_json, slug, write_csv, write_json
 from ego_dgl.train.defaults import resolve_options
 from ego_dgl.train.trainer import train
 
@@ -154,6 +154,7 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
                 pts = [e for e in summary if e["series"] == s and e["fusion"] == fusion]
                 ax.errorbar([e["x"] for e in pts], [e[f"{metric}_mean"] for e in pts], yerr=[e[f"{metric}_std"] for e in pts],
                             marker="o", capsize=3, label=FUSION_NAMES[fusion])
+            ax.set_xticks(sorted({e["x"] for e in summary if e["series"] == s}))
             ax.set_xlabel(axis_names[s])
             ax.set_ylabel(f"test {metric}")
             ax.grid(alpha=0.3)
@@ -168,7 +169,7 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def sweep_folder(out: str | Path | None, kind: str, dataset: str, name: str | None) -> Path:
     """<out or ./results>/sweeps/<name or kind-dataset>."""
-    return Path(out if out is not None else "results") / "sweeps" / (name or f"{kind}-{slug(dataset)}")
+    return Path(out if out is not None else DEFAULT_RESULTS) / "sweeps" / (name or f"{kind}-{slug(dataset)}")
 
 
 CellHook = Callable[[Cell, dict[str, Any], bool], None]

@@ -52,7 +52,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "movielens": dict(eps=0.4, layers_mm=4, layers_id=3, reg=1e-4, lr=2e-4, batch_size=2048, dim=64),
     "tiktok": dict(eps=0.6, layers_mm=2, layers_id=2, reg=1e-3, lr=3e-4, batch_size=1024, dim=64),
     "synthetic": dict(eps=0.4, layers_mm=2, layers_id=2, reg=1e-4, lr=1e-3, batch_size=2048, dim=64),
-    "synthetic-tiny": dict(eps=0.2, layers_mm=2, layers_id=2, reg=1e-4, lr=5e-3, batch_size=256, dim=32, epochs=50, patience=10),
+    "synthetic-tiny": dict(eps=0.2, layers_mm=2, layers_id=2, reg=1e-4, lr=5e-3, batch_size=256, dim=32, epochs=50),
 }
 PROFILE_OF = {
     "ml100k": "movielens",

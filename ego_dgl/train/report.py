@@ -31,13 +31,14 @@ def metrics_table(title: str, results: dict[str, dict[str, float]], protocol: st
 
 
 def summary_table(title: str, summary: list[dict[str, Any]]) -> Table:
-    """A sweep's mean +- std of the test metrics per series, variant and value."""
-    table = Table(title=title)
-    for col in ("series", "variant", "value", "seeds", "test R@10", "test NDCG@10", "test P@10"):
-        table.add_column(col, justify="left" if col in ("series", "variant") else "right")
+    """A sweep's mean±std test recall and NDCG at 10 per series, variant and value (the
+    full set is in summary.csv)."""
+    table = Table(title=title, caption="test metrics, mean±std over seeds; all of them in summary.csv", caption_style="dim")
+    for col in ("series", "variant", "value", "seeds", "R@10", "NDCG@10"):
+        table.add_column(col, justify="left" if col in ("series", "variant") else "right", no_wrap=True)
     for e in summary:
-        fmt = lambda m: f"{e[f'{m}_mean']:.4f} ± {e[f'{m}_std']:.4f}"  # noqa: E731
-        table.add_row(e["series"], e["fusion"], f"{e['x']:g}", str(e["seeds"]), fmt("recall@10"), fmt("ndcg@10"), fmt("precision@10"))
+        fmt = lambda m: f"{e[f'{m}_mean']:.4f}±{e[f'{m}_std']:.4f}"  # noqa: E731
+        table.add_row(e["series"], e["fusion"], f"{e['x']:g}", str(e["seeds"]), fmt("recall@10"), fmt("ndcg@10"))
     return table
 
 

@@ -349,7 +349,7 @@ def train(
     trainer = Trainer(ds, model_cfg, train_cfg, run_dir)
     if resume:
         trainer.resume()
-        if trainer.done():
+        if trainer.done() and (run_dir / METRICS).exists():
             raise ConfigError(
                 f"run {run_dir} already finished at epoch {trainer.state.epoch}; raise --epochs or --patience to continue it"
             )

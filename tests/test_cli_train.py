@@ -1,0 +1,122 @@
+"""`egodgl train`, `eval` and `recommend` on synthetic-tiny through Click's test runner."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def only_run(out: Path) -> Path:
+    (run_dir,) = (out / "runs").iterdir()
+    return run_dir
+
+
+def one_error_line(result, fragment):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    result = run("train", "--dataset", "synthetic-tiny", "--epochs", 4, "--device", "cpu", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out, only_run(out), result
+
+
+def test_train_writes_the_run_folder_and_prints_the_table(trained):
+    out, run_dir, result = trained
+    assert run_dir.name.endswith("-synthetic-tiny-hard")
+    assert {p.name for p in run_dir.iterdir()} == {"config.json", "history.csv", "metrics.json", "best.pt", "last.pt"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert f"best epoch {metrics['best_epoch']} of 4" in result.stdout
+    assert f"{metrics['test']['recall@10']:.4f}" in result.stdout
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dataset"]["source"] == "synthetic-tiny" and config["train"]["epochs"] == 4
+    assert config["profile"] == "synthetic-tiny" and config["model"]["eps"] == 0.2
+
+
+def test_eval_reproduces_training_figures(trained):
+    out, run_dir, _ = trained
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    by_dir = run("eval", run_dir, "--json", "--device", "cpu")
+    latest = run("eval", "--out", out, "--json")  # without RUN_DIR: the most recent run
+    assert by_dir.exit_code == 0 and latest.exit_code == 0, by_dir.output + latest.output
+    for res in (by_dir, latest):
+        payload = json.loads(res.stdout)
+        assert payload["valid"] == metrics["valid"] and payload["test"] == metrics["test"]
+        assert payload["epoch"] == metrics["best_epoch"] and payload["protocol"] == "full"
+    only = json.loads(run("eval", run_dir, "--json", "--split", "test", "--k", 3, "--protocol", "legacy").stdout)
+    assert set(only) == {"run", "epoch", "protocol", "protocol_label", "test"} and "LEGACY" in only["protocol_label"]
+    assert set(only["test"]) == {"precision@3", "recall@3", "ndcg@3", "hit@3", "users"}
+    table = run("eval", run_dir)
+    assert f"{metrics['valid']['ndcg@20']:.4f}" in table.stdout
+
+
+def test_recommend_lists_unseen_items(trained):
+    _, run_dir, _ = trained
+    from ego_dgl.data import load_dataset
+
+    ds = load_dataset("synthetic-tiny")
+    result = run("recommend", run_dir, "--user", 5, "--k", 7, "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    items = [r["item"] for r in rows]
+    assert [r["rank"] for r in rows] == list(range(1, 8)) and len(set(items)) == 7
+    assert not set(items) & set(ds.train_csr.row(5).tolist())
+    assert all(a["score"] >= b["score"] for a, b in zip(rows, rows[1:]))
+    held = {int(i) for u, i in ds.valid if u == 5} | {int(i) for u, i in ds.test if u == 5}
+    assert all((r["held_out"] != "") == (r["item"] in held) for r in rows)
+    assert "top 7 for user 5" in run("recommend", run_dir, "--user", 5, "--k", 7).stdout
+    one_error_line(run("recommend", run_dir, "--user", 999), "--user 999 is out of range")
+
+
+def test_resume_continues_to_the_same_result(tmp_path):
+    args = ("--dataset", "synthetic-tiny", "--mode", "soft", "--device", "cpu", "--seed", 3)
+    assert run("train", *args, "--epochs", 4, "--out", tmp_path / "a").exit_code == 0
+    assert run("train", *args, "--epochs", 2, "--out", tmp_path / "b").exit_code == 0
+    resumed = run("train", "--resume", only_run(tmp_path / "b"), "--epochs", 4)
+    assert resumed.exit_code == 0, resumed.output
+    a = json.loads((only_run(tmp_path / "a") / "metrics.json").read_text())
+    b = json.loads((only_run(tmp_path / "b") / "metrics.json").read_text())
+    assert a == b
+    one_error_line(run("train", "--resume", only_run(tmp_path / "b"), "--epochs", 4), "already finished at epoch 4")
+    one_error_line(run("train", "--resume", only_run(tmp_path / "b"), "--lr", 0.1), "drop --lr")
+
+
+def test_config_file_and_command_line(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('dataset = "synthetic-tiny"\nepochs = 5\nfusion = "gm"\ndevice = "cpu"\n')
+    result = run("train", "--config", config, "--epochs", 1, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(tmp_path)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert run_dir.name.endswith("-gm") and saved["model"]["fusion"] == "gm" and saved["train"]["epochs"] == 1
+    config.write_text('dataset = "synthetic-tiny"\nlayers = 2\n')
+    one_error_line(run("train", "--config", config, "--out", tmp_path), "unknown key 'layers'")
+
+
+def test_errors_are_one_line_and_leave_nothing_behind(tmp_path):
+    one_error_line(run("train", "--dataset", "synthetic-tiny", "--gate", "vector", "--out", tmp_path), "--gate applies to the soft")
+    one_error_line(run("train", "--dataset", "synthetic-tiny", "--mode", "soft", "--eps", 0.5, "--out", tmp_path), "--eps is the hard-mode")
+    one_error_line(run("train", "--dataset", "nope", "--out", tmp_path), "unknown dataset 'nope'")
+    if not torch.cuda.is_available():
+        one_error_line(run("train", "--dataset", "synthetic-tiny", "--device", "cuda", "--out", tmp_path), "no CUDA device")
+    assert not (tmp_path / "runs").exists() or not os.listdir(tmp_path / "runs")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_error_line(run("eval", empty), "has no config.json")
+    (empty / "config.json").write_text("{}")
+    one_error_line(run("eval", empty), "has no checkpoint best.pt")
+    one_error_line(run("train", "--resume", empty), "has no checkpoint last.pt")
+    one_error_line(run("eval", "--out", tmp_path / "nothing"), "no runs under")
