@@ -1,4 +1,5 @@
-"""Shared fixtures: a small dataset, and a private datasets folder for every test."""
+"""Shared fixtures: a small dataset, hand-built layout folders, and a private datasets
+folder for the whole session."""
 
 from __future__ import annotations
 
@@ -17,15 +18,20 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.fixture(scope="session")
+def session_datasets_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One private datasets folder per test session, so ml100k is prepared at most once."""
+    return tmp_path_factory.mktemp("datasets")
+
+
 @pytest.fixture(autouse=True)
-def datasets_root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path | None:
-    """Points $EGODGL_DATASETS at an empty temporary folder so that no test reads or
+def datasets_root(request: pytest.FixtureRequest, session_datasets_root: Path, monkeypatch) -> Path | None:
+    """Points $EGODGL_DATASETS at the session's private folder so that no test reads or
     writes the user's prepared datasets (opt out with @pytest.mark.real_datasets_root)."""
     if request.node.get_closest_marker("real_datasets_root"):
         return None
-    root = tmp_path_factory.mktemp("datasets")
-    monkeypatch.setenv("EGODGL_DATASETS", str(root))
-    return root
+    monkeypatch.setenv("EGODGL_DATASETS", str(session_datasets_root))
+    return session_datasets_root
 
 
 @pytest.fixture

@@ -24,10 +24,10 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("prepared")
-    prepare("ml100k", root, progress=False)
-    return root
+def root(session_datasets_root) -> Path:
+    """The session's datasets folder, so other tests reuse this preparation."""
+    prepare("ml100k", session_datasets_root, progress=False)
+    return session_datasets_root
 
 
 @pytest.fixture(scope="module")
