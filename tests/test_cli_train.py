@@ -11,6 +11,16 @@ from click.testing import CliRunner
 from cli import main
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Bit-exact comparisons need one CPU thread: multi-threaded MKL on a loaded machine
+    can change the last bits of a loss between otherwise identical runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
@@ -120,3 +130,16 @@ def test_errors_are_one_line_and_leave_nothing_behind(tmp_path):
     one_error_line(run("eval", empty), "has no checkpoint best.pt")
     one_error_line(run("train", "--resume", empty), "has no checkpoint last.pt")
     one_error_line(run("eval", "--out", tmp_path / "nothing"), "no runs under")
+
+
+def test_recommend_shows_titles_when_the_dataset_has_them(trained):
+    from ego_dgl.data import load_dataset
+    from ego_dgl.recommend import recommend
+    from ego_dgl.train.trainer import load_run
+
+    run_obj = load_run(trained[1], "cpu")
+    titles = load_dataset("synthetic-tiny")
+    titles.item_titles = [f"film {i}" for i in range(titles.num_items)]
+    run_obj.ds = titles
+    rows = recommend(run_obj, 0, 3)
+    assert [r["title"] for r in rows] == [f"film {r['item']}" for r in rows]
