@@ -143,3 +143,24 @@ def test_recommend_shows_titles_when_the_dataset_has_them(trained):
     run_obj.ds = titles
     rows = recommend(run_obj, 0, 3)
     assert [r["title"] for r in rows] == [f"film {r['item']}" for r in rows]
+
+
+@pytest.mark.parametrize("options,label", [
+    (["--mode", "soft", "--gate", "vector"], "soft"),
+    (["--fusion", "gm"], "gm"),
+    (["--fusion", "na"], "na"),
+    (["--branches", "id"], "id"),
+    (["--branches", "mm"], "mm-hard"),
+    (["--id-weights", "soft-pruning", "--backend", "torch"], "hard"),
+])
+def test_every_variant_trains(tmp_path, options, label):
+    result = run("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", *options, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(tmp_path)
+    assert run_dir.name.endswith(f"-synthetic-tiny-{label}")
+    config = json.loads((run_dir / "config.json").read_text())
+    given = dict(zip(options[::2], options[1::2]))
+    for flag, value in given.items():
+        assert str(config["model"][flag[2:].replace("-", "_")]) == value
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 2 and ("fused/" in history[0]) == (label in ("hard", "mm-hard"))

@@ -160,7 +160,7 @@ def run_config(
         "profile": profile_for(str(source["source"])),
         "model": asdict(model_cfg),
         "train": {**asdict(train_cfg), "ks": list(train_cfg.ks)},
-        "selection": f"{'test' if train_cfg.protocol == 'legacy' else 'valid'} {SELECT_METRIC}",
+        "selection": f"{select_split(train_cfg)} {SELECT_METRIC}",
         "protocol": train_cfg.protocol,
         "protocol_label": protocol_label(train_cfg.protocol),
         "device": str(device),
