@@ -240,8 +240,6 @@ def test_to_device_moves_graphs_and_picks_the_backend_there():
     model.to("meta")
     assert model.backend == "torch" and "meta" in model.backend_note
     assert all(b.device.type == "meta" for b in model.buffers())
-    tables = model.propagate()
-    assert tables.users.device.type == "meta" and tables.users.shape == (P, DIM * 4)
 
 
 def test_state_dict_holds_parameters_only_and_final_tables_carry_no_graph():

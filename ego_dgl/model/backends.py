@@ -8,9 +8,15 @@ pure tensor functions shared by both backends:
 
 Shapes: node features [N, *S, D], per-edge scalars [E, *S] (S is e.g. the modality axis,
 so all modalities run in one call); a size-1 axis of S on the node side broadcasts.
-`DGLRelation` uses DGL's fused kernels (apply_edges with u_dot_v, edge_softmax,
-update_all with u_mul_e/sum), which never build per-edge [E, *S, D] messages; `TorchRelation` uses plain index operations and runs wherever torch
-does (the PyPI DGL has no CUDA).
+None of the primitives builds per-edge [E, *S, D] messages.
+
+- `DGLRelation`: the attention runs as DGL edge computations on the relation's graph
+  (apply_edges with u_dot_v, edge_softmax). The weighted sum, and the gradients of the
+  dot products, are CSR sparse-dense products over the same edges (`sparse`): DGL 2.1's
+  CPU kernel for update_all(u_mul_e, sum), which its autograd also uses, measured 8x
+  (ml100k) and 3x (Tiktok size) slower, with identical results.
+- `TorchRelation`: plain torch only (scatter softmax, the `sparse` SDDMM and SpMM), so it
+  runs wherever torch does (the PyPI DGL has no CUDA).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from torch import Tensor, nn
 
 from ego_dgl._dgl import dgl, edge_softmax, fn
 from ego_dgl.errors import ConfigError
+from ego_dgl.model import sparse
+from ego_dgl.model.sparse import SparseRelation
 
 BACKENDS = ("dgl", "torch")
 
@@ -37,13 +45,25 @@ class Relation(Protocol):
     def aggregate(self, src: Tensor, weights: Tensor) -> Tensor: ...
 
 
-class DGLRelation:
-    """The primitives on a one-edge-type DGL graph (bipartite or homogeneous)."""
+def aggregate_sparse(rel: SparseRelation, src: Tensor, weights: Tensor) -> Tensor:
+    """The weighted neighbour sum of both backends, by the CSR kernel."""
+    (x,), restore = _channels(src, like=weights)
+    return restore(sparse.aggregate(rel, x, weights.reshape(weights.shape[0], -1)))
 
-    def __init__(self, graph: dgl.DGLGraph):
-        self.graph = graph
+
+class DGLRelation:
+    """The primitives on a one-edge-type DGL graph (bipartite or homogeneous); `sparse`
+    holds the same edges for the weighted sum."""
+
+    def __init__(self, graph: dgl.DGLGraph, sparse_rel: SparseRelation):
+        self.graph, self.sparse = graph, sparse_rel
 
     def edge_dot(self, src: Tensor, dst: Tensor) -> Tensor:
+        (src, dst), restore = _channels(src, dst)
+        return restore(sparse.edge_dot(self.sparse, src, dst, self._u_dot_v), edge=True)
+
+    def _u_dot_v(self, src: Tensor, dst: Tensor) -> Tensor:
+        """The forward dot products as a DGL edge computation, [E, C]."""
         g = self.graph
         with g.local_scope():
             g.srcdata["x"] = src
@@ -55,26 +75,20 @@ class DGLRelation:
         return edge_softmax(self.graph, logits.unsqueeze(-1)).squeeze(-1)
 
     def aggregate(self, src: Tensor, weights: Tensor) -> Tensor:
-        g = self.graph
-        # A source broadcast over the edge axes is expanded first: DGL's backward for
-        # u_mul_e reduces the last axis with a dot only when those axes match, and would
-        # otherwise build the [E, *S, D] per-edge products this backend avoids.
-        src = src.expand(src.shape[:1] + weights.shape[1:] + src.shape[-1:])
-        with g.local_scope():
-            g.srcdata["x"] = src
-            g.edata["w"] = weights.unsqueeze(-1)
-            g.update_all(fn.u_mul_e("x", "w", "m"), fn.sum("m", "h"))
-            return g.dstdata["h"]
+        return aggregate_sparse(self.sparse, src, weights)
 
 
 class TorchRelation:
-    """The primitives with plain torch index operations on edge-index tensors."""
+    """The primitives with plain torch operations on edge-index tensors: the softmax by
+    scatter, aggregation and per-edge dot products by the CSR kernels of `sparse`."""
 
-    def __init__(self, src: Tensor, dst: Tensor, num_dst: int):
-        self.src, self.dst, self.num_dst = src, dst, num_dst
+    def __init__(self, sparse_rel: SparseRelation):
+        self.sparse = sparse_rel
+        self.src, self.dst, self.num_dst = sparse_rel.src, sparse_rel.dst, sparse_rel.num_dst
 
     def edge_dot(self, src: Tensor, dst: Tensor) -> Tensor:
-        return (src[self.src] * dst[self.dst]).sum(-1)
+        (src, dst), restore = _channels(src, dst)
+        return restore(sparse.edge_dot(self.sparse, src, dst), edge=True)
 
     def softmax(self, logits: Tensor) -> Tensor:
         shape = (self.num_dst,) + tuple(logits.shape[1:])
@@ -87,12 +101,25 @@ class TorchRelation:
         return e / total[self.dst]
 
     def aggregate(self, src: Tensor, weights: Tensor) -> Tensor:
-        messages = src[self.src] * weights.unsqueeze(-1)
-        out = messages.new_zeros((self.num_dst,) + tuple(messages.shape[1:]))
-        return out.index_add(0, self.dst, messages)
+        return aggregate_sparse(self.sparse, src, weights)
 
     def _expand(self, t: Tensor) -> Tensor:
         return self.dst.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t)
+
+
+def _channels(*nodes: Tensor, like: Tensor | None = None):
+    """Node features [N, *S, D] as [N, C, D] with one channel axis (broadcast size-1 axes
+    to the widest), and a function that gives results back their [*, *S] shape."""
+    shape = torch.broadcast_shapes(*(t.shape[1:-1] for t in nodes), *(() if like is None else (like.shape[1:],)))
+    channels = 1
+    for n in shape:
+        channels *= n
+    flat = tuple(t.expand(t.shape[:1] + shape + t.shape[-1:]).reshape(t.shape[0], channels, t.shape[-1]) for t in nodes)
+
+    def restore(out: Tensor, edge: bool = False) -> Tensor:
+        return out.reshape(out.shape[:1] + shape) if edge else out.reshape(out.shape[:1] + shape + out.shape[-1:])
+
+    return flat, restore
 
 
 class Edges(nn.Module):
@@ -120,15 +147,16 @@ class Edges(nn.Module):
         return view
 
     def _build(self, backend: str) -> Relation:
+        sparse_rel = SparseRelation(self.src, self.dst, self.num_src, self.num_dst)
         if backend == "torch":
-            return TorchRelation(self.src, self.dst, self.num_dst)
+            return TorchRelation(sparse_rel)
         stype, _, dtype = self.etype
         if stype == dtype:
             g = dgl.graph((self.src, self.dst), num_nodes=self.num_src)
         else:
             g = dgl.heterograph({self.etype: (self.src, self.dst)}, num_nodes_dict={stype: self.num_src, dtype: self.num_dst})
         g.create_formats_()
-        return DGLRelation(g)
+        return DGLRelation(g, sparse_rel)
 
 
 @lru_cache(maxsize=None)
@@ -136,7 +164,9 @@ def _dgl_runs_on(device: str) -> bool:
     """Whether the installed DGL runs a tiny graph computation on `device` (tried once)."""
     try:
         g = dgl.graph(([0], [0]), num_nodes=1, device=torch.device(device))
-        DGLRelation(g).edge_dot(torch.ones(1, 1, device=device), torch.ones(1, 1, device=device))
+        with g.local_scope():
+            g.ndata["x"] = torch.ones(1, 1, device=device)
+            g.apply_edges(fn.u_dot_v("x", "x", "a"))
     except Exception:  # any failure means DGL is unusable there; the caller says so
         return False
     return True
