@@ -204,6 +204,27 @@ def sweep_eps_command(**options) -> None:
     run_sweep_command("eps", options)
 
 
+@main.command("bench")
+@click.option("--suite", "suites", multiple=True, default=("ml100k",), show_default=True,
+              help="ml100k, synthetic-tiktok, scaling (synthetic at 1x-8x the ml100k edges) or synthetic-tiny; repeatable")
+@click.option("--repeats", type=int, default=3, show_default=True, help="repetitions per figure (the median is reported)")
+@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads per case")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
+@click.option("--batches", type=int, default=None, help="time this many batches and project the epoch [default: per suite]")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results/bench"), show_default=True,
+              help="folder for <suite>.json (and scaling.png)")
+def bench_command(suites, repeats, threads, device, batches, out) -> None:
+    """Time training epochs phase by phase, full evaluation and peak memory; write JSON."""
+    from ego_dgl.bench import report_table, run_suite
+
+    for suite in suites:
+        report = run_suite(suite, repeats, threads, device, out, batches)
+        console.print(report_table(report))
+        for key, value in report["ratios"].items():
+            console.print(f"{key}: {value:.2f}x", highlight=False)
+        console.print(f"written: {out / (suite + '.json')}", highlight=False, soft_wrap=True)
+
+
 DATASETS_ROOT = click.option(
     "--root", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="Folder of prepared datasets (default: $EGODGL_DATASETS or ./datasets).",

@@ -1,0 +1,266 @@
+"""The benchmark: where a training epoch's time goes, full-evaluation time and peak memory.
+
+Each case runs in a fresh Python process so that its peak RSS is its own. An epoch is
+timed phase by phase with the trainer's own pieces (negative sampling, forward, backward,
+optimizer); on large graphs a case may time its first `batches` batches and project the
+epoch from their mean, which the record says. Figures are medians over `repeats`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ego_dgl.errors import EgoDGLError
+
+PHASES = ("t_sample", "t_forward", "t_backward", "t_optim")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark cell: a dataset trained with the paper's profile for it."""
+
+    dataset: str
+    backend: str
+    mode: str
+    batches: int | None = None  # time this many batches and project the epoch; None = all
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.backend}/{self.mode}"
+
+
+def _grid(dataset: str, batches: int | None) -> list[Case]:
+    return [Case(dataset, b, m, batches) for m in ("hard", "soft") for b in ("dgl", "torch")]
+
+
+SUITES: dict[str, list[Case]] = {
+    "ml100k": _grid("ml100k", None),
+    "synthetic-tiktok": _grid("synthetic-tiktok", 12),
+    "scaling": [Case(f"synthetic-x{s}", "dgl", "hard", 12) for s in (1, 2, 4, 8)],
+    "synthetic-tiny": _grid("synthetic-tiny", None),
+}
+
+
+def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
+    """Time `case` in this process: per-epoch phase seconds, evaluation seconds, peak memory."""
+    from ego_dgl.data import load_dataset
+    from ego_dgl.train.defaults import resolve_options
+    from ego_dgl.train.sampler import NegativeSampler
+    from ego_dgl.train.trainer import (
+        PhaseClock, build_model, evaluate_model, make_optimizer, resolve_device, sample_epoch, seed_everything, train_step,
+    )
+
+    ds = load_dataset(case.dataset, progress=False)
+    _, model_cfg, train_cfg, profile = resolve_options(
+        {"dataset": case.dataset, "mode": case.mode, "backend": case.backend, "device": device}
+    )
+    torch_device = resolve_device(device)
+    seed_everything(0)
+    model = build_model(ds, model_cfg, torch_device)
+    optimizer = make_optimizer(model, train_cfg.lr)
+    sampler = NegativeSampler(ds)
+    rng = np.random.default_rng(0)
+    per_epoch = sampler.num_batches(train_cfg.batch_size)
+    train_step(model, optimizer, sample_epoch(sampler, rng, train_cfg.batch_size)[0], train_cfg.reg, PhaseClock(torch_device))
+
+    epochs = []
+    for _ in range(repeats):
+        clock = PhaseClock(torch_device)
+        batches = sample_epoch(sampler, rng, train_cfg.batch_size)
+        clock.lap("t_sample")
+        timed = batches[: case.batches] if case.batches else batches
+        sampling = clock.seconds.pop("t_sample")
+        for batch in timed:
+            train_step(model, optimizer, batch, train_cfg.reg, clock)
+        scale = len(batches) / len(timed)
+        phases = {k: v * scale for k, v in clock.seconds.items()}
+        phases["t_sample"] = phases.get("t_sample", 0.0) + sampling
+        epochs.append(phases)
+
+    evals = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        evaluate_model(model, ds, ("valid",), train_cfg)
+        if torch_device.type == "cuda":
+            torch.cuda.synchronize()
+        evals.append(time.perf_counter() - start)
+
+    phase = {k: statistics.median(e[k] for e in epochs) for k in PHASES}
+    epoch_seconds = statistics.median(sum(e[k] for k in PHASES) for e in epochs)
+    return {
+        "case": asdict(case),
+        "profile": profile,
+        "layers_mm": model_cfg.layers_mm,
+        "layers_id": model_cfg.layers_id,
+        "batch_size": train_cfg.batch_size,
+        "train_edges": len(sampler.pairs),
+        "batches_per_epoch": per_epoch,
+        "batches_timed": case.batches or per_epoch,
+        "projected": bool(case.batches and case.batches < per_epoch),
+        "repeats": repeats,
+        **phase,
+        "epoch_s": epoch_seconds,
+        "batches_per_s": per_epoch / epoch_seconds,
+        "eval_s": statistics.median(evals),
+        "eval_users": int((np.bincount(ds.valid[:, 0], minlength=ds.num_users) > 0).sum()),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if torch_device.type == "cuda" else None,
+        "backend": model.backend,
+    }
+
+
+def machine(threads: int, device: str) -> dict[str, Any]:
+    """What the figures were measured on."""
+    from ego_dgl._dgl import dgl
+
+    cpu = platform.processor()
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "dgl": dgl.__version__,
+        "date": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def run_case(case: Case, repeats: int, threads: int, device: str) -> dict[str, Any]:
+    """`measure` in a child process limited to `threads` threads."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    args = [sys.executable, "-m", "ego_dgl.bench", json.dumps(asdict(case)), str(repeats), device]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EgoDGLError(f"benchmark case {case.name} failed: {last}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def ratios(results: list[dict[str, Any]], previous: dict[str, Any] | None) -> dict[str, float]:
+    """Within this run: the torch/dgl epoch-time ratio per dataset and mode (above 1 = dgl
+    faster); against the previous record of the suite: old/new epoch time per case."""
+    by_name = {Case(**r["case"]).name: r for r in results}
+    out = {}
+    for name, r in by_name.items():
+        dataset, backend, mode = name.split("/")
+        other = by_name.get(f"{dataset}/torch/{mode}")
+        if backend == "dgl" and other:
+            out[f"torch_over_dgl/{dataset}/{mode}"] = other["epoch_s"] / r["epoch_s"]
+    for old in (previous or {}).get("results", []):
+        name = Case(**old["case"]).name
+        if name in by_name:
+            out[f"previous_over_now/{name}"] = old["epoch_s"] / by_name[name]["epoch_s"]
+    return out
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """The suite's JSON, written atomically."""
+    from ego_dgl.runs import write_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
+
+
+def plot_scaling(results: list[dict[str, Any]], path: Path) -> None:
+    """Seconds per epoch against training edges: a straight line means linear cost."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(results, key=lambda r: r["train_edges"])
+    edges = [r["train_edges"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(edges, [r["epoch_s"] for r in rows], "o-", label="training epoch")
+    ax.plot(edges, [r["eval_s"] for r in rows], "s--", label="full evaluation")
+    ax.set_xlabel("training edges")
+    ax.set_ylabel("seconds")
+    ax.set_title("cost against graph size (EgoGCN-hard, dgl)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_suite(
+    suite: str, repeats: int = 3, threads: int = 2, device: str = "cpu", out: Path = Path("results/bench"),
+    batches: int | None = None, progress: bool = True,
+) -> dict[str, Any]:
+    """Run every case of `suite`, write <out>/<suite>.json (and scaling.png for the
+    scaling suite), and return the report. `batches` overrides the cases' batch counts."""
+    from rich.progress import Progress
+
+    from ego_dgl.data import load_dataset
+
+    if repeats < 1 or threads < 1 or (batches is not None and batches < 1):
+        raise EgoDGLError("--repeats, --threads and --batches must be positive integers")
+    if suite not in SUITES:
+        raise EgoDGLError(f"unknown benchmark suite {suite!r}; use one of {', '.join(SUITES)}")
+    cases = [Case(c.dataset, c.backend, c.mode, batches or c.batches) for c in SUITES[suite]]
+    for dataset in dict.fromkeys(c.dataset for c in cases):
+        load_dataset(dataset, progress=progress)  # prepare once, before the timed children
+    path = Path(out) / f"{suite}.json"
+    previous = json.loads(path.read_text()) if path.exists() else None
+    results = []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"bench {suite}", total=len(cases))
+        for case in cases:
+            bar.update(task, description=f"bench {case.name}")
+            results.append(run_case(case, repeats, threads, device))
+            bar.advance(task)
+    report = {"suite": suite, "machine": machine(threads, device), "results": results, "ratios": ratios(results, previous)}
+    write_report(path, report)
+    if suite == "scaling":
+        plot_scaling(results, path.with_suffix(".png"))
+    return report
+
+
+def report_table(report: dict[str, Any]):
+    """A rich table of a suite's report."""
+    from rich.table import Table
+
+    m = report["machine"]
+    first = report["results"][0]
+    table = Table(
+        title=f"bench {report['suite']}: K={first['layers_mm']} L={first['layers_id']} batch {first['batch_size']}; "
+        f"{m['cpu']}, {m['threads']} threads, {m['device_name']}, torch {m['torch']}, dgl {m['dgl']}"
+    )
+    table.add_column("case", no_wrap=True)
+    for col in ("edges", "sample", "fwd", "bwd", "optim", "epoch s", "eval s", "peak MB"):
+        table.add_column(col, justify="right")
+    for r in report["results"]:
+        peak = r["peak_cuda_mb"] if r["peak_cuda_mb"] is not None else r["peak_rss_mb"]
+        epoch = f"{r['epoch_s']:.2f}" + ("*" if r["projected"] else "")
+        table.add_row(
+            Case(**r["case"]).name, f"{r['train_edges']:,}", *(f"{r[k]:.2f}" for k in PHASES), epoch, f"{r['eval_s']:.2f}", f"{peak:,.0f}"
+        )
+    if any(r["projected"] for r in report["results"]):
+        table.caption = "* projected from the first batches of the epoch (see batches_timed in the JSON)"
+    return table
+
+
+if __name__ == "__main__":
+    case_arg, repeats_arg, device_arg = sys.argv[1:4]
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    print(json.dumps(measure(Case(**json.loads(case_arg)), int(repeats_arg), device_arg)))

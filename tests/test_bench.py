@@ -1,0 +1,69 @@
+"""The benchmark: its measurements add up, projections scale, ratios are computed right,
+and the command writes a report that the next run compares against."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from ego_dgl.bench import PHASES, Case, measure, ratios
+
+
+@pytest.fixture(scope="module")
+def whole_epoch():
+    return measure(Case("synthetic-tiny", "torch", "hard"), repeats=2)
+
+
+def test_whole_epoch_figures_add_up(whole_epoch):
+    r = whole_epoch
+    assert r["batches_per_epoch"] == -(-r["train_edges"] // r["batch_size"])
+    assert r["batches_timed"] == r["batches_per_epoch"] and not r["projected"]
+    assert all(r[p] >= 0 for p in PHASES) and r["t_forward"] > 0 and r["t_backward"] > 0
+    # the median epoch is one of the repetitions, so it cannot be below the sum of the phase medians' minimum
+    assert r["epoch_s"] > r["t_forward"] and r["epoch_s"] > r["t_backward"]
+    assert r["batches_per_s"] == pytest.approx(r["batches_per_epoch"] / r["epoch_s"])
+    assert r["eval_s"] > 0 and 0 < r["eval_users"] <= 60
+    assert r["peak_rss_mb"] > 50 and r["peak_cuda_mb"] is None and r["backend"] == "torch"
+
+
+def test_a_partial_epoch_is_projected_to_the_whole(whole_epoch):
+    r = measure(Case("synthetic-tiny", "torch", "hard", batches=1), repeats=1)
+    assert r["projected"] and r["batches_timed"] == 1
+    # one batch's forward time times the batch count: the same order as the timed whole epoch
+    assert 0.2 * whole_epoch["t_forward"] < r["t_forward"] < 5 * whole_epoch["t_forward"]
+
+
+def _result(dataset, backend, mode, epoch_s):
+    return {"case": {"dataset": dataset, "backend": backend, "mode": mode, "batches": None}, "epoch_s": epoch_s}
+
+
+def test_ratios_within_a_run_and_against_the_previous_record():
+    now = [_result("d", "dgl", "hard", 2.0), _result("d", "torch", "hard", 5.0), _result("d", "dgl", "soft", 4.0)]
+    before = {"results": [_result("d", "dgl", "hard", 6.0), _result("other", "dgl", "hard", 1.0)]}
+    assert ratios(now, before) == {"torch_over_dgl/d/hard": 2.5, "previous_over_now/d/dgl/hard": 3.0}
+    assert ratios(now, None) == {"torch_over_dgl/d/hard": 2.5}
+
+
+def test_bench_command_writes_the_report_and_compares_with_the_last(tmp_path):
+    runner = CliRunner()
+    args = ["bench", "--suite", "synthetic-tiny", "--repeats", "1", "--threads", "1", "--out", str(tmp_path)]
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    report = json.loads((tmp_path / "synthetic-tiny.json").read_text())
+    assert report["machine"]["threads"] == 1 and report["machine"]["torch"]
+    assert {Case(**r["case"]).name for r in report["results"]} == {
+        f"synthetic-tiny/{b}/{m}" for b in ("dgl", "torch") for m in ("hard", "soft")
+    }
+    assert set(report["ratios"]) == {"torch_over_dgl/synthetic-tiny/hard", "torch_over_dgl/synthetic-tiny/soft"}
+    assert "synthetic-tiny/dgl/hard" in first.output
+    second = runner.invoke(main, args)
+    assert second.exit_code == 0, second.output
+    again = json.loads((tmp_path / "synthetic-tiny.json").read_text())
+    assert sum(k.startswith("previous_over_now/") for k in again["ratios"]) == 4
+
+
+def test_bench_rejects_an_unknown_suite(tmp_path):
+    out = CliRunner().invoke(main, ["bench", "--suite", "nope", "--out", str(tmp_path)])
+    assert out.exit_code == 2 and "unknown benchmark suite 'nope'" in out.output
+    assert not any(tmp_path.iterdir())
