@@ -90,3 +90,13 @@ def grcn_folder(tmp_path: Path) -> Path:
     np.save(folder / "feat_a.npy", TEXT)
     torch.save(torch.from_numpy(WORDS), folder / "feat_t.pt")
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Bit-exact comparisons need one CPU thread: multi-threaded MKL on a loaded machine
+    can change the last bits of a loss between otherwise identical runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,14 +11,7 @@ from click.testing import CliRunner
 from cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Bit-exact comparisons need one CPU thread: multi-threaded MKL on a loaded machine
-    can change the last bits of a loss between otherwise identical runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(*args):

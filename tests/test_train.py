@@ -16,14 +16,7 @@ from ego_dgl.train.checkpoint import load_checkpoint
 from ego_dgl.train.trainer import build_model, evaluate_run, load_run
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Bit-exact comparisons need one CPU thread: multi-threaded MKL on a loaded machine
-    can change the last bits of a loss between otherwise identical runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TIMING = ("seconds", "t_sample", "t_forward", "t_backward", "t_optim", "t_eval")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ego_dgl.data.dataset import SPLITS, Dataset, Features, WordBag
+from ego_dgl.data.dataset import Dataset, Features, WordBag
 from ego_dgl.data.files import (
     atomic_folder,
     is_word_ids,
