@@ -23,9 +23,34 @@ from ego_dgl.data.dataset import Dataset, WordBag
 from ego_dgl.errors import DataError
 
 
+_NORM_EPS = 1e-12  # F.normalize's floor on the norm: zero rows stay zero
+
+
+class _Normalize(torch.autograd.Function):
+    """x / max(||x||, eps) over the last axis, as F.normalize computes it, with a backward
+    in three passes over x's shape instead of autograd's eight through norm, clamp and a
+    broadcast division: the gradient is (g - y <g, y>) / ||x||, or g / eps where the
+    floor applies."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        floored = norm <= _NORM_EPS
+        denom = norm.clamp_min_(_NORM_EPS)
+        y = x / denom
+        ctx.save_for_backward(y, denom, floored)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        y, denom, floored = ctx.saved_tensors
+        dot = torch.linalg.vecdot(grad, y, dim=-1).unsqueeze(-1).masked_fill_(floored, 0)
+        return torch.addcmul(grad, y, dot, value=-1).div_(denom)
+
+
 def normalize(x: Tensor) -> Tensor:
     """L2 row normalisation over the last axis (SPEC.md [impl]); zero rows stay zero."""
-    return F.normalize(x, dim=-1)
+    return _Normalize.apply(x)
 
 
 def xavier_table(rows: int, dim: int) -> nn.Parameter:
