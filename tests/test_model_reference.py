@@ -373,3 +373,29 @@ def test_fused_stats_are_the_fraction_of_edges_passing_eps(hand, backend):
         for k, m in enumerate(hand.modalities):
             share = sum(f for (j, v, mm), f in fused.items() if mm == k) / len(PAIRS)
             assert float(stats[f"fused/{m}/{direction}"]) == pytest.approx(share)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("eps, share", [(1.01, "none"), (0.4, "some"), (-0.01, "all")], ids=["none-fused", "some-fused", "all-fused"])
+def test_hard_layer0_gradients_whether_no_some_or_every_edge_fuses(hand, backend, eps, share):
+    """Hard layer 0 treats fused pairs apart from the rest (and skips them when none
+    passed eps): its outputs and parameter gradients match the reference's in all cases."""
+    cfg = ModelConfig(dim=DIM, eps=eps)
+    model = build(hand, backend, eps=eps)
+    M = len(hand.modalities)
+    params = list(model.preferences.tables) + [q for lin in model.item_features.proj for q in lin.parameters()]
+    probe = torch.Generator().manual_seed(1)
+    r_u, r_i = torch.randn(P, M, DIM, generator=probe, dtype=torch.float64), torch.randn(Q, M, DIM, generator=probe, dtype=torch.float64)
+    with torch.enable_grad():
+        ref_u, ref_i, records = ref_layer0(model, cfg, ref_user_prefs(model), ref_item_features(model, hand), M)
+        ref_u, ref_i = as_tensor(ref_u), as_tensor(ref_i)
+        want = torch.autograd.grad((ref_u * r_u).sum() + (ref_i * r_i).sum(), params)
+        to_users, to_items = model.relations()
+        att_u, att_i = model.layer0(to_users, to_items, *model.inputs())
+        got = torch.autograd.grad((att_u.out * r_u).sum() + (att_i.out * r_i).sum(), params)
+    fused = [f for rec in records.values() for f in rec["fused"].values()]
+    assert {"none": not any(fused), "some": 0 < sum(fused) < len(fused), "all": all(fused)}[share]
+    torch.testing.assert_close(att_u.out, ref_u, **TOL)
+    torch.testing.assert_close(att_i.out, ref_i, **TOL)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, **TOL)

@@ -36,7 +36,10 @@ BACKENDS = ("dgl", "torch")
 
 
 class Relation(Protocol):
-    """The three primitives over one directed relation."""
+    """The three primitives over one directed relation, and its edges' endpoints."""
+
+    src: Tensor  # [E] source node of each edge
+    dst: Tensor  # [E] destination node of each edge
 
     def edge_dot(self, src: Tensor, dst: Tensor) -> Tensor: ...
 
@@ -57,6 +60,7 @@ class DGLRelation:
 
     def __init__(self, graph: dgl.DGLGraph, sparse_rel: SparseRelation):
         self.graph, self.sparse = graph, sparse_rel
+        self.src, self.dst = sparse_rel.src, sparse_rel.dst
 
     def edge_dot(self, src: Tensor, dst: Tensor) -> Tensor:
         (src, dst), restore = _channels(src, dst)
