@@ -43,7 +43,7 @@ def unit(v: torch.Tensor) -> torch.Tensor:
 
 
 def softmax(values: list[torch.Tensor]) -> list[torch.Tensor]:
-    top = max(float(v) for v in values)
+    top = max(float(v.detach()) for v in values)  # a constant shift, also under autograd
     e = [torch.exp(v - top) for v in values]
     total = sum(e)
     return [x / total for x in e]

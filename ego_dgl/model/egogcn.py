@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.graphs import CLICKED_BY, CLICKS, lightgcn_weights, structure_graph
+from ego_dgl.model.allocator import keep_freed_memory
 from ego_dgl.model.backends import Edges, Relation, resolve_backend
 from ego_dgl.model.config import ModelConfig
 from ego_dgl.model.ego_fusion import DIRECTIONS, Attention, EgoLayer, affinity
@@ -41,6 +42,7 @@ class EgoGCN(nn.Module):
     def __init__(self, ds: Dataset, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg.validate()
+        keep_freed_memory()  # each step reallocates the same large tensors (allocator.py)
         self.modalities = list(ds.modalities)
         self.num_users, self.num_items = ds.num_users, ds.num_items
         self.use_id = cfg.branches in ("id+mm", "id")
