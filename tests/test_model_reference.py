@@ -106,7 +106,7 @@ def ref_hard_messages(src, s, eps, M):
     """Eq. 2: the fused mean over modalities where the affinity passes eps, else the own feature."""
     msgs, fused = {}, {}
     for (j, v, m), w in s.items():
-        fused[(j, v, m)] = float(w) > eps
+        fused[(j, v, m)] = float(w.detach()) > eps
         msgs[(j, v, m)] = sum(src[j]) / M if fused[(j, v, m)] else src[j][m]
     return msgs, fused
 
