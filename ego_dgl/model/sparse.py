@@ -44,7 +44,9 @@ class CsrPattern:
     def mm(self, weights: Tensor, x: Tensor) -> Tensor:
         """The matrix with per-edge, per-channel `weights` [E, C] as values, times x [cols, D]."""
         values = weights.reshape(-1).index_select(0, self.perm)
-        return F.embedding_bag(self.col, x, self.crow, mode="sum", per_sample_weights=values, include_last_offset=True)
+        # Detached: as a kernel inside autograd Functions it needs no graph, and a table
+        # that requires grad makes embedding_bag also build its backward's index maps.
+        return F.embedding_bag(self.col, x.detach(), self.crow, mode="sum", per_sample_weights=values.detach(), include_last_offset=True)
 
     def sample(self, rows: Tensor, cols: Tensor) -> Tensor:
         """(rows @ cols.T) at the pattern, back in [E * C] edge-major order."""
