@@ -95,20 +95,36 @@ class TorchRelation:
         return restore(sparse.edge_dot(self.sparse, src, dst), edge=True)
 
     def softmax(self, logits: Tensor) -> Tensor:
-        shape = (self.num_dst,) + tuple(logits.shape[1:])
-        # The shift only guards exp() against overflow; softmax is invariant to it.
-        peak = logits.new_full(shape, float("-inf")).scatter_reduce(
-            0, self._expand(logits), logits.detach(), "amax", include_self=True
-        )
-        e = torch.exp(logits - peak[self.dst])
-        total = logits.new_zeros(shape).index_add(0, self.dst, e)
-        return e / total[self.dst]
+        return _ScatterSoftmax.apply(logits, self.dst, self.num_dst)
 
     def aggregate(self, src: Tensor, weights: Tensor) -> Tensor:
         return aggregate_sparse(self.sparse, src, weights)
 
-    def _expand(self, t: Tensor) -> Tensor:
-        return self.dst.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t)
+
+class _ScatterSoftmax(torch.autograd.Function):
+    """Softmax of per-edge logits [E, *S] over each destination's incoming edges, by
+    scatter operations; the backward y (g - sum over the destination's edges of g y) takes
+    three passes over [E, *S] instead of autograd's chain through exp and the division."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, dst: Tensor, num_dst: int) -> Tensor:
+        shape = (num_dst,) + tuple(logits.shape[1:])
+        index = dst.view((-1,) + (1,) * (logits.dim() - 1)).expand_as(logits)
+        # The shift only guards exp() against overflow; softmax is invariant to it.
+        peak = logits.new_full(shape, float("-inf")).scatter_reduce_(0, index, logits, "amax", include_self=True)
+        e = torch.exp(logits - peak.index_select(0, dst))
+        total = logits.new_zeros(shape).index_add_(0, dst, e)
+        y = e.div_(total.index_select(0, dst))
+        ctx.save_for_backward(y)
+        ctx.dst, ctx.shape = dst, shape
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (y,) = ctx.saved_tensors
+        gy = grad * y
+        per_dst = gy.new_zeros(ctx.shape).index_add_(0, ctx.dst, gy)
+        return gy.sub_(per_dst.index_select(0, ctx.dst).mul_(y)), None, None
 
 
 def _channels(*nodes: Tensor, like: Tensor | None = None):
