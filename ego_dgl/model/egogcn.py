@@ -22,6 +22,11 @@ from ego_dgl.model.node_alignment import NodeAlignment
 from ego_dgl.model.routing import routing_layers
 
 
+def inner(users: Tensor, items: Tensor) -> Tensor:
+    """Row-wise inner products of matching user and item rows [B, D_total] -> [B]."""
+    return (users * items).sum(-1)
+
+
 @dataclass
 class Tables:
     """Final user [P, D_total] and item [Q, D_total] representations, and detached 0-d
@@ -92,6 +97,12 @@ class EgoGCN(nn.Module):
 
     def propagate(self) -> Tables:
         """Run both branches over the whole graph and concatenate their outputs."""
+        user_parts, item_parts, stats = self._parts()
+        return Tables(torch.cat(user_parts, 1), torch.cat(item_parts, 1), stats)
+
+    def _parts(self) -> tuple[list[Tensor], list[Tensor], dict[str, Tensor]]:
+        """Both branches over the whole graph: the user and item tables in concatenation
+        order ([id, modality_1 ... modality_M] flattened), and the propagation stats."""
         to_users, to_items = self.relations()
         user_parts, item_parts, stats = [], [], {}
         weights = (self.id_norm, self.id_norm) if self.use_id else None
@@ -108,7 +119,7 @@ class EgoGCN(nn.Module):
             e_users, e_items = lightgcn(to_users, to_items, *self.ids(), *weights, self.cfg.layers_id)
             user_parts.insert(0, e_users)
             item_parts.insert(0, e_items)
-        return Tables(torch.cat(user_parts, 1), torch.cat(item_parts, 1), stats)
+        return user_parts, item_parts, stats
 
     def _multimodal(self, to_users: Relation, to_items: Relation, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor, tuple[Attention, Attention] | None]:
         """K multimodal layers; also layer 0's attention record (None for NA)."""
@@ -135,21 +146,25 @@ class EgoGCN(nn.Module):
 
     def score(self, tables: Tables, users: Tensor, items: Tensor) -> Tensor:
         """Inner products <e*_u, e*_i> of the rows of (users[b], items[b]) (Eq. 12-13)."""
-        return (tables.users[users] * tables.items[items]).sum(-1)
+        return inner(tables.users[users], tables.items[items])
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float) -> tuple[Tensor, dict[str, Tensor]]:
         """BPR + reg * regulariser (Eq. 14, SPEC.md) after one propagation; the logs hold the
-        detached BPR term, the weighted regulariser term ("reg") and the propagation stats."""
-        tables = self.propagate()
-        bpr_term = bpr(self.score(tables, users, pos), self.score(tables, users, neg))
-        user_rows, item_rows = [], []
+        detached BPR term, the weighted regulariser term ("reg") and the propagation stats.
+        Only the batch's rows are concatenated: the full tables never are, and their
+        gradients stay contiguous per part."""
+        user_parts, item_parts, stats = self._parts()
+        user_rows = torch.cat([p[users] for p in user_parts], 1)
+        item_rows = torch.cat([p[torch.cat([pos, neg])] for p in item_parts], 1)
+        bpr_term = bpr(inner(user_rows, item_rows[: len(pos)]), inner(user_rows, item_rows[len(pos) :]))
+        raw_users, raw_items = [], []
         if self.use_id:
-            user_rows.append(self.ids.user_rows(users))
-            item_rows.append(self.ids.item_rows(torch.cat([pos, neg])))
+            raw_users.append(self.ids.user_rows(users))
+            raw_items.append(self.ids.item_rows(torch.cat([pos, neg])))
         if self.use_mm:
-            user_rows += self.preferences.raw_rows(users)
-        reg_term = reg * regulariser(user_rows, item_rows)
-        return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach(), **tables.stats}
+            raw_users += self.preferences.raw_rows(users)
+        reg_term = reg * regulariser(raw_users, raw_items)
+        return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach(), **stats}
 
     @torch.no_grad()
     def final_tables(self) -> Tables:
