@@ -44,28 +44,33 @@ class Attention:
     fused: Tensor | None = None  # hard mode: 1.0 where the edge carries the fused message
 
 
-def attend(rel: Relation, msg: Tensor, dst: Tensor) -> tuple[Tensor, Tensor]:
+def attend(rel: Relation, msg: Tensor, dst: Tensor, logits: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Softmax over each destination's incoming edges of <msg_j, x_v>, and the weighted sum
-    of msg_j: the attention shared by Eq. 5-6, GM and routing (Eq. 7-8)."""
-    weights = rel.softmax(rel.edge_dot(msg, dst))
+    of msg_j: the attention shared by Eq. 5-6, GM and routing (Eq. 7-8). `logits` are the
+    <msg_j, x_v> when the caller has them (see `shared_logits`)."""
+    weights = rel.softmax(rel.edge_dot(msg, dst) if logits is None else logits)
     return rel.aggregate(msg, weights), weights
 
 
-def affinity(rel: Relation, src: Tensor, dst: Tensor) -> Tensor:
-    """Eq. 1: softmax over each destination's neighbours of <x_j,m, x_v,m>, [E, M]."""
-    return rel.softmax(rel.edge_dot(src, dst))
+def shared_logits(to_items: Relation, users: Tensor, items: Tensor) -> Tensor:
+    """<x_u, x_i> per interaction and modality, [E, M]: the logits of both directions
+    whenever both send unmodulated features, because the two relations list the same
+    interactions in the same order (edge k of both is one interaction). Computing them
+    once also halves the backward's SpMMs: both directions' gradients arrive summed."""
+    return to_items.edge_dot(users, items)
 
 
-def merge_direction(rel: Relation, src: Tensor, dst: Tensor) -> Attention:
+def merge_direction(rel: Relation, src: Tensor, dst: Tensor, logits: Tensor | None = None) -> Attention:
     """GM: attention aggregation of unmodulated features; its weights are Eq. 1's."""
-    agg, weights = attend(rel, src, dst)
+    agg, weights = attend(rel, src, dst, logits)
     return Attention(normalize(agg), weights, affinity=weights)
 
 
-def hard_direction(rel: Relation, src: Tensor, dst: Tensor, eps: float) -> Attention:
+def hard_direction(rel: Relation, src: Tensor, dst: Tensor, eps: float, logits: Tensor | None = None) -> Attention:
     """Eq. 1, 2, 5, 6: the own-feature messages over all edges, corrected on the fused
-    (edge, modality) pairs only (see the module docstring)."""
-    logits = rel.edge_dot(src, dst)
+    (edge, modality) pairs only (see the module docstring); `logits` are Eq. 1's if known."""
+    if logits is None:
+        logits = rel.edge_dot(src, dst)
     s = rel.softmax(logits)
     passed = s.detach() > eps
     fused = passed.to(src.dtype)
@@ -119,13 +124,15 @@ class EgoLayer(nn.Module):
         if self.soft:
             self.gates = nn.ModuleDict({"to_users": SoftGates(num_modalities, dim, gate), "to_items": SoftGates(num_modalities, dim, gate)})
 
-    def direction(self, rel: Relation, src: Tensor, dst: Tensor, side: str) -> Attention:
-        """One direction; `side` names the destination ('to_users' or 'to_items')."""
+    def direction(self, rel: Relation, src: Tensor, dst: Tensor, side: str, logits: Tensor | None = None) -> Attention:
+        """One direction; `side` names the destination ('to_users' or 'to_items');
+        `logits` <src_j, dst_v> if known (hard and GM)."""
         if self.fusion == "gm":
-            return merge_direction(rel, src, dst)
+            return merge_direction(rel, src, dst, logits)
         if self.soft:
             return soft_direction(rel, src, dst, self.gates[side])
-        return hard_direction(rel, src, dst, self.eps)
+        return hard_direction(rel, src, dst, self.eps, logits)
 
     def forward(self, to_users: Relation, to_items: Relation, users: Tensor, items: Tensor) -> tuple[Attention, Attention]:
-        return self.direction(to_users, items, users, "to_users"), self.direction(to_items, users, items, "to_items")
+        logits = None if self.soft else shared_logits(to_items, users, items)  # soft: per-direction messages
+        return self.direction(to_users, items, users, "to_users", logits), self.direction(to_items, users, items, "to_items", logits)

@@ -14,7 +14,7 @@ from ego_dgl.graphs import CLICKED_BY, CLICKS, lightgcn_weights, structure_graph
 from ego_dgl.model.allocator import keep_freed_memory
 from ego_dgl.model.backends import Edges, Relation, resolve_backend
 from ego_dgl.model.config import ModelConfig
-from ego_dgl.model.ego_fusion import DIRECTIONS, Attention, EgoLayer, affinity
+from ego_dgl.model.ego_fusion import DIRECTIONS, Attention, EgoLayer, shared_logits
 from ego_dgl.model.features import ItemFeatures, UserPreferences
 from ego_dgl.model.id_branch import IdTable, lightgcn, soft_pruning_weights
 from ego_dgl.model.loss import bpr, regulariser
@@ -133,7 +133,8 @@ class EgoGCN(nn.Module):
         """Eq. 1 per direction, reused from layer 0 where it computed them."""
         if att is not None and att[0].affinity is not None:
             return att[0].affinity, att[1].affinity
-        return affinity(to_users, items0, users0), affinity(to_items, users0, items0)
+        logits = shared_logits(to_items, users0, items0)
+        return to_users.softmax(logits), to_items.softmax(logits)
 
     def _fused_stats(self, att: tuple[Attention, Attention]) -> dict[str, Tensor]:
         """Hard mode: the fraction of edges carrying the fused message, per modality and direction."""

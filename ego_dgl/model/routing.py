@@ -9,17 +9,20 @@ from __future__ import annotations
 from torch import Tensor
 
 from ego_dgl.model.backends import Relation
-from ego_dgl.model.ego_fusion import attend
+from ego_dgl.model.ego_fusion import attend, shared_logits
 from ego_dgl.model.features import normalize
 
 
-def route(rel: Relation, src: Tensor, dst: Tensor) -> Tensor:
-    """One routing step for the destination side of `rel` (Eq. 7-8)."""
-    return normalize(dst + attend(rel, src, dst)[0])
+def route(rel: Relation, src: Tensor, dst: Tensor, logits: Tensor | None = None) -> Tensor:
+    """One routing step for the destination side of `rel` (Eq. 7-8); `logits` are
+    <src_j, dst_v> per edge if known."""
+    return normalize(dst + attend(rel, src, dst, logits)[0])
 
 
 def routing_layers(to_users: Relation, to_items: Relation, users: Tensor, items: Tensor, layers: int) -> tuple[Tensor, Tensor]:
-    """`layers` routing steps over the bipartite graph, users and items updated together."""
+    """`layers` routing steps over the bipartite graph, users and items updated together;
+    both directions share one step's <x_u, x_i> logits."""
     for _ in range(layers):
-        users, items = route(to_users, items, users), route(to_items, users, items)
+        logits = shared_logits(to_items, users, items)
+        users, items = route(to_users, items, users, logits), route(to_items, users, items, logits)
     return users, items
