@@ -155,13 +155,14 @@ class EgoGCN(nn.Module):
         Only the batch's rows are concatenated: the full tables never are, and their
         gradients stay contiguous per part."""
         user_parts, item_parts, stats = self._parts()
+        items = torch.cat([pos, neg])
         user_rows = torch.cat([p[users] for p in user_parts], 1)
-        item_rows = torch.cat([p[torch.cat([pos, neg])] for p in item_parts], 1)
+        item_rows = torch.cat([p[items] for p in item_parts], 1)
         bpr_term = bpr(inner(user_rows, item_rows[: len(pos)]), inner(user_rows, item_rows[len(pos) :]))
         raw_users, raw_items = [], []
         if self.use_id:
             raw_users.append(self.ids.user_rows(users))
-            raw_items.append(self.ids.item_rows(torch.cat([pos, neg])))
+            raw_items.append(self.ids.item_rows(items))
         if self.use_mm:
             raw_users += self.preferences.raw_rows(users)
         reg_term = reg * regulariser(raw_users, raw_items)
