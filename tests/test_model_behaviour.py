@@ -4,13 +4,15 @@ errors, and a training step for every mode and variant with both backends."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from ego_dgl.data import Dataset, WordBag
-from ego_dgl.errors import ConfigError, DataError
+from ego_dgl.errors import ConfigError, DataError, EgoDGLWarning
 from ego_dgl.model import EgoGCN, ModelConfig, resolve_backend
 from ego_dgl.model import backends as backends_module
 from ego_dgl.model.ego_fusion import merge_direction
@@ -139,6 +141,7 @@ def test_word_bag_text_is_a_learned_word_table_averaged_per_item():
     assert table.grad[[0, 1, 2, 3]].abs().sum(1).gt(0).all()  # every used word learns
 
 
+@pytest.mark.filterwarnings("ignore::ego_dgl.errors.EgoDGLWarning")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_one_modality_makes_fusion_the_identity(backend):
     ds = small({"v": np.random.default_rng(0).normal(size=(Q, 5)).astype(np.float32)})
@@ -153,6 +156,16 @@ def test_one_modality_makes_fusion_the_identity(backend):
     for t in tables[1:]:
         torch.testing.assert_close(t.users, tables[0].users, rtol=0, atol=1e-12)
         torch.testing.assert_close(t.items, tables[0].items, rtol=0, atol=1e-12)
+
+
+def test_one_modality_is_said_once_for_ego_fusion_only():
+    ds = small({"v": np.random.default_rng(0).normal(size=(Q, 5)).astype(np.float32)})
+    with pytest.warns(EgoDGLWarning, match="one modality, so EGO fusion is the identity"):
+        EgoGCN(ds, ModelConfig(dim=DIM, mode="soft"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EgoDGLWarning)
+        EgoGCN(ds, ModelConfig(dim=DIM, fusion="gm"))
+        EgoGCN(small(), ModelConfig(dim=DIM))
 
 
 def random_dataset(seed: int = 0, users: int = 150, items: int = 200, edges: int = 3000) -> Dataset:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
-from ego_dgl.errors import ConfigError
+from ego_dgl.errors import ConfigError, EgoDGLWarning
 from ego_dgl.graphs import CLICKED_BY, CLICKS, lightgcn_weights, structure_graph
 from ego_dgl.model.allocator import keep_freed_memory
 from ego_dgl.model.backends import Edges, Relation, resolve_backend
@@ -62,6 +63,13 @@ class EgoGCN(nn.Module):
             M = len(self.modalities)
             self.item_features = ItemFeatures(ds, cfg.dim, cfg.word_dim)
             self.preferences = UserPreferences(ds.num_users, M, cfg.dim)
+            if M == 1 and cfg.fusion == "ego":
+                warnings.warn(
+                    f"dataset {ds.name!r} has one modality, so EGO fusion is the identity: "
+                    "--mode hard, --mode soft and --fusion gm train the same model",
+                    EgoDGLWarning,
+                    stacklevel=2,
+                )
             if cfg.fusion == "na":
                 self.node_alignment = NodeAlignment(ds.num_users, ds.num_items, users, items, M)
             else:
