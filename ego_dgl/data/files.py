@@ -68,6 +68,24 @@ def write_meta(folder: Path, ds: Dataset, recipe: str | None = None) -> None:
     (Path(folder) / META).write_text(json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def folder_dataset(
+    folder: Path, name: str | None, meta: dict, num_users: int, num_items: int, splits: dict[str, np.ndarray],
+    features: dict, masks: dict[str, np.ndarray], sources: dict[str, str],
+) -> Dataset:
+    """The validated Dataset a reader assembled from `folder`: named by the caller, else by
+    meta.json, else by the folder; titles from meta.json."""
+    return Dataset(
+        name=name or meta.get("name") or folder.name,
+        num_users=num_users,
+        num_items=num_items,
+        **splits,
+        features=features,
+        feature_masks=masks,
+        item_titles=meta.get("item_titles"),
+        sources=sources | {"titles": str(folder / "meta.json")},
+    ).validate()
+
+
 def read_meta(folder: Path) -> dict:
     """The folder's meta.json, or {} for data written by other tools."""
     path = Path(folder) / META

@@ -22,6 +22,7 @@ import numpy as np
 from ego_dgl.data.dataset import Dataset, Features, WordBag
 from ego_dgl.data.files import (
     atomic_folder,
+    folder_dataset,
     is_word_ids,
     load_npy,
     load_pt,
@@ -124,16 +125,8 @@ def read_grcn(folder: Path, name: str | None = None) -> Dataset:
         path = folder / f"mask_{LONG.get(m, m)}.npy"
         if path.exists():
             masks[m] = load_npy(path)
-    return Dataset(
-        name=name or meta.get("name") or folder.name,
-        num_users=num_users,
-        num_items=num_items,
-        **splits,
-        features=features,
-        feature_masks=masks,
-        item_titles=meta.get("item_titles"),
-        sources=sources | {s: str(folder / f) for s, f in SPLIT_FILES.items()} | {"titles": str(folder / "meta.json")},
-    ).validate()
+    sources |= {s: str(folder / f) for s, f in SPLIT_FILES.items()}
+    return folder_dataset(folder, name, meta, num_users, num_items, splits, features, masks, sources)
 
 
 def _dense_rows(features: dict[str, Features]) -> int | None:

@@ -12,7 +12,15 @@ import numpy as np
 import pandas as pd
 
 from ego_dgl.data.dataset import SPLITS, Dataset, Features, WordBag
-from ego_dgl.data.files import atomic_folder, load_npy, read_meta, require_folder, wordbag_from_pairs, write_meta
+from ego_dgl.data.files import (
+    atomic_folder,
+    folder_dataset,
+    load_npy,
+    read_meta,
+    require_folder,
+    wordbag_from_pairs,
+    write_meta,
+)
 from ego_dgl.errors import DataError
 
 COLUMNS = ("userID", "itemID", "rating", "timestamp", "x_label")
@@ -75,16 +83,7 @@ def read_mmrec(folder: Path, name: str | None = None) -> Dataset:
     pairs = np.concatenate(list(splits.values()))
     num_users = meta.get("num_users", int(pairs[:, 0].max()) + 1 if len(pairs) else 0)
     num_items = meta.get("num_items", _feature_rows(features, pairs))
-    return Dataset(
-        name=name or meta.get("name") or folder.name,
-        num_users=num_users,
-        num_items=num_items,
-        **splits,
-        features=features,
-        feature_masks=masks,
-        item_titles=meta.get("item_titles"),
-        sources=sources | {"titles": str(folder / "meta.json")},
-    ).validate()
+    return folder_dataset(folder, name, meta, num_users, num_items, splits, features, masks, sources)
 
 
 def _read_features(folder: Path, meta: dict) -> dict[str, Features]:
