@@ -29,7 +29,6 @@ class TrainState:
     best_value: float = -math.inf  # selection metric (recall@10) of best_epoch
     bad_epochs: int = 0  # epochs since the selection metric last improved
     history: list[dict[str, Any]] = field(default_factory=list)
-    finished: bool = False
 
 
 def rng_state(sampler_rng: np.random.Generator) -> dict[str, Any]:

@@ -292,10 +292,8 @@ class Trainer:
         write_csv(self.run_dir / HISTORY, state.history)
 
     def finish(self) -> RunResult:
-        """Evaluate best.pt on valid and test, write metrics.json, mark last.pt finished."""
+        """Evaluate best.pt on valid and test and write metrics.json."""
         best = load_checkpoint(self.run_dir / BEST, self.device)
-        self.state.finished = True
-        save_checkpoint(self.run_dir / LAST, self.model, self.optimizer, self.state, self.rng)
         self.model.load_state_dict(best["model"])
         metrics = evaluate_model(self.model, self.ds, ("valid", "test"), self.cfg)
         result = RunResult(
