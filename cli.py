@@ -48,6 +48,7 @@ def main() -> None:
 # imported inside the commands so `egodgl --help` stays fast.
 
 TRAIN_OPTION_HELP = {
+    "model": "model or preset (egodgl models lists them): egogcn, egogcn-hard, egogcn-soft, gm, na, id-only, pop, lightgcn, ... [default: egogcn]",
     "dataset": "built-in name (ml100k, movielens, tiktok, synthetic, synthetic-tiny, ...) or a dataset folder [default: ml100k]",
     "mode": "EGO fusion: hard (threshold, Eq. 2) or soft (gates, Eq. 3-4) [default: hard]",
     "eps": "hard-mode importance threshold [default: per dataset, 0.4 Movielens, 0.6 Tiktok]",
@@ -67,8 +68,9 @@ TRAIN_OPTION_HELP = {
     "device": "auto, cpu, cuda or cuda:N [default: auto = cuda when available]",
     "backend": "graph backend: auto, dgl or torch [default: auto]",
     "protocol": "full, or legacy (the authors' evaluator, labelled as such) [default: full]",
+    "layers": "propagation layers of a baseline model (not EgoGCN: --layers-mm, --layers-id) [default: per model]",
 }
-TRAIN_OPTION_TYPES = {"eps": float, "layers-mm": int, "layers-id": int, "epochs": int, "patience": int,
+TRAIN_OPTION_TYPES = {"eps": float, "layers-mm": int, "layers-id": int, "layers": int, "epochs": int, "patience": int,
                       "batch-size": int, "lr": float, "reg": float, "dim": int, "seed": int}
 
 
@@ -85,18 +87,19 @@ def training_options(names: list[str]):
 
 @main.command("train")
 @training_options(list(TRAIN_OPTION_HELP))
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="any other option of the model, repeatable (egodgl models lists them)")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML or YAML file with the same options; the command line wins")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the run goes to OUT/runs/<run-id> [default: results]")
 @click.option("--resume", type=click.Path(file_okay=False), default=None, help="continue the run in this folder from its last checkpoint")
-def train_command(config_path, out, resume, **options) -> None:
-    """Train EgoGCN (or a variant) to early stopping; print the metrics of the best
-    validation epoch."""
-    from ego_dgl.config_file import load_config_file, merge_options
+def train_command(config_path, out, resume, params, **options) -> None:
+    """Train EgoGCN, a variant or a baseline (--model) to early stopping; print the
+    metrics of the best validation epoch."""
+    from ego_dgl.config_file import load_config_file, merge_options, parse_params
     from ego_dgl.errors import ConfigError
     from ego_dgl.train.launch import resume_run, start_run
     from ego_dgl.train.report import metrics_table
 
-    given = {k: v for k, v in options.items() if v is not None}
+    given = {**parse_params(params), **{k: v for k, v in options.items() if v is not None}}
     if resume is not None:
         if config_path is not None or out is not None:
             raise ConfigError("--resume continues a run with its saved options; drop --config and --out")
@@ -106,6 +109,14 @@ def train_command(config_path, out, resume, **options) -> None:
     title = f"best epoch {result.best_epoch} of {result.epochs_run}"
     console.print(metrics_table(title, {"valid": result.valid, "test": result.test}, result.protocol))
     console.print(f"run folder: {result.run_dir}", highlight=False, soft_wrap=True)
+
+
+@main.command("models")
+def models_command() -> None:
+    """The models and presets --model takes, with their options and defaults."""
+    from ego_dgl.train.report import models_table
+
+    console.print(models_table())
 
 
 @main.command("eval")
@@ -123,7 +134,7 @@ def eval_command(run_dir, split, protocol, ks, as_json, device, out) -> None:
     from ego_dgl.evaluate import protocol_label
     from ego_dgl.runs import latest_run, runs_root
     from ego_dgl.train.report import metrics_table
-    from ego_dgl.train.trainer import evaluate_run, load_run
+    from ego_dgl.train.loading import evaluate_run, load_run
 
     run = load_run(run_dir if run_dir is not None else latest_run(runs_root(out)), device)
     used = protocol or run.train_cfg.protocol
@@ -149,7 +160,7 @@ def recommend_command(run_dir, user, k, as_json, device) -> None:
 
     from ego_dgl.recommend import recommend
     from ego_dgl.train.report import recommend_table
-    from ego_dgl.train.trainer import load_run
+    from ego_dgl.train.loading import load_run
 
     rows = recommend(load_run(run_dir, device), user, k)
     if as_json:

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from ego_dgl.errors import ConfigError
-from ego_dgl.train.defaults import OPTION_TYPES
+from ego_dgl.train.defaults import option_types
 
 
 def parse_file(path: Path) -> dict[str, Any]:
@@ -37,8 +37,8 @@ def parse_file(path: Path) -> dict[str, Any]:
 
 def coerce(key: str, value: Any, path: Path) -> Any:
     """The value converted to the option's type (ints are accepted for floats)."""
-    kind = OPTION_TYPES[key]
-    ok = isinstance(value, kind) and not isinstance(value, bool)
+    kind = option_types()[key]
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -55,11 +55,39 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     options = {}
     for raw_key, value in parse_file(path).items():
         key = str(raw_key).replace("-", "_")
-        if key not in OPTION_TYPES:
-            known = ", ".join(k.replace("_", "-") for k in sorted(OPTION_TYPES))
+        if key not in option_types():
+            known = ", ".join(k.replace("_", "-") for k in sorted(option_types()))
             raise ConfigError(f"unknown key {raw_key!r} in config file {path}; known keys: {known}")
         options[key] = coerce(key, value, path)
     return options
+
+
+def parse_params(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """`--param KEY=VALUE` pairs as typed options: numbers and true/false as the option's
+    type says, anything else as given."""
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--param takes KEY=VALUE, got {pair!r}")
+        kind = option_types().get(key)
+        if kind is None:
+            raise ConfigError(f"--param {key}: no model has this option; egodgl models lists them")
+        options[key] = convert_text(key, text.strip(), kind)
+    return options
+
+
+def convert_text(key: str, text: str, kind: type) -> Any:
+    """A command-line string as an option of type `kind`."""
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"--param {key} takes true or false, got {text!r}")
+        return text.lower() in ("true", "1", "yes")
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"--param {key} must be a {kind.__name__}, got {text!r}") from None
 
 
 def merge_options(from_file: dict[str, Any], from_cli: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import torch
 
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import pairs_to_csr, top_items
-from ego_dgl.train.trainer import LoadedRun
+from ego_dgl.train.loading import LoadedRun
 
 
 @torch.no_grad()

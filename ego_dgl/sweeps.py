@@ -90,16 +90,16 @@ def check_sweep_options(folder: Path, settings: dict[str, Any]) -> None:
         write_json(path, settings)
 
 
-def run_cell(ds: Dataset, cell: Cell, shared: dict[str, Any], folder: Path) -> dict[str, Any]:
+def run_cell(ds: Dataset, cell: Cell, shared: dict[str, Any], folder: Path, display: str = "off") -> dict[str, Any]:
     """Train one cell in cells/<key>/ (resuming an attempt that was cut short) and return
-    its metrics.json."""
+    its metrics.json; `display` is the cell's progress display (progress.DISPLAYS)."""
     _, model_cfg, train_cfg, _ = resolve_options({**shared, **cell.options()})
     run_dir = folder / "cells" / cell.key
     if not (run_dir / METRICS).exists():
         resume = (run_dir / LAST).exists()
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # an attempt that died before its first epoch finished
-        train(ds, model_cfg, train_cfg, run_dir, resume=resume, progress=False, source={"source": shared["dataset"]})
+        train(ds, model_cfg, train_cfg, run_dir, resume=resume, progress=display, source={"source": shared["dataset"]})
     return read_json(run_dir / METRICS)
 
 
@@ -176,11 +176,13 @@ CellHook = Callable[[Cell, dict[str, Any], bool], None]
 
 
 def run_sweep(
-    ds: Dataset, kind: str, cells: list[Cell], shared: dict[str, Any], folder: Path, on_cell: CellHook | None = None
+    ds: Dataset, kind: str, cells: list[Cell], shared: dict[str, Any], folder: Path, on_cell: CellHook | None = None,
+    display: str = "off",
 ) -> list[dict[str, Any]]:
     """Train every cell not yet in cells.csv, then write summary.csv and the PNG; returns
     the summary. `shared` holds the options every cell uses (dataset, epochs, ...);
-    `on_cell(cell, row, skipped)` is told about each cell as it is done or skipped."""
+    `on_cell(cell, row, skipped)` is told about each cell as it is done or skipped;
+    `display` is each cell's progress display."""
     check_sweep_options(folder, {"kind": kind, **shared})
     rows = finished_rows(folder)
     for cell in cells:
@@ -188,7 +190,7 @@ def run_sweep(
             if on_cell:
                 on_cell(cell, rows[cell.key], True)
             continue
-        rows[cell.key] = cell_row(cell, run_cell(ds, cell, shared, folder))
+        rows[cell.key] = cell_row(cell, run_cell(ds, cell, shared, folder, display))
         write_csv(folder / "cells.csv", list(rows.values()))
         if on_cell:
             on_cell(cell, rows[cell.key], False)
@@ -254,6 +256,7 @@ def launch_sweep(kind: str, opts: dict[str, Any], progress: bool = True) -> tupl
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ego_dgl.data import load_dataset
+    from ego_dgl.train.progress import resolve_display
     from ego_dgl.train.trainer import resolve_device
 
     if kind not in KINDS:
@@ -270,5 +273,7 @@ def launch_sweep(kind: str, opts: dict[str, Any], progress: bool = True) -> tupl
             state = "done before" if skipped else f"test R@10 {float(row['test/recall@10']):.4f}"
             bar.update(task, advance=1, info=f"{cell.key}: {state}")
 
-        summary = run_sweep(ds, kind, cells, shared, folder, on_cell=advance)
+        # on a terminal the sweep's bar is the display; in a log, each cell's epoch lines
+        cell_display = "lines" if progress and resolve_display("auto") == "lines" else "off"
+        summary = run_sweep(ds, kind, cells, shared, folder, on_cell=advance, display=cell_display)
     return folder, summary

@@ -13,7 +13,8 @@ from ego_dgl.data import load_dataset
 from ego_dgl.evaluate import evaluate
 from ego_dgl.train import resolve_options, train
 from ego_dgl.train.checkpoint import load_checkpoint
-from ego_dgl.train.trainer import build_model, evaluate_run, load_run
+from ego_dgl.model.registry import build_model
+from ego_dgl.train.loading import evaluate_run, load_run
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

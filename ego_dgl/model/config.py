@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ego_dgl.errors import ConfigError
 
@@ -21,6 +22,8 @@ class ModelConfig:
     """EgoGCN's architecture (SPEC.md). Defaults are the paper's; `eps` and the layer
     counts are per dataset in the paper and set by the training defaults."""
 
+    name: ClassVar[str] = "egogcn"
+
     dim: int = 64  # D for every table
     mode: str = "hard"  # EGO fusion kind (Eq. 2 or Eq. 3-4)
     eps: float = 0.4  # hard-mode importance threshold
@@ -32,6 +35,13 @@ class ModelConfig:
     id_weights: str = "lightgcn"  # ID-branch edge weights
     backend: str = "auto"  # graph backend: dgl, torch, or auto (dgl unless it cannot run on the device)
     word_dim: int = 128  # width of the learned word table for word-bag text modalities
+
+    def label(self) -> str:
+        """Short name of the variant, used in run ids: hard, soft, gm, na, id, mm-hard..."""
+        if self.branches == "id":
+            return "id"
+        label = self.mode if self.fusion == "ego" else self.fusion
+        return f"mm-{label}" if self.branches == "mm" else label
 
     def validate(self) -> "ModelConfig":
         """Raise ConfigError naming the first bad or incompatible option."""

@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLWarning
 from ego_dgl.graphs import CLICKED_BY, CLICKS, lightgcn_weights, structure_graph
 from ego_dgl.model.allocator import keep_freed_memory
 from ego_dgl.model.backends import Edges, Relation, resolve_backend
+from ego_dgl.model.base import Recommender, Tables, inner
 from ego_dgl.model.config import ModelConfig
 from ego_dgl.model.ego_fusion import DIRECTIONS, Attention, EgoLayer, shared_logits
 from ego_dgl.model.features import ItemFeatures, UserPreferences
@@ -23,22 +23,7 @@ from ego_dgl.model.node_alignment import NodeAlignment
 from ego_dgl.model.routing import routing_layers
 
 
-def inner(users: Tensor, items: Tensor) -> Tensor:
-    """Row-wise inner products of matching user and item rows [B, D_total] -> [B]."""
-    return (users * items).sum(-1)
-
-
-@dataclass
-class Tables:
-    """Final user [P, D_total] and item [Q, D_total] representations, and detached 0-d
-    statistics of the propagation (hard mode: f"fused/{modality}/{direction}")."""
-
-    users: Tensor
-    items: Tensor
-    stats: dict[str, Tensor] = field(default_factory=dict)
-
-
-class EgoGCN(nn.Module):
+class EgoGCN(Recommender):
     """EgoGCN and its variants (cfg.fusion, cfg.branches, cfg.id_weights) on one dataset.
 
     Graph indices are buffers, so `model.to(device)` moves them; the backend (`model.backend`)
@@ -80,10 +65,6 @@ class EgoGCN(nn.Module):
             self.register_buffer("id_norm", lightgcn_weights(g), persistent=False)
 
     @property
-    def device(self) -> torch.device:
-        return self.to_users.src.device
-
-    @property
     def backend(self) -> str:
         """'dgl' or 'torch': the backend that runs on the model's current device."""
         return resolve_backend(self.cfg.backend, self.device)[0]
@@ -97,6 +78,20 @@ class EgoGCN(nn.Module):
         """The item->user and user->item relations for the current backend and device."""
         backend = self.backend
         return self.to_users.relation(backend), self.to_items.relation(backend)
+
+    def input_tables(self) -> Tables:
+        """Layer-0 representations, concatenated as `propagate`'s: the normalised ID table
+        and the multimodal inputs (user preferences, projected item features)."""
+        user_parts, item_parts = [], []
+        if self.use_id:
+            e_users, e_items = self.ids()
+            user_parts.append(e_users)
+            item_parts.append(e_items)
+        if self.use_mm:
+            users0, items0 = self.inputs()
+            user_parts.append(users0.flatten(1))
+            item_parts.append(items0.flatten(1))
+        return Tables(torch.cat(user_parts, 1), torch.cat(item_parts, 1))
 
     def inputs(self) -> tuple[Tensor, Tensor]:
         """Layer-0 multimodal inputs: normalised user preferences [P, M, D] and projected
@@ -153,30 +148,24 @@ class EgoGCN(nn.Module):
                 stats.update({f"fused/{m}/{direction}": share[k] for k, m in enumerate(self.modalities)})
         return stats
 
-    def score(self, tables: Tables, users: Tensor, items: Tensor) -> Tensor:
-        """Inner products <e*_u, e*_i> of the rows of (users[b], items[b]) (Eq. 12-13)."""
-        return inner(tables.users[users], tables.items[items])
-
-    def loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float) -> tuple[Tensor, dict[str, Tensor]]:
-        """BPR + reg * regulariser (Eq. 14, SPEC.md) after one propagation; the logs hold the
-        detached BPR term, the weighted regulariser term ("reg") and the propagation stats.
-        Only the batch's rows are concatenated: the full tables never are, and their
-        gradients stay contiguous per part."""
-        user_parts, item_parts, stats = self._parts()
-        items = torch.cat([pos, neg])
-        user_rows = torch.cat([p[users] for p in user_parts], 1)
-        item_rows = torch.cat([p[items] for p in item_parts], 1)
-        bpr_term = bpr(inner(user_rows, item_rows[: len(pos)]), inner(user_rows, item_rows[len(pos) :]))
+    def reg_rows(self, users: Tensor, items: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """The raw ID rows of the batch's users and items and the raw preference rows of
+        its users (SPEC.md, Eq. 14 [impl])."""
         raw_users, raw_items = [], []
         if self.use_id:
             raw_users.append(self.ids.user_rows(users))
             raw_items.append(self.ids.item_rows(items))
         if self.use_mm:
             raw_users += self.preferences.raw_rows(users)
-        reg_term = reg * regulariser(raw_users, raw_items)
-        return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach(), **stats}
+        return raw_users, raw_items
 
-    @torch.no_grad()
-    def final_tables(self) -> Tables:
-        """The propagated tables for full ranking, without autograd."""
-        return self.propagate()
+    def loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float) -> tuple[Tensor, dict[str, Tensor]]:
+        """Recommender.loss, but only the batch's rows are concatenated: the full tables
+        never are, and their gradients stay contiguous per part."""
+        user_parts, item_parts, stats = self._parts()
+        items = torch.cat([pos, neg])
+        user_rows = torch.cat([p[users] for p in user_parts], 1)
+        item_rows = torch.cat([p[items] for p in item_parts], 1)
+        bpr_term = bpr(inner(user_rows, item_rows[: len(pos)]), inner(user_rows, item_rows[len(pos) :]))
+        reg_term = reg * regulariser(*self.reg_rows(users, items))
+        return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach(), **stats}

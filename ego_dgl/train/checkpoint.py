@@ -59,13 +59,13 @@ def restore_rng_state(state: dict[str, Any], sampler_rng: np.random.Generator) -
 
 
 def save_checkpoint(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState, sampler_rng: np.random.Generator
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, state: TrainState, sampler_rng: np.random.Generator
 ) -> None:
     """Write the checkpoint atomically."""
     payload = {
         "format": FORMAT,
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else {},
         "train_state": asdict(state),
         "rng": rng_state(sampler_rng),
     }

@@ -4,6 +4,7 @@ gives (command line, config file) are resolved over those defaults."""
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import DEFAULT_KS, PROTOCOLS, check_eval_options
 from ego_dgl.model.config import ModelConfig
+from ego_dgl.model.registry import all_option_types, config_fields, config_type, resolve_model
 
 DEFAULT_DATASET = "ml100k"
 SELECT_METRIC = "recall@10"
@@ -63,15 +65,22 @@ PROFILE_OF = {
     "synthetic-tiny": "synthetic-tiny",
 }
 
-# every option a config file or the `train` command accepts, with its type
-OPTION_TYPES: dict[str, type] = {
-    "dataset": str, "out": str,
-    "mode": str, "eps": float, "gate": str, "layers_mm": int, "layers_id": int, "fusion": str,
-    "branches": str, "id_weights": str, "dim": int, "backend": str,
-    "epochs": int, "patience": int, "batch_size": int, "lr": float, "reg": float, "seed": int,
-    "device": str, "protocol": str,
-}
+# every option a config file or the `train` command accepts, with its type: these, the
+# training options and every model's options
+RUN_OPTION_TYPES: dict[str, type] = {"dataset": str, "out": str, "model": str}
+
+
+def option_types() -> dict[str, type]:
+    """Every option a config file or `train` accepts, with its type."""
+    train = {k: t for k, t in typing.get_type_hints(TrainConfig).items() if k != "ks"}
+    return {**RUN_OPTION_TYPES, **train, **all_option_types()}
+
 FUSION_ONLY = ("mode", "eps", "gate")  # options that only mean something for EGO fusion
+
+
+def select_split(cfg: TrainConfig) -> str:
+    """The split whose recall@10 picks the epoch: valid, or test under the legacy protocol."""
+    return "test" if cfg.protocol == "legacy" else "valid"
 
 
 def profile_for(dataset: str) -> str:
@@ -84,7 +93,7 @@ def profile_for(dataset: str) -> str:
 
 
 def check_compatible(given: dict[str, Any], model: ModelConfig) -> None:
-    """Reject explicitly given options that the chosen model would silently ignore."""
+    """Reject explicitly given EgoGCN options that the chosen variant would silently ignore."""
     if "gate" in given and model.mode != "soft":
         raise ConfigError("--gate applies to the soft EGO gate only; add --mode soft or drop --gate")
     if "eps" in given and model.mode == "soft":
@@ -96,30 +105,49 @@ def check_compatible(given: dict[str, Any], model: ModelConfig) -> None:
             raise ConfigError(f"--{key} configures the multimodal branch; it has no effect with --branches id")
 
 
-def resolve_options(given: dict[str, Any]) -> tuple[str, ModelConfig, TrainConfig, str]:
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def model_options(name: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The model a `--model` name means and the options its preset sets; an explicit option
+    that contradicts the preset, or that the model does not have, is refused."""
+    model, preset = resolve_model(name)
+    for key, value in preset.items():
+        if key in given and given[key] != value:
+            raise ConfigError(f"--model {name} sets {flag(key)} {value}; drop {flag(key)} {given[key]} or use --model {model}")
+    train_keys = {f.name for f in fields(TrainConfig)}
+    own = config_fields(model)
+    for key in given:
+        if key not in own and key not in train_keys and key not in RUN_OPTION_TYPES:
+            known = ", ".join(flag(k) for k in own) or "none"
+            raise ConfigError(f"{flag(key)} is not an option of --model {model} (its options: {known})")
+    return model, preset
+
+
+def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
     """(dataset, model config, training config, profile name) from the options the user
-    set explicitly, over the dataset's profile, over the dataclass defaults."""
-    unknown = sorted(set(given) - set(OPTION_TYPES))
+    set explicitly, over the model's preset, over the dataset's profile, over the
+    dataclass defaults."""
+    unknown = sorted(set(given) - set(option_types()))
     if unknown:
-        raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(OPTION_TYPES))}")
+        raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(option_types()))}")
     dataset = str(given.get("dataset") or DEFAULT_DATASET)
     profile = profile_for(dataset)
-    values = {**asdict(ModelConfig()), **asdict(TrainConfig()), **PROFILES[profile], **given}
+    model, preset = model_options(str(given.get("model") or "egogcn"), given)
+    cfg_type = config_type(model)
+    values = {**asdict(cfg_type()), **asdict(TrainConfig()), **PROFILES[profile], **preset, **given}
     if given.get("protocol") not in (None, *PROTOCOLS):
         raise ConfigError(f"--protocol {given['protocol']!r} is not one of: {', '.join(PROTOCOLS)}")
-    model = ModelConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(ModelConfig)}})
+    model_cfg = cfg_type(**{k: v for k, v in values.items() if k in config_fields(model)})
     train = TrainConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(TrainConfig)}})
-    model.validate()
-    check_compatible(given, model)
-    return dataset, model, train.validate(), profile
+    model_cfg.validate()
+    if isinstance(model_cfg, ModelConfig):
+        check_compatible(given, model_cfg)
+    return dataset, model_cfg, train.validate(), profile
 
 
-def run_label(model: ModelConfig, train: TrainConfig) -> str:
-    """Short name of what a run trains, used in run ids: hard, soft, gm, na, id, mm-hard..."""
-    if model.branches == "id":
-        label = "id"
-    else:
-        label = model.mode if model.fusion == "ego" else model.fusion
-        if model.branches == "mm":
-            label = f"mm-{label}"
+def run_label(model: Any, train: TrainConfig) -> str:
+    """Short name of what a run trains, used in run ids: hard, soft, gm, na, id, lightgcn..."""
+    label = model.label()
     return f"{label}-legacy" if train.protocol == "legacy" else label

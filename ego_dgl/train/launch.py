@@ -11,7 +11,9 @@ from typing import Any
 from ego_dgl.errors import ConfigError, EgoDGLError
 from ego_dgl.runs import LAST, check_run_dir, create_run_dir, runs_root
 from ego_dgl.train.defaults import resolve_options, run_label
-from ego_dgl.train.trainer import RunResult, configs_of, load_run_config, load_run_dataset, resolve_device, train
+from ego_dgl.train.loading import configs_of, load_run_dataset
+from ego_dgl.train.records import RunResult, load_run_config
+from ego_dgl.train.trainer import resolve_device, train
 
 # options that may change when a run is resumed: they do not alter what an epoch computes
 RESUME_OPTIONS = ("epochs", "patience", "device")

@@ -51,3 +51,21 @@ def recommend_table(title: str, rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         table.add_row(*(f"{row[c]:.4f}" if c == "score" else str(row[c]) for c in columns))
     return table
+
+
+def models_table() -> Table:
+    """Every model and preset --model takes: what it is and its options with defaults."""
+    from dataclasses import asdict
+
+    from ego_dgl.model.registry import MODELS, PRESETS, config_type
+
+    table = Table(title="models (--model NAME)", caption="options: --param KEY=VALUE, a config file, or the flags of egodgl train", caption_style="dim")
+    for col in ("name", "what", "options \\[default]"):
+        table.add_column(col)
+    for name, spec in MODELS.items():
+        options = ", ".join(f"{k}={v}" for k, v in asdict(config_type(name)()).items())
+        table.add_row(name, spec.summary, options or "-")
+    table.add_section()
+    for name, (model, opts) in PRESETS.items():
+        table.add_row(name, f"preset of {model}", ", ".join(f"{k}={v}" for k, v in opts.items()))
+    return table

@@ -1,0 +1,98 @@
+"""Every model by name: its class, its config dataclass and a line on what it is, plus
+the preset names `train --model` and `compare` accept (a model with some options set,
+e.g. `egogcn-soft` or Table 4's ablations).
+
+To add a model: write `ego_dgl/model/<name>.py` with a config dataclass (fields with
+defaults, a ClassVar `name`, a `validate()` that raises ConfigError) and a
+`Recommender` subclass built as `Model(ds, cfg)`; then add one `ModelSpec` line below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+
+import torch
+
+from ego_dgl.data.dataset import Dataset
+from ego_dgl.errors import ConfigError
+from ego_dgl.model.base import Recommender
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model lives (module, class and config class names) and what it is."""
+
+    module: str
+    model_class: str
+    config_class: str
+    summary: str
+
+    def config_type(self) -> type:
+        return getattr(import_module(f"ego_dgl.model.{self.module}"), self.config_class)
+
+    def model_type(self) -> type[Recommender]:
+        return getattr(import_module(f"ego_dgl.model.{self.module}"), self.model_class)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "egogcn": ModelSpec("egogcn", "EgoGCN", "ModelConfig", "EgoGCN (Chen et al. MM 2022): EGO fusion, routing, LightGCN ID branch"),
+    "pop": ModelSpec("pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
+}
+
+# name -> (model, options): the paper's variants (Table 3 and 4) under their own names
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "egogcn-hard": ("egogcn", {"fusion": "ego", "mode": "hard"}),
+    "egogcn-soft": ("egogcn", {"fusion": "ego", "mode": "soft"}),
+    "gm": ("egogcn", {"fusion": "gm"}),
+    "na": ("egogcn", {"fusion": "na"}),
+    "id-only": ("egogcn", {"branches": "id"}),
+    "soft-pruning": ("egogcn", {"fusion": "ego", "mode": "hard", "id_weights": "soft-pruning"}),
+}
+
+
+def model_names() -> list[str]:
+    """Every name `--model` takes: the models, then the presets."""
+    return [*MODELS, *PRESETS]
+
+
+def resolve_model(name: str) -> tuple[str, dict[str, Any]]:
+    """(model name, the options a preset sets) for a model or preset name."""
+    if name in MODELS:
+        return name, {}
+    if name in PRESETS:
+        return PRESETS[name][0], dict(PRESETS[name][1])
+    raise ConfigError(f"--model {name!r} is not one of: {', '.join(model_names())}")
+
+
+def config_type(model: str) -> type:
+    """The config dataclass of a model name."""
+    return MODELS[model].config_type()
+
+
+def config_fields(model: str) -> dict[str, type]:
+    """A model's options and their types (int, float, str, bool)."""
+    cls = config_type(model)
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def all_option_types() -> dict[str, type]:
+    """Every model option of every model, with its type (for config files)."""
+    types: dict[str, type] = {}
+    for name in MODELS:
+        types.update(config_fields(name))
+    return types
+
+
+def model_name(cfg: Any) -> str:
+    """The registry name of a config object."""
+    return type(cfg).name
+
+
+def build_model(ds: Dataset, cfg: Any, device: torch.device | str = "cpu") -> Recommender:
+    """The model `cfg` configures, on `ds`, moved to `device`."""
+    return MODELS[model_name(cfg)].model_type()(ds, cfg.validate()).to(device)

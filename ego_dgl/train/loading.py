@@ -1,0 +1,78 @@
+"""Bringing a trained run back from its folder: its options, its dataset (refused if the
+data changed since training) and the model with its best checkpoint's parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ego_dgl.data.dataset import Dataset
+from ego_dgl.errors import DataError
+from ego_dgl.evaluate import check_eval_options
+from ego_dgl.model.base import Recommender
+from ego_dgl.model.registry import build_model, config_type
+from ego_dgl.runs import BEST, check_run_dir
+from ego_dgl.train.checkpoint import load_checkpoint
+from ego_dgl.train.defaults import TrainConfig
+from ego_dgl.train.records import load_run_config
+from ego_dgl.train.trainer import evaluate_model, resolve_device
+
+
+def configs_of(config: dict[str, Any]) -> tuple[Any, TrainConfig]:
+    """The model and training options a run folder's config.json recorded (runs from
+    before the registry are EgoGCN's)."""
+    train_opts = {**config["train"], "ks": tuple(config["train"]["ks"])}
+    return config_type(config.get("model_name", "egogcn"))(**config["model"]), TrainConfig(**train_opts)
+
+
+def load_run_dataset(config: dict[str, Any], progress: bool = False) -> Dataset:
+    """Reload a run's dataset, refusing one whose content changed since training."""
+    from ego_dgl.data import load_dataset
+
+    info = config["dataset"]
+    ds = load_dataset(info["source"], progress=progress)
+    if ds.fingerprint() != info["fingerprint"]:
+        raise DataError(
+            f"dataset {info['source']!r} changed since the run was trained (fingerprint {ds.fingerprint()} != {info['fingerprint']}); "
+            "its checkpoint no longer matches the data"
+        )
+    return ds
+
+
+@dataclass
+class LoadedRun:
+    """A trained run brought back: its dataset, options and the best checkpoint's model."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    ds: Dataset
+    model_cfg: Any
+    train_cfg: TrainConfig
+    model: Recommender
+    epoch: int  # the epoch the best checkpoint was taken at
+
+
+def load_run(run_dir: str | Path, device: str = "auto", progress: bool = False) -> LoadedRun:
+    """Rebuild a run's model with the parameters of its best checkpoint."""
+    run_dir = check_run_dir(run_dir, BEST)
+    config = load_run_config(run_dir)
+    model_cfg, train_cfg = configs_of(config)
+    ds = load_run_dataset(config, progress)
+    torch_device = resolve_device(device)
+    model = build_model(ds, model_cfg, torch_device)
+    payload = load_checkpoint(run_dir / BEST, torch_device)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return LoadedRun(run_dir, config, ds, model_cfg, replace(train_cfg, device=device), model, payload["train_state"]["epoch"])
+
+
+def evaluate_run(
+    run: LoadedRun, splits: tuple[str, ...] = ("valid", "test"), protocol: str | None = None, ks: tuple[int, ...] | None = None
+) -> dict[str, dict[str, float]]:
+    """Metrics of a run's best checkpoint, by default with the options it was trained with."""
+    cfg = replace(run.train_cfg, protocol=protocol or run.train_cfg.protocol, ks=tuple(ks) if ks else run.train_cfg.ks)
+    check_eval_options(cfg.ks, cfg.protocol)
+    return evaluate_model(run.model, run.ds, splits, cfg)
