@@ -446,7 +446,8 @@ def build(cfg: BuildConfig, steps: Steps, text_cache: Path | None) -> Built:
     with steps.step("reading tables"):
         inter = Table(read_table(Path(cfg.interactions)), Path(cfg.interactions))
         items = Table(read_table(Path(cfg.items)), Path(cfg.items)) if cfg.items else None
-    sources = [inter.path] + ([items.path] if items else []) + [Path(m.file) for m in cfg.modalities if m.file]
+    files = [Path(m.file) for m in cfg.modalities if m.file]
+    sources = [inter.path] + ([items.path] if items else []) + files + [f.with_suffix(".ids.txt") for f in files]
     return build_tables(inter, items, cfg, steps, text_cache, [p for p in sources if p.is_file()])
 
 
