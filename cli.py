@@ -158,6 +158,22 @@ def recommend_command(run_dir, user, k, as_json, device) -> None:
         console.print(recommend_table(f"top {k} for user {user} ({os.path.basename(os.path.normpath(run_dir))})", rows))
 
 
+@main.command("export")
+@click.argument("run_dir", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["npy", "parquet"]), default="npy", show_default=True,
+              help="npy: users.npy, items.npy, seen.npy, user_ids.txt, item_ids.txt; parquet: users.parquet, items.parquet")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="folder to write [default: RUN/export-<format>]")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
+def export_command(run_dir, fmt, out, device) -> None:
+    """The final user and item representations of a run's best checkpoint, with the raw
+    ids, for serving with an ANN index (score = inner product)."""
+    from ego_dgl.export import export_run
+
+    folder = export_run(run_dir, out, fmt, device)
+    console.print(f"exported to {folder}", highlight=False, soft_wrap=True, markup=False)
+
+
 SWEEP_OPTIONS = ["dataset", "epochs", "patience", "batch-size", "lr", "reg", "dim", "device", "backend", "protocol"]
 
 
