@@ -346,7 +346,7 @@ def data_build(out: Path, interactions, items, user, item, item_key, rating, tim
                       ratios=_ratios(ratios), seed=seed, modalities=specs, name=name or out.name)
     check_config(cfg)
     check_destination(out, overwrite)
-    with steps(True) as s:
+    with steps(Console(stderr=True).is_terminal) as s:  # live bars only where someone watches
         built = build(cfg, s, cache_folder(datasets_root()))
         with s.step(f"writing {out}"):
             write_built(built, out, overwrite)

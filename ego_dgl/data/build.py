@@ -183,6 +183,10 @@ def clean_interactions(inter: Table, cfg: BuildConfig) -> tuple[pd.DataFrame, li
             raise DataError(f"{path}: the {key} column {cols[key][0]!r} is empty (NaN) in {n} rows (first: data row {row}); "
                             "fill or drop those rows")
     table = pd.DataFrame({"user": frame[cfg.user].str.strip(), "item": frame[cfg.item].str.strip()})
+    for key in ("user", "item"):
+        odd = table[key][[len(v.splitlines()) != 1 or "\t" in v for v in table[key]]]
+        if len(odd):
+            raise DataError(f"{path}: {key} id {odd.iloc[0]!r} holds a tab or line break; ids must be one-line text")
     if cfg.split == "temporal":
         table["time"] = _times(frame[cfg.time], path, cfg.time)
     counts = [_counts("read", table)]
@@ -232,7 +236,7 @@ def align_items(items: Table, key: str, raw_ids: list[str], option: str) -> tupl
     if not present.any():
         raise DataError(f"{path}: none of the {len(raw_ids):,} interacted items is in the item table "
                         f"(interactions have e.g. {raw_ids[0]!r}, the table e.g. {keys.iloc[0] if len(keys) else None!r}); "
-                        f"check {option} and --item")
+                        "check the id columns (--item, --item-key)")
     aligned = frame.assign(**{key: keys}).set_index(key).reindex(raw_ids).fillna("")
     return aligned, present
 

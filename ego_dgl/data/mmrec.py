@@ -1,8 +1,9 @@
 """The MMRec layout: `<name>.inter` (TSV `userID itemID rating timestamp x_label`,
 x_label 0 train / 1 valid / 2 test, 0-based ids) and one `<modality>_feat.npy` per
 modality (rows by itemID). ego-dgl adds, and reads when present, `meta.json`,
-`<modality>_mask.npy` (which items have the modality) and `<modality>_words.npy`
-(a 2 x N (item, word id) word-bag modality)."""
+`<modality>_mask.npy` (which items have the modality), `<modality>_words.npy`
+(a 2 x N (item, word id) word-bag modality) and `user_ids.tsv` / `item_ids.tsv` (the
+raw id behind each dense id)."""
 
 from __future__ import annotations
 

