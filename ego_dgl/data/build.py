@@ -8,7 +8,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from ego_dgl.data.files import atomic_folder
 from ego_dgl.data.mmrec import write_mmrec_files
 from ego_dgl.data.progress import Steps
 from ego_dgl.data.split import check_ratios, split_per_user, split_temporal
-from ego_dgl.data.tables import first_empty, id_order, read_parquet, read_table, require_columns
+from ego_dgl.data.tables import as_strings, first_empty, id_order, read_parquet, read_table, require_columns
 from ego_dgl.data.text import DIM, MODEL, embed_texts
 from ego_dgl.errors import DataError
 
@@ -318,8 +318,6 @@ def _npy_vectors(path: Path, item_col: str) -> tuple[list[str], np.ndarray]:
 
 
 def _parquet_vectors(path: Path, item_col: str) -> tuple[list[str], np.ndarray]:
-    from ego_dgl.data.tables import as_strings
-
     frame = read_parquet(path)
     if frame.shape[1] < 2:
         raise DataError(f"{path}: needs an id column and a vector column (or number columns)")
