@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ego_dgl.errors import EgoDGLError, EgoDGLWarning
 
@@ -19,7 +20,7 @@ _default_showwarning = warnings.showwarning
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """EgoDGLWarning as one yellow line; other warnings as Python shows them."""
     if issubclass(category, EgoDGLWarning):
-        Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 
@@ -34,7 +35,7 @@ class FriendlyGroup(click.Group):
             try:
                 return super().invoke(ctx)
             except EgoDGLError as err:
-                Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+                Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
                 sys.exit(2)
 
 

@@ -242,6 +242,11 @@ def test_missing_column(files):
     assert not (files / "ds").exists()
 
 
+def test_user_strings_in_errors_are_printed_as_they_are(files):
+    write_csv(files / "items.csv", "item_id,[red]price[/red]", [("i0", 1)])
+    one_error_line(run(*base_args(files, files / "ds")), "the file's columns are: item_id, [red]price[/red]")
+
+
 def test_item_table_that_covers_no_interacted_item(files):
     write_csv(files / "items.csv", "item_id,genres", [("x1", "A"), ("x2", "B")])
     one_error_line(run(*base_args(files, files / "ds")), "none of the 5 interacted items is in the item table")

@@ -237,7 +237,7 @@ def align_items(items: Table, key: str, raw_ids: list[str], option: str) -> tupl
         raise DataError(f"{path}: none of the {len(raw_ids):,} interacted items is in the item table "
                         f"(interactions have e.g. {raw_ids[0]!r}, the table e.g. {keys.iloc[0] if len(keys) else None!r}); "
                         "check the id columns (--item, --item-key)")
-    aligned = frame.assign(**{key: keys}).set_index(key).reindex(raw_ids).fillna("")
+    aligned = frame.assign(**{key: keys}).set_index(keys).reindex(raw_ids).fillna("")
     return aligned, present
 
 
@@ -353,7 +353,7 @@ def item_modalities(cfg: BuildConfig, items: Table | None, raw_ids: list[str], k
             x, mask = load_embedding(spec, raw_ids, known_ids, cfg.item)
             info["file"] = spec.file
         else:
-            require_columns(aligned, list(spec.columns), items.path, f"--{spec.kind} {spec.name}")
+            require_columns(items.frame, list(spec.columns), items.path, f"--{spec.kind} {spec.name}")
             info["columns"] = list(spec.columns)
             cells = aligned[list(spec.columns)].apply(lambda c: c.str.strip())
             if not (cells != "").to_numpy().any():
@@ -409,7 +409,7 @@ def build_tables(inter: Table, items: Table | None, cfg: BuildConfig, steps: Ste
     titles = None
     if cfg.title is not None:
         aligned, _ = align_items(items, cfg.item_key or cfg.item, item_ids, "--title")
-        require_columns(aligned, [cfg.title], items.path, "--title")
+        require_columns(items.frame, [cfg.title], items.path, "--title")
         titles = [t or raw for t, raw in zip(aligned[cfg.title].str.strip(), item_ids)]
     name = cfg.name or Path(inter.path).stem
     ds = Dataset(name=name, num_users=len(user_ids), num_items=len(item_ids), train=train, valid=valid, test=test,
