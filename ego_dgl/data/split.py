@@ -1,4 +1,4 @@
-"""The per-user random split every built-in dataset shares."""
+"""Per-user splits: random (every built-in dataset's) and temporal."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ def held_out_counts(n: np.ndarray, ratios: tuple[float, float, float]) -> tuple[
     return valid - (over - cut_test), test - cut_test
 
 
+def check_ratios(ratios: tuple[float, float, float]) -> None:
+    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-9:
+        raise DataError(f"split ratios {ratios} must be three non-negative numbers summing to 1")
+
+
 def split_per_user(
     pairs: np.ndarray, num_users: int, seed: int = 0, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -28,8 +33,7 @@ def split_per_user(
     Depends only on the set of pairs and the seed; each split comes out sorted by
     (user, item).
     """
-    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-9:
-        raise DataError(f"split ratios {ratios} must be three non-negative numbers summing to 1")
+    check_ratios(ratios)
     pairs = np.unique(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=0)
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(len(pairs)), pairs[:, 0]))
@@ -41,6 +45,27 @@ def split_per_user(
     users = pairs[:, 0]
     is_test = rank < n_test[users]
     is_valid = ~is_test & (rank < (n_test + n_valid)[users])
+    is_train = ~(is_test | is_valid)
+    return tuple(_sorted(pairs[m]) for m in (is_train, is_valid, is_test))
+
+
+def split_temporal(
+    pairs: np.ndarray, times: np.ndarray, num_users: int, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per user by time: the last interactions go to test, the ones before them to valid
+    (counts as held_out_counts gives them), the rest to train; ties keep file order.
+    `pairs` must be distinct; each split comes out sorted by (user, item)."""
+    check_ratios(ratios)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    order = np.lexsort((np.arange(len(pairs)), np.asarray(times), pairs[:, 0]))
+    pairs = pairs[order]
+    n = np.bincount(pairs[:, 0], minlength=num_users)
+    end = np.cumsum(n)
+    from_end = end[pairs[:, 0]] - 1 - np.arange(len(pairs))  # 0 = the user's latest
+    n_valid, n_test = held_out_counts(n, ratios)
+    users = pairs[:, 0]
+    is_test = from_end < n_test[users]
+    is_valid = ~is_test & (from_end < (n_test + n_valid)[users])
     is_train = ~(is_test | is_valid)
     return tuple(_sorted(pairs[m]) for m in (is_train, is_valid, is_test))
 
