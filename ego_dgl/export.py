@@ -13,7 +13,7 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.data.files import atomic_folder
 from ego_dgl.data.tables import PARQUET_HINT
 from ego_dgl.errors import ConfigError
-from ego_dgl.train.trainer import load_run
+from ego_dgl.train.loading import load_run
 
 FORMATS = ("npy", "parquet")
 MANIFEST = "export.json"

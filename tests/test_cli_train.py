@@ -105,8 +105,10 @@ def test_config_file_and_command_line(tmp_path):
     run_dir = only_run(tmp_path)
     saved = json.loads((run_dir / "config.json").read_text())
     assert run_dir.name.endswith("-gm") and saved["model"]["fusion"] == "gm" and saved["train"]["epochs"] == 1
-    config.write_text('dataset = "synthetic-tiny"\nlayers = 2\n')
-    one_error_line(run("train", "--config", config, "--out", tmp_path), "unknown key 'layers'")
+    config.write_text('dataset = "synthetic-tiny"\nlayer = 2\n')
+    one_error_line(run("train", "--config", config, "--out", tmp_path), "unknown key 'layer'")
+    config.write_text('dataset = "synthetic-tiny"\nlayers = 2\n')  # a baseline's option
+    one_error_line(run("train", "--config", config, "--out", tmp_path), "--layers is not an option of --model egogcn")
 
 
 def test_errors_are_one_line_and_leave_nothing_behind(tmp_path):
