@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from ego_dgl.data.dataset import Dataset, WordBag
 from ego_dgl.errors import DataError
@@ -100,14 +102,50 @@ def read_meta(folder: Path) -> dict:
     return meta
 
 
-def load_npy(path: Path, allow_pickle: bool = False) -> np.ndarray:
-    """np.load with a one-line DataError for missing or unreadable files."""
+class ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only what numpy needs to rebuild an object array of plain Python values
+    (ints, lists, dicts): a dataset file can never name another callable to run."""
+
+    ALLOWED = {
+        "ndarray": np.ndarray,
+        "dtype": np.dtype,
+        "_reconstruct": np.empty(0).__reduce__()[0],  # numpy.(_)core.multiarray._reconstruct
+        "scalar": np.int64(0).__reduce__()[0],  # numpy.(_)core.multiarray.scalar
+    }
+    MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
+
+    def find_class(self, module: str, name: str):
+        if module in self.MODULES and name in self.ALLOWED:
+            return self.ALLOWED[name]
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """A .npy array with a one-line DataError for missing or unreadable files. Object
+    arrays (the GRCN held-out rows) go through ArrayUnpickler, never plain pickle."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
     try:
-        return np.load(path, allow_pickle=allow_pickle)
-    except (OSError, ValueError, EOFError) as err:
+        with open(path, "rb") as fh:
+            try:
+                version = npformat.read_magic(fh)
+            except ValueError:
+                raise DataError(f"{path}: not a .npy file (no NumPy header); save the array with numpy.save") from None
+            header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, _, dtype = header(fh)
+            if not dtype.hasobject:
+                return np.load(path)
+            array = ArrayUnpickler(fh).load()
+    except pickle.UnpicklingError as err:
+        raise DataError(
+            f"{path}: holds a pickled reference to {err}, which ego-dgl refuses to load (no code runs from data); "
+            "save plain integer rows (lists of ints) or a numeric array"
+        ) from None
+    except (OSError, ValueError, EOFError, TypeError, AttributeError, IndexError, KeyError) as err:
         raise DataError(f"{path}: not a readable .npy array ({err}); re-save it with numpy.save") from None
+    if not isinstance(array, np.ndarray) or array.shape != shape:
+        raise DataError(f"{path}: its pickled content is not the array its header describes; re-save it with numpy.save")
+    return array
 
 
 def load_pt(path: Path) -> np.ndarray:

@@ -68,7 +68,7 @@ def read_offset_splits(folder: Path) -> dict[str, np.ndarray]:
     out = {"train": train.astype(np.int64)}
     for s in ("valid", "test"):
         path = folder / SPLIT_FILES[s]
-        out[s] = rows_to_pairs(load_npy(path, allow_pickle=True), path)
+        out[s] = rows_to_pairs(load_npy(path), path)
     return out
 
 
@@ -150,11 +150,11 @@ def write_grcn(ds: Dataset, folder: Path, overwrite: bool = False) -> Path:
     p = ds.num_users
     with atomic_folder(folder, overwrite) as tmp:
         np.save(tmp / "train.npy", ds.train + np.array([0, p]))
-        np.save(tmp / "val_full.npy", held_out_rows(ds.valid, p), allow_pickle=True)
-        np.save(tmp / "test_full.npy", held_out_rows(ds.test, p), allow_pickle=True)
+        np.save(tmp / "val_full.npy", held_out_rows(ds.valid, p))  # object arrays, pickled by np.save
+        np.save(tmp / "test_full.npy", held_out_rows(ds.test, p))
         csr = ds.train_csr
         user_items = {u: (csr.row(u) + p).tolist() for u in range(ds.num_users) if len(csr.row(u))}
-        np.save(tmp / "user_item_dict.npy", np.array(user_items, dtype=object), allow_pickle=True)
+        np.save(tmp / "user_item_dict.npy", np.array(user_items, dtype=object))
         for m, f in ds.features.items():
             key = LONG.get(m, m)
             if isinstance(f, WordBag):

@@ -1,0 +1,61 @@
+"""Issue 8: no code runs from a dataset, nothing a user has is deleted, every failure is
+one clear line with exit code 2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_error_line(result, *fragments: str) -> str:
+    """The result failed with exit code 2 and one `error:` line holding every fragment."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+# --- a dataset never runs code ---------------------------------------------------------
+
+
+class Payload:
+    """Unpickling this calls os.system, which would create the marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_pickled_code_in_a_grcn_split_is_refused(grcn_folder, tmp_path):
+    marker = tmp_path / "marker"
+    rows = np.empty(2, dtype=object)
+    rows[0], rows[1] = [0, 6], Payload(marker)
+    np.save(grcn_folder / "val_full.npy", rows)
+    result = run("data", "info", grcn_folder)
+    assert not marker.exists()
+    one_error_line(result, "val_full.npy", "system", "refuses")
+
+
+def test_grcn_object_arrays_still_load(grcn_folder):
+    result = run("data", "info", grcn_folder, "--json")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_text_file_named_npy_is_not_called_pickled(grcn_folder):
+    (grcn_folder / "feat_v.npy").write_text("0.1 0.2\n0.3 0.4\n")
+    line = one_error_line(run("data", "info", grcn_folder), "feat_v.npy", "not a .npy file")
+    assert "pickle" not in line
