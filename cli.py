@@ -274,11 +274,14 @@ def data_info(dataset: str, root: Path | None, as_json: bool) -> None:
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option("--to", "layout", type=click.Choice(["mmrec", "grcn"]), required=True, help="Layout to write.")
 @DATASETS_ROOT
-@click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
+@click.option("--overwrite", is_flag=True, help="Replace DST if it is a folder ego-dgl wrote (any other is refused).")
 def data_convert(src: str, dst: Path, layout: str, root: Path | None, overwrite: bool) -> None:
     """Write dataset SRC (a name or a folder) into folder DST in the MMRec or GRCN layout."""
     from ego_dgl.data import load_dataset, write_grcn, write_mmrec
+    from ego_dgl.data.files import check_separate
 
+    if Path(src).is_dir():
+        check_separate(Path(src), dst)
     ds = load_dataset(src, root)
     (write_mmrec if layout == "mmrec" else write_grcn)(ds, dst, overwrite=overwrite)
     console.print(f"wrote {ds.name} to {dst} ({layout} layout)", highlight=False)

@@ -59,3 +59,46 @@ def test_a_text_file_named_npy_is_not_called_pickled(grcn_folder):
     (grcn_folder / "feat_v.npy").write_text("0.1 0.2\n0.3 0.4\n")
     line = one_error_line(run("data", "info", grcn_folder), "feat_v.npy", "not a .npy file")
     assert "pickle" not in line
+
+
+# --- nothing a user has is deleted ---------------------------------------------------
+
+
+def user_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_convert_into_its_own_source_is_refused(mmrec_folder):
+    (mmrec_folder / "README").write_text("my notes")
+    before = user_files(mmrec_folder)
+    one_error_line(run("data", "convert", mmrec_folder, mmrec_folder, "--to", "grcn", "--overwrite"), "source")
+    assert user_files(mmrec_folder) == before
+
+
+def test_convert_into_the_folder_holding_the_source_is_refused(mmrec_folder):
+    parent = mmrec_folder.parent
+    (parent / "beside.txt").write_text("keep me")
+    before = user_files(parent)
+    one_error_line(run("data", "convert", mmrec_folder, parent, "--to", "mmrec", "--overwrite"), "source")
+    one_error_line(run("data", "convert", mmrec_folder, mmrec_folder / "inner", "--to", "mmrec"), "source")
+    assert user_files(parent) == before
+
+
+def test_overwrite_replaces_only_a_folder_ego_dgl_wrote(tmp_path):
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "thesis.tex").write_text("years of work")
+    one_error_line(run("data", "convert", "synthetic-tiny", dst, "--to", "mmrec", "--overwrite"), "not written by ego-dgl")
+    assert user_files(dst) == {"thesis.tex": b"years of work"}
+    (tmp_path / "file").write_text("a file")
+    one_error_line(run("data", "convert", "synthetic-tiny", tmp_path / "file", "--to", "mmrec", "--overwrite"), "not a folder")
+    assert (tmp_path / "file").read_text() == "a file"
+
+
+def test_overwrite_keeps_a_file_added_to_a_folder_ego_dgl_wrote(tmp_path):
+    dst = tmp_path / "dst"
+    assert run("data", "convert", "synthetic-tiny", dst, "--to", "grcn").exit_code == 0
+    assert run("data", "convert", "synthetic-tiny", dst, "--to", "grcn", "--overwrite").exit_code == 0
+    (dst / "notes.md").write_text("mine")
+    one_error_line(run("data", "convert", "synthetic-tiny", dst, "--to", "grcn", "--overwrite"), "notes.md")
+    assert (dst / "notes.md").read_text() == "mine"

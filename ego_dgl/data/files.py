@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import tempfile
@@ -24,15 +25,20 @@ FORMAT = "ego-dgl/1"
 @contextmanager
 def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yields a hidden temporary folder beside `target` and renames it to `target` only
-    when the block completes, so an interrupted write leaves no half-written dataset."""
+    when the block completes, so an interrupted write leaves no half-written dataset.
+    With `overwrite`, an existing `target` is replaced only if ego-dgl wrote it
+    (`check_replaceable`); the files written are listed in meta.json for that check."""
     target = Path(target)
-    if target.exists() and not overwrite:
-        raise DataError(f"{target} already exists; choose another folder or pass --overwrite")
+    if target.exists() or target.is_symlink():
+        if not overwrite:
+            raise DataError(f"{target} already exists; choose another folder or pass --overwrite")
+        check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         yield tmp
-        tmp.chmod(0o755)
+        list_written_files(tmp)
+        tmp.chmod(0o777 & ~current_umask())
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             target.rename(old / target.name)
@@ -43,6 +49,59 @@ def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def folder_files(folder: Path) -> list[str]:
+    """Every file under `folder`, as sorted paths relative to it."""
+    return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if not p.is_dir())
+
+
+def list_written_files(folder: Path) -> None:
+    """Record in the folder's meta.json (when it has one) which files ego-dgl wrote."""
+    path = Path(folder) / META
+    if path.exists():
+        meta = json.loads(path.read_text())
+        meta["files"] = folder_files(folder)
+        path.write_text(json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def check_replaceable(target: Path) -> None:
+    """--overwrite replaces only a folder ego-dgl wrote: one with its meta.json and no file
+    beyond those the meta file lists; anything else is refused, never deleted."""
+    if not target.is_dir() or target.is_symlink():
+        raise DataError(f"{target}: exists and is not a folder ego-dgl wrote; move it away or choose another destination")
+    try:
+        meta = read_meta(target)
+    except DataError:
+        meta = {}
+    if not meta:
+        raise DataError(
+            f"{target}: not written by ego-dgl (no {META} of format {FORMAT}), so --overwrite will not replace it; "
+            "move it away or choose another folder"
+        )
+    extra = [f for f in folder_files(target) if f not in meta.get("files", folder_files(target))]
+    if extra:
+        raise DataError(
+            f"{target}: holds {extra[0]}, which ego-dgl did not write, so --overwrite will not replace the folder; "
+            "move that file away or choose another folder"
+        )
+
+
+def check_separate(src: Path, dst: Path) -> None:
+    """Refuse a destination that is, contains or lies inside the source folder: writing
+    it would replace or mix with the data being read."""
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    if src == dst or src in dst.parents or dst in src.parents:
+        raise DataError(
+            f"{dst}: is, contains or lies inside the source folder {src}; choose a destination outside the source"
+        )
 
 
 def require_folder(folder: Path, what: str) -> Path:

@@ -71,8 +71,8 @@ def prepare(name: str, root: Path | None = None, progress: bool = True, force: b
             return folder
         if not meta.get("recipe", "").startswith(f"{name}/"):
             raise DataError(
-                f"{folder} exists but was not prepared by ego-dgl; move it away, "
-                f"or run `egodgl data prepare {name} --force` to replace it"
+                f"{folder} exists but was not prepared by ego-dgl; move it away "
+                "(ego-dgl replaces only folders it wrote)"
             )
     with steps(progress) as s:
         ds = build(s)
