@@ -50,7 +50,8 @@ def main() -> None:
 TRAIN_OPTION_HELP = {
     "dataset": "built-in name (ml100k, movielens, tiktok, synthetic, synthetic-tiny, ...) or a dataset folder [default: ml100k]",
     "mode": "EGO fusion: hard (threshold, Eq. 2) or soft (gates, Eq. 3-4) [default: hard]",
-    "eps": "hard-mode importance threshold [default: per dataset, 0.4 Movielens, 0.6 Tiktok]",
+    "eps": "hard-mode importance threshold, usually in 0..1; allowed on purpose: > 1 fuses no edge (the same model as "
+           "--fusion gm), < 0 fuses every edge [default: per dataset, 0.4 Movielens, 0.6 Tiktok]",
     "gate": "soft-mode gate: scalar (the paper's) or vector (the authors' code) [default: scalar]",
     "layers-mm": "K, multimodal layers including the EGO layer [default: per dataset]",
     "layers-id": "L, LightGCN layers of the ID branch [default: per dataset]",

@@ -22,7 +22,7 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import protocol_label
 from ego_dgl.runs import DEFAULT_RESULTS, LAST, METRICS, read_csv, read_json, slug, write_csv, write_json
-from ego_dgl.train.defaults import resolve_options
+from ego_dgl.train.defaults import dataset_name, resolve_options
 from ego_dgl.train.trainer import train
 
 KINDS = ("layers", "eps")
@@ -226,7 +226,7 @@ def plan_sweep(kind: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[Ce
     cell's options are checked before anything trains."""
     from ego_dgl.train.launch import dataset_source
 
-    dataset = opts.get("dataset") or "ml100k"
+    dataset = dataset_name(opts)
     shared = {"dataset": dataset_source(dataset)["source"], **{k: opts[k] for k in SHARED_OPTIONS if opts.get(k) is not None}}
     if opts.get("seeds", 1) < 1:
         raise ConfigError("--seeds must be >= 1")

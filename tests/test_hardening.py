@@ -102,3 +102,28 @@ def test_overwrite_keeps_a_file_added_to_a_folder_ego_dgl_wrote(tmp_path):
     (dst / "notes.md").write_text("mine")
     one_error_line(run("data", "convert", "synthetic-tiny", dst, "--to", "grcn", "--overwrite"), "notes.md")
     assert (dst / "notes.md").read_text() == "mine"
+
+
+# --- options: non-finite numbers, seeds, empty names -----------------------------------
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--lr", "inf", "--lr"), ("--lr", "nan", "--lr"), ("--reg", "nan", "--reg"), ("--reg", "inf", "--reg"),
+    ("--eps", "nan", "--eps"), ("--eps", "inf", "--eps"),
+    ("--seed", "-5", "--seed"), ("--seed", str(2**70), "--seed"), ("--dataset", "", "--dataset"),
+])
+def test_bad_numbers_and_names_are_one_line(tmp_path, option, value, fragment):
+    args = ["train", "--epochs", 1, "--device", "cpu", "--out", tmp_path]
+    if option != "--dataset":
+        args += ["--dataset", "synthetic-tiny"]
+    one_error_line(run(*args, option, value), fragment)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_empty_dataset_name_for_data_commands():
+    one_error_line(run("data", "info", ""), "empty")
+
+
+def test_help_says_what_eps_outside_0_1_means():
+    text = " ".join(run("train", "--help").output.split())
+    assert "> 1" in text and "gm" in text and "< 0" in text and "every edge" in text

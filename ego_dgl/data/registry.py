@@ -89,6 +89,8 @@ def load_dataset(name_or_path: str | Path, root: Path | None = None, progress: b
     from <root>/tiktok and <root>/movielens.
     """
     name = str(name_or_path)
+    if not name.strip():
+        raise DataError(f"the dataset name is empty; use one of {known_names()}, or a folder in MMRec or GRCN layout")
     root = Path(root or datasets_root())
     if name in CACHED:
         return mmrec.read_mmrec(prepare(name, root, progress), name)
