@@ -18,13 +18,15 @@ def run(*args):
 
 
 def one_error_line(result, *fragments: str) -> str:
-    """The result failed with exit code 2 and one `error:` line holding every fragment."""
+    """The result failed with exit code 2 and its last line, the only `error:` line, holds
+    every fragment."""
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    errors = [line for line in lines if "error:" in line or "Traceback" in line]
+    assert len(errors) == 1 and lines[-1].startswith("error:"), result.stderr  # above it: progress bars only
     for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
+        assert fragment in lines[-1], (fragment, lines[-1])
+    return lines[-1]
 
 
 # --- a dataset never runs code ---------------------------------------------------------
@@ -127,3 +129,40 @@ def test_empty_dataset_name_for_data_commands():
 def test_help_says_what_eps_outside_0_1_means():
     text = " ".join(run("train", "--help").output.split())
     assert "> 1" in text and "gm" in text and "< 0" in text and "every edge" in text
+
+
+# --- a failed run never says it succeeded ---------------------------------------------
+
+
+def nan_at_batch(monkeypatch, call: int) -> None:
+    """Make the `call`-th training step (1-based, over the whole run) report a NaN loss."""
+    import ego_dgl.train.trainer as trainer
+
+    real, calls = trainer.train_step, []
+
+    def step(*args, **kwargs):
+        calls.append(1)
+        loss, parts = real(*args, **kwargs)
+        return (float("nan") if len(calls) == call else loss), parts
+
+    monkeypatch.setattr(trainer, "train_step", step)
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+    import torch
+
+    from ego_dgl.train.sampler import NegativeSampler
+
+    per_epoch = NegativeSampler(tiny).num_batches(256)
+    nan_at_batch(monkeypatch, per_epoch + 2)
+    result = run("train", "--dataset", "synthetic-tiny", "--epochs", 3, "--device", "cpu", "--out", tmp_path)
+    one_error_line(result, "epoch 2", f"batch 2 of {per_epoch}", "--lr", "features")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert not (run_dir / "metrics.json").exists()
+    assert torch.load(run_dir / "last.pt", weights_only=True)["train_state"]["epoch"] == 1
+
+
+def test_nan_loss_in_the_first_epoch_leaves_no_run(tmp_path, monkeypatch):
+    nan_at_batch(monkeypatch, 1)
+    one_error_line(run("train", "--dataset", "synthetic-tiny", "--epochs", 2, "--device", "cpu", "--out", tmp_path), "epoch 1")
+    assert not any((tmp_path / "runs").iterdir())

@@ -7,6 +7,7 @@ strings them together into a resumable run.
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import time
@@ -22,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
-from ego_dgl.errors import ConfigError, DataError
+from ego_dgl.errors import ConfigError, DataError, non_finite_loss
 from ego_dgl.evaluate import check_eval_options, evaluate, protocol_label
 from ego_dgl.model.config import ModelConfig
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, check_run_dir, read_json, write_csv, write_json
@@ -256,8 +257,10 @@ class Trainer:
         batches = sample_epoch(self.sampler, self.rng, self.cfg.batch_size)
         progress.start_epoch(epoch)
         sums: dict[str, float] = {"loss": 0.0}
-        for batch in batches:
+        for k, batch in enumerate(batches, 1):
             loss, parts = train_step(self.model, self.optimizer, batch, self.cfg.reg, clock)
+            if not math.isfinite(loss):
+                raise non_finite_loss(loss, epoch, k, len(batches), self.cfg.lr)
             n = len(batch.users)
             sums["loss"] += loss * n
             for key, value in parts.items():
