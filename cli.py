@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ego_dgl.errors import EgoDGLError, EgoDGLWarning
+from ego_dgl.errors import EgoDGLError, EgoDGLWarning, os_error_message
 
 console = Console()
 _default_showwarning = warnings.showwarning
@@ -24,8 +24,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         _default_showwarning(message, category, filename, lineno, file, line)
 
 
+def fail(message: str) -> None:
+    """The one red error line, then exit code 2."""
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
 class FriendlyGroup(click.Group):
-    """Turns EgoDGLError into one red line and exit code 2, never a traceback."""
+    """Turns EgoDGLError and file-system errors into one red line and exit code 2, never
+    a traceback."""
 
     def invoke(self, ctx: click.Context):
         with warnings.catch_warnings():
@@ -34,8 +41,9 @@ class FriendlyGroup(click.Group):
             try:
                 return super().invoke(ctx)
             except EgoDGLError as err:
-                Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-                sys.exit(2)
+                fail(str(err))
+            except OSError as err:  # the file system's (full disk, read-only, a file in the way)
+                fail(os_error_message(err))
 
 
 @click.group(cls=FriendlyGroup)

@@ -1,5 +1,7 @@
 """User-facing errors: the CLI prints their message as one line and exits with code 2."""
 
+import errno
+
 
 class EgoDGLError(Exception):
     """A problem with the user's input or setup; the message says what and how to fix it."""
@@ -30,3 +32,23 @@ def non_finite_loss(loss: float, epoch: int, batch: int, batches: int, lr: float
         f"the loss became {loss} at epoch {epoch}, batch {batch} of {batches}; stopped without results ({kept}); "
         f"try a lower --lr (this run: {lr:g}) or check the item features for huge values"
     )
+
+
+FS_HINTS = {
+    errno.ENOSPC: "free some space and run again (nothing was left half-written)",
+    errno.EDQUOT: "free some space or raise the quota and run again (nothing was left half-written)",
+    errno.EROFS: "choose a folder on a writable file system",
+    errno.EACCES: "choose a folder you may write to, or fix its permissions",
+    errno.EPERM: "choose a folder you may write to, or fix its permissions",
+    errno.EEXIST: "a file is in the way; choose another path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.ENOENT: "check the path",
+}
+
+
+def os_error_message(err: OSError) -> str:
+    """An OSError as one line: the path, what went wrong, what to do."""
+    where = f"{err.filename}: " if err.filename else ""
+    what = err.strerror or str(err) or type(err).__name__
+    hint = FS_HINTS.get(err.errno, "check the path and the file system, then run again")
+    return " ".join(f"{where}{what}; {hint}".split())

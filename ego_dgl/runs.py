@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ego_dgl.errors import ConfigError
+from ego_dgl.errors import ConfigError, os_error_message
 
 DEFAULT_RESULTS = Path("results")
 CONFIG, HISTORY, METRICS = "config.json", "history.csv", "metrics.json"
@@ -32,9 +32,19 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "dataset"
 
 
+def ensure_folder(path: Path) -> Path:
+    """`path` as an existing folder (made if missing), or a one-line ConfigError saying
+    why it cannot be (a file in the way, a read-only file system, ...)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot make the results folder {path} ({os_error_message(err)}); choose another --out") from None
+    return path
+
+
 def create_run_dir(root: Path, dataset: str, label: str) -> Path:
     """A new, empty run folder named <timestamp>-<dataset>-<label>[-n]."""
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_folder(root)
     base = f"{datetime.now():%Y%m%d-%H%M%S}-{slug(dataset)}-{label}"
     for n in range(1, 10_000):
         path = root / (base if n == 1 else f"{base}-{n}")
@@ -43,6 +53,8 @@ def create_run_dir(root: Path, dataset: str, label: str) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as err:
+            raise ConfigError(f"cannot make a run folder under {root} ({os_error_message(err)}); choose another --out") from None
     raise ConfigError(f"cannot create a run folder under {root}: too many runs named {base}")
 
 

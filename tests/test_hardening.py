@@ -166,3 +166,82 @@ def test_nan_loss_in_the_first_epoch_leaves_no_run(tmp_path, monkeypatch):
     nan_at_batch(monkeypatch, 1)
     one_error_line(run("train", "--dataset", "synthetic-tiny", "--epochs", 2, "--device", "cpu", "--out", tmp_path), "epoch 1")
     assert not any((tmp_path / "runs").iterdir())
+
+
+# --- file-system errors are one line --------------------------------------------------
+
+
+def fail_mkdir_under(monkeypatch, folder: Path, code: int) -> None:
+    """Path.mkdir raises OSError(code) for every path under `folder` (tests run as root,
+    where a chmod'ed folder would not stop writes)."""
+    real = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if folder in Path(self).parents or Path(self) == folder:
+            raise OSError(code, os.strerror(code), str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+
+
+def test_out_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = run("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--out", tmp_path / "file" / "res")
+    one_error_line(result, "file")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_out_on_a_read_only_file_system_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    fail_mkdir_under(monkeypatch, tmp_path / "ro", errno.EROFS)
+    result = run("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--out", tmp_path / "ro")
+    one_error_line(result, "Read-only file system", "writable")
+
+
+def test_datasets_root_that_is_a_file_fails_before_building(tmp_path, monkeypatch):
+    from ego_dgl.data import registry
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("EGODGL_DATASETS", str(tmp_path / "file"))
+    monkeypatch.setitem(registry.CACHED, "synthetic-tiktok", ("synthetic-tiktok/1", lambda s: pytest.fail("built first")))
+    one_error_line(run("data", "prepare", "synthetic-tiktok"), "EGODGL_DATASETS")
+
+
+def full_disk_writes(monkeypatch, module) -> None:
+    """Every file `module` opens through os.fdopen fails to write: no space left."""
+    import errno
+    import types
+
+    def fdopen(fd, *args, **kwargs):
+        fh = os.fdopen(fd, *args, **kwargs)
+
+        def write(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        fh.write = write
+        return fh
+
+    monkeypatch.setattr(module, "os", types.SimpleNamespace(**{**vars(os), "fdopen": fdopen}))
+
+
+def test_full_disk_during_training_is_one_line_and_writes_nothing_half(tmp_path, monkeypatch):
+    import ego_dgl.runs as runs
+
+    full_disk_writes(monkeypatch, runs)
+    result = run("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--out", tmp_path)
+    one_error_line(result, "No space left on device", "free")
+    assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+
+
+def test_full_disk_during_convert_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import ego_dgl.data.mmrec as mmrec
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "dst" / "meta.json"))
+
+    monkeypatch.setattr(mmrec, "write_meta", full)
+    one_error_line(run("data", "convert", "synthetic-tiny", tmp_path / "dst", "--to", "mmrec"), "No space left on device")
+    assert os.listdir(tmp_path) == []

@@ -14,7 +14,7 @@ from ego_dgl.data.ml100k import RECIPE as ML100K_RECIPE
 from ego_dgl.data.ml100k import build_ml100k
 from ego_dgl.data.progress import Steps, steps
 from ego_dgl.data.synthetic import PRESETS, make_preset, make_synthetic_scaled
-from ego_dgl.errors import DataError
+from ego_dgl.errors import DataError, os_error_message
 
 KNOWN = ("ml100k", "synthetic", "synthetic-tiny", "synthetic-tiktok", "tiktok", "movielens")
 SCALED = re.compile(r"synthetic-x(\d+(?:\.\d+)?)")
@@ -31,6 +31,19 @@ CACHED: dict[str, tuple[str, Callable[[Steps], Dataset]]] = {
 def datasets_root() -> Path:
     """Folder of prepared datasets: $EGODGL_DATASETS, else ./datasets."""
     return Path(os.environ.get("EGODGL_DATASETS") or "datasets")
+
+
+def datasets_folder(root: Path | None) -> Path:
+    """`root` (else datasets_root()) made if missing, checked before any slow build."""
+    root = Path(root or datasets_root())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(
+            f"cannot use {root} as the datasets folder ({os_error_message(err)}); "
+            "point EGODGL_DATASETS (or --root) at a writable folder"
+        ) from None
+    return root
 
 
 def known_names() -> str:
@@ -64,7 +77,7 @@ def prepare(name: str, root: Path | None = None, progress: bool = True, force: b
     if name not in CACHED:
         raise DataError(f"{name!r} needs no preparation; only {', '.join(CACHED)} are built ahead of use")
     recipe, build = CACHED[name]
-    folder = Path(root or datasets_root()) / name
+    folder = datasets_folder(root) / name
     if folder.exists() and not force:
         meta = read_meta(folder) if folder.is_dir() else {}
         if meta.get("recipe") == recipe:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ego_dgl.errors import ConfigError, EgoDGLError
-from ego_dgl.runs import LAST, check_run_dir, create_run_dir, runs_root
+from ego_dgl.runs import LAST, check_run_dir, create_run_dir, ensure_folder, runs_root
 from ego_dgl.train.defaults import resolve_options, run_label
 from ego_dgl.train.trainer import RunResult, configs_of, load_run_config, load_run_dataset, resolve_device, train
 
@@ -48,8 +48,9 @@ def start_run(given: dict[str, Any], progress: bool = True) -> RunResult:
 
     dataset, model_cfg, train_cfg, _ = resolve_options(given)
     resolve_device(train_cfg.device)  # fail before anything is written
+    root = ensure_folder(runs_root(given.get("out")))  # and before the dataset is loaded
     ds = load_dataset(dataset, progress=progress)
-    run_dir = create_run_dir(runs_root(given.get("out")), dataset, run_label(model_cfg, train_cfg))
+    run_dir = create_run_dir(root, dataset, run_label(model_cfg, train_cfg))
     return guarded_train(
         run_dir, True, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, progress=progress, source=dataset_source(dataset)
     )
