@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ego_dgl.errors import EgoDGLError, EgoDGLWarning, os_error_message
 
@@ -19,14 +20,14 @@ _default_showwarning = warnings.showwarning
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """EgoDGLWarning as one yellow line; other warnings as Python shows them."""
     if issubclass(category, EgoDGLWarning):
-        Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 
 
 def fail(message: str) -> None:
     """The one red error line, then exit code 2."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 
@@ -114,7 +115,7 @@ def train_command(config_path, out, resume, **options) -> None:
         result = start_run(merge_options(load_config_file(config_path) if config_path else {}, {**given, "out": out}))
     title = f"best epoch {result.best_epoch} of {result.epochs_run}"
     console.print(metrics_table(title, {"valid": result.valid, "test": result.test}, result.protocol))
-    console.print(f"run folder: {result.run_dir}", highlight=False, soft_wrap=True)
+    console.print(f"run folder: {escape(str(result.run_dir))}", highlight=False, soft_wrap=True)
 
 
 @main.command("eval")
@@ -142,7 +143,7 @@ def eval_command(run_dir, split, protocol, ks, as_json, device, out) -> None:
         click.echo(json.dumps(payload, indent=2))
     else:
         console.print(metrics_table(f"best checkpoint (epoch {run.epoch})", results, used))
-        console.print(f"run folder: {run.run_dir}", highlight=False, soft_wrap=True)
+        console.print(f"run folder: {escape(str(run.run_dir))}", highlight=False, soft_wrap=True)
 
 
 @main.command("recommend")
@@ -191,7 +192,7 @@ def run_sweep_command(kind: str, options: dict) -> None:
 
     folder, summary = launch_sweep(kind, options)
     console.print(summary_table(f"sweep-{kind}: test metrics at the best validation epoch", summary))
-    console.print(f"sweep folder: {folder} (cells.csv, summary.csv, sweep-{kind}.png)", highlight=False, soft_wrap=True)
+    console.print(f"sweep folder: {escape(str(folder))} (cells.csv, summary.csv, sweep-{kind}.png)", highlight=False, soft_wrap=True)
 
 
 @main.command("sweep-layers")
@@ -231,7 +232,7 @@ def bench_command(suites, repeats, threads, device, batches, out) -> None:
         console.print(report_table(report))
         for key, value in report["ratios"].items():
             console.print(f"{key}: {value:.2f}x", highlight=False)
-        console.print(f"written: {out / (suite + '.json')}", highlight=False, soft_wrap=True)
+        console.print(f"written: {escape(str(out / (suite + '.json')))}", highlight=False, soft_wrap=True)
 
 
 DATASETS_ROOT = click.option(
@@ -293,7 +294,7 @@ def data_convert(src: str, dst: Path, layout: str, root: Path | None, overwrite:
         check_separate(Path(src), dst)
     ds = load_dataset(src, root)
     (write_mmrec if layout == "mmrec" else write_grcn)(ds, dst, overwrite=overwrite)
-    console.print(f"wrote {ds.name} to {dst} ({layout} layout)", highlight=False)
+    console.print(f"wrote {escape(ds.name)} to {escape(str(dst))} ({layout} layout)", highlight=False)
 
 
 if __name__ == "__main__":

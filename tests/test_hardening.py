@@ -245,3 +245,55 @@ def test_full_disk_during_convert_is_one_line_and_writes_nothing(tmp_path, monke
     monkeypatch.setattr(mmrec, "write_meta", full)
     one_error_line(run("data", "convert", "synthetic-tiny", tmp_path / "dst", "--to", "mmrec"), "No space left on device")
     assert os.listdir(tmp_path) == []
+
+
+# --- user-supplied text is printed as given, never read as markup ------------------------
+
+
+def copy_folder(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_bracketed_folder_names_print_literally(mmrec_folder, tmp_path):
+    folder = copy_folder(mmrec_folder, tmp_path / "my[v2]")
+    (folder / "toy.inter").rename(folder / "my[v2].inter")
+    table = run("data", "info", folder)
+    assert table.exit_code == 0, table.output
+    assert "my[v2]" in table.stdout
+    odd = copy_folder(mmrec_folder, tmp_path / "[bold]x")
+    with open(odd / "toy.inter", "a") as fh:  # a duplicate interaction: a warning naming the dataset
+        fh.write("0\t0\t4\t0\t0\n")
+    warned = run("data", "info", odd)
+    assert warned.exit_code == 0 and "[bold]x: dropped 1 duplicate" in warned.stderr, warned.output
+    (odd / "image_feat.npy").unlink()
+    (odd / "text_feat.npy").unlink()
+    one_error_line(run("data", "info", odd), "[bold]x: no <modality>_feat.npy")
+
+
+def test_bracketed_text_in_messages_is_kept(grcn_folder):
+    np.save(grcn_folder / "train.npy", np.zeros((3, 3), dtype=np.int64))
+    one_error_line(run("data", "info", grcn_folder), "[user, item + num_users] rows")
+
+
+def test_bracketed_results_folder_prints_literally(tmp_path):
+    out = tmp_path / "[bold]res[v2]"
+    result = run("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--out", out)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (out / "runs").iterdir()
+    assert f"run folder: {run_dir}" in result.stdout
+
+
+def test_item_titles_in_tables_print_literally():
+    import io
+
+    from rich.console import Console
+
+    from ego_dgl.train.report import recommend_table
+
+    rows = [{"rank": 1, "item": 3, "score": 0.5, "title": "[b]Heat[/b] [1995]", "held_out": False}]
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(recommend_table("top 1 for user 0 ([my] run)", rows))
+    assert "[b]Heat[/b] [1995]" in buf.getvalue() and "([my] run)" in buf.getvalue()
