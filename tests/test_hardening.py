@@ -297,3 +297,42 @@ def test_item_titles_in_tables_print_literally():
     buf = io.StringIO()
     Console(file=buf, width=200).print(recommend_table("top 1 for user 0 ([my] run)", rows))
     assert "[b]Heat[/b] [1995]" in buf.getvalue() and "([my] run)" in buf.getvalue()
+
+
+# --- data that cannot fit, or is not what it claims ----------------------------------------
+
+
+def mmrec_with(folder: Path, line: bytes) -> Path:
+    with open(folder / "toy.inter", "ab") as fh:
+        fh.write(line)
+    return folder
+
+
+@pytest.mark.parametrize("user, fragment", [(10**12, "user ids go up to 1,000,000,000,000"), (2**63, "2**63-1"), (2**70, "2**63-1")])
+def test_ids_too_large_are_one_line(mmrec_folder, user, fragment):
+    one_error_line(run("data", "info", mmrec_with(mmrec_folder, f"{user}\t0\t4\t0\t0\n".encode())), "toy.inter", fragment)
+
+
+def test_huge_id_in_a_grcn_row_is_one_line(grcn_folder):
+    rows = np.empty(1, dtype=object)
+    rows[0] = [0, 2**70]
+    np.save(grcn_folder / "val_full.npy", rows)
+    one_error_line(run("data", "info", grcn_folder), "val_full.npy", "2**63-1")
+
+
+def test_latin1_byte_in_inter_is_one_line(mmrec_folder):
+    one_error_line(run("data", "info", mmrec_with(mmrec_folder, b"0\t0\tcaf\xe9\t0\t0\n")), "toy.inter", "UTF-8")
+    (mmrec_folder / "toy.inter").write_bytes(b"userID\titemID\trating\ttimestamp\tx_label\xe9\n")
+    one_error_line(run("data", "info", mmrec_folder), "toy.inter", "UTF-8")
+
+
+def test_feature_matrix_without_columns_is_one_line(mmrec_folder):
+    np.save(mmrec_folder / "image_feat.npy", np.zeros((5, 0), dtype=np.float32))
+    one_error_line(run("data", "info", mmrec_folder), "image_feat.npy", "no columns")
+
+
+def test_too_few_feature_rows_blame_the_feature_file(mmrec_folder):
+    np.save(mmrec_folder / "image_feat.npy", np.zeros((4, 3), dtype=np.float32))
+    np.save(mmrec_folder / "text_feat.npy", np.zeros((4, 2), dtype=np.float32))
+    line = one_error_line(run("data", "info", mmrec_folder), "image_feat.npy", "4 rows", "item id 4")
+    assert "toy.inter:" not in line

@@ -50,8 +50,8 @@ def rows_to_pairs(rows: np.ndarray, path: Path) -> np.ndarray:
         rows = list(rows)
     try:
         parts = [np.asarray(r, dtype=np.int64).reshape(-1) for r in rows]
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: each row must be [user, item, item, ...] of integers") from None
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{path}: each row must be [user, item, item, ...] of integers from 0 to 2**63-1") from None
     if any(len(p) == 0 for p in parts):
         raise DataError(f"{path}: empty row; each row must start with its user id")
     users = np.concatenate([np.full(len(p) - 1, p[0]) for p in parts] or [np.zeros(0, np.int64)])
