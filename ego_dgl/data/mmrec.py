@@ -121,15 +121,15 @@ def _read_features(folder: Path, meta: dict) -> dict[str, Features]:
 
 
 def _check_feature_rows(folder: Path, features: dict[str, Features], pairs: np.ndarray, inter: Path) -> None:
-    """Items are counted by the feature rows, so an item id beyond them means too few
-    rows: say so of the feature file, not of the .inter."""
+    """Items are counted by the rows of the first dense feature matrix, so an item id
+    beyond them most likely means too few rows: say so of that file, not of the .inter."""
     top = int(pairs[:, 1].max()) if len(pairs) else -1
-    for m, f in features.items():
-        if not isinstance(f, WordBag) and np.ndim(f) == 2 and top >= np.shape(f)[0]:
-            raise DataError(
-                f"{folder / f'{m}_feat.npy'}: {np.shape(f)[0]} rows, but {inter.name} uses item id {top}; "
-                f"give one feature row per item ({top + 1} or more, in item-id order)"
-            )
+    m, f = next(((m, f) for m, f in features.items() if not isinstance(f, WordBag)), (None, None))
+    if m is not None and np.ndim(f) == 2 and top >= np.shape(f)[0]:
+        raise DataError(
+            f"{folder / f'{m}_feat.npy'}: {np.shape(f)[0]} rows, but {inter.name} uses item id {top}; items are "
+            f"counted by feature rows, so give one row per item ({top + 1} or more, in item-id order) or fix the ids"
+        )
 
 
 def _kinds(features: dict[str, Features]) -> dict[str, str]:
