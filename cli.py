@@ -32,8 +32,8 @@ def fail(message: str) -> None:
 
 
 class FriendlyGroup(click.Group):
-    """Turns EgoDGLError and file-system errors into one red line and exit code 2, never
-    a traceback."""
+    """Turns EgoDGLError, file-system errors and interruptions (Ctrl-C) into one red line
+    and exit code 2, never a traceback or Click's "Aborted!"."""
 
     def invoke(self, ctx: click.Context):
         with warnings.catch_warnings():
@@ -45,6 +45,9 @@ class FriendlyGroup(click.Group):
                 fail(str(err))
             except OSError as err:  # the file system's (full disk, read-only, a file in the way)
                 fail(os_error_message(err))
+            except (KeyboardInterrupt, click.exceptions.Abort):
+                fail("interrupted; nothing half-written was left behind (a run that saved a checkpoint says how to resume it); "
+                     "run the command again to start over")
 
 
 @click.group(cls=FriendlyGroup)

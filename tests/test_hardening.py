@@ -336,3 +336,85 @@ def test_too_few_feature_rows_blame_the_feature_file(mmrec_folder):
     np.save(mmrec_folder / "text_feat.npy", np.zeros((4, 2), dtype=np.float32))
     line = one_error_line(run("data", "info", mmrec_folder), "image_feat.npy", "4 rows", "item id 4")
     assert "toy.inter:" not in line
+
+
+# --- runs: checkpoints of another configuration, locks, which run, interruptions ---------
+
+
+def train_tiny(out: Path, *extra) -> Path:
+    result = run("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--out", out, *extra)
+    assert result.exit_code == 0, result.output
+    return max((out / "runs").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+
+
+def test_checkpoint_of_another_configuration_is_one_line(tmp_path):
+    import shutil
+
+    run_dir, other = train_tiny(tmp_path / "a"), train_tiny(tmp_path / "b", "--dim", 8)
+    for name in ("best.pt", "last.pt"):
+        shutil.copy(other / name, run_dir / name)
+    one_error_line(run("eval", run_dir, "--device", "cpu"), "best.pt", "another configuration")
+    one_error_line(run("train", "--resume", run_dir, "--epochs", 2), "last.pt", "another configuration")
+
+
+def test_a_run_being_trained_cannot_be_resumed_twice(tmp_path):
+    from ego_dgl.runs import run_lock
+
+    run_dir = train_tiny(tmp_path)
+    with run_lock(run_dir):
+        one_error_line(run("train", "--resume", run_dir, "--epochs", 2), "another egodgl process")
+    assert run("train", "--resume", run_dir, "--epochs", 2).exit_code == 0  # released on exit
+
+
+def killed_copy(run_dir: Path) -> Path:
+    """A newer run folder that was killed during its first epoch: config.json only."""
+    import json
+
+    config = json.loads((run_dir / "config.json").read_text())
+    config["created"] = "9999-01-01T00:00:00"
+    killed = run_dir.parent / "99990101-000000-synthetic-tiny-hard"
+    killed.mkdir()
+    (killed / "config.json").write_text(json.dumps(config))
+    return killed
+
+
+def test_eval_without_run_folder_takes_the_newest_run_with_a_best_checkpoint(tmp_path):
+    import json
+
+    run_dir = train_tiny(tmp_path)
+    killed_copy(run_dir)
+    result = run("eval", "--out", tmp_path, "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run"] == str(run_dir)
+
+
+def test_resume_of_a_run_that_never_saved_a_checkpoint(tmp_path):
+    killed = killed_copy(train_tiny(tmp_path))
+    line = one_error_line(run("train", "--resume", killed), "never saved a checkpoint", "config.json")
+    assert "--resume" not in line
+
+
+def test_sweep_names_are_names_not_paths(tmp_path):
+    for name in ("../../x", "a/b", ".."):
+        result = run("sweep-eps", "--dataset", "synthetic-tiny", "--values", "0.2", "--epochs", 1, "--out", tmp_path / "out", "--name", name)
+        one_error_line(result, "--name")
+    assert os.listdir(tmp_path) == []
+
+
+def interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_interruptions_are_one_line_and_exit_2(tmp_path, monkeypatch):
+    import click
+
+    import ego_dgl.data as data
+    import ego_dgl.train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "train_step", interrupt)
+    one_error_line(run("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--out", tmp_path), "interrupted")
+    assert not any((tmp_path / "runs").iterdir())
+    monkeypatch.setattr(data, "load_dataset", interrupt)
+    one_error_line(run("data", "convert", "synthetic-tiny", tmp_path / "dst", "--to", "mmrec"), "interrupted")
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(click.exceptions.Abort()))
+    one_error_line(run("data", "info", "synthetic-tiny"), "interrupted")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ego_dgl.errors import ConfigError, EgoDGLError
-from ego_dgl.runs import LAST, check_run_dir, create_run_dir, ensure_folder, runs_root
+from ego_dgl.runs import LAST, check_run_dir, create_run_dir, ensure_folder, run_lock, runs_root
 from ego_dgl.train.defaults import resolve_options, run_label
 from ego_dgl.train.trainer import RunResult, configs_of, load_run_config, load_run_dataset, resolve_device, train
 
@@ -28,10 +28,12 @@ def dataset_source(dataset: str) -> dict[str, Any]:
 
 
 def guarded_train(run_dir: Path, fresh: bool, **kwargs: Any) -> RunResult:
-    """train(), but a fresh run that fails before its first checkpoint leaves no folder
-    behind, and an interruption after it ends with the command that resumes it."""
+    """train() holding the run folder's lock; a fresh run that fails before its first
+    checkpoint leaves no folder behind, and an interruption after it ends with the
+    command that resumes it."""
     try:
-        return train(out_dir=run_dir, **kwargs)
+        with run_lock(run_dir):
+            return train(out_dir=run_dir, **kwargs)
     except BaseException as err:
         if not (run_dir / LAST).exists():
             if fresh:

@@ -27,7 +27,14 @@ from ego_dgl.errors import ConfigError, DataError, non_finite_loss
 from ego_dgl.evaluate import check_eval_options, evaluate, protocol_label
 from ego_dgl.model.config import ModelConfig
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, check_run_dir, read_json, write_csv, write_json
-from ego_dgl.train.checkpoint import TrainState, load_checkpoint, restore_rng_state, save_checkpoint, train_state
+from ego_dgl.train.checkpoint import (
+    TrainState,
+    load_checkpoint,
+    load_model_state,
+    restore_rng_state,
+    save_checkpoint,
+    train_state,
+)
 from ego_dgl.train.defaults import SELECT_METRIC, TrainConfig, profile_for
 from ego_dgl.train.sampler import Batch, NegativeSampler
 
@@ -240,8 +247,7 @@ class Trainer:
     def resume(self) -> None:
         """Load last.pt: parameters, optimizer, random states and early stopping."""
         payload = load_checkpoint(self.run_dir / LAST, self.device)
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        load_model_state(self.run_dir / LAST, payload, self.model, self.optimizer)
         restore_rng_state(payload["rng"], self.rng)
         self.state = train_state(payload)
 
@@ -419,7 +425,7 @@ def load_run(run_dir: str | Path, device: str = "auto", progress: bool = False) 
     torch_device = resolve_device(device)
     model = build_model(ds, model_cfg, torch_device)
     payload = load_checkpoint(run_dir / BEST, torch_device)
-    model.load_state_dict(payload["model"])
+    load_model_state(run_dir / BEST, payload, model)
     model.eval()
     return LoadedRun(run_dir, config, ds, model_cfg, replace(train_cfg, device=device), model, payload["train_state"]["epoch"])
 
