@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ego_dgl.errors import ConfigError, os_error_message
+from ego_dgl.umask import file_mode
 
 DEFAULT_RESULTS = Path("results")
 CONFIG, HISTORY, METRICS = "config.json", "history.csv", "metrics.json"
@@ -65,6 +66,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to a temporary file beside `path`, then rename it over `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600; colleagues may read results as the umask allows
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

@@ -418,3 +418,29 @@ def test_interruptions_are_one_line_and_exit_2(tmp_path, monkeypatch):
     one_error_line(run("data", "convert", "synthetic-tiny", tmp_path / "dst", "--to", "mmrec"), "interrupted")
     monkeypatch.setattr(data, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(click.exceptions.Abort()))
     one_error_line(run("data", "info", "synthetic-tiny"), "interrupted")
+
+
+# --- results are readable as the user's umask allows -------------------------------------
+
+
+@pytest.fixture
+def umask():
+    """Set a umask for one test and put the old one back."""
+    old = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_run_records_follow_the_umask(tmp_path, umask, mask, mode):
+    umask(mask)
+    run_dir = train_tiny(tmp_path)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in run_dir.iterdir()}
+    assert modes == dict.fromkeys(["config.json", "history.csv", "metrics.json", "best.pt", "last.pt"], mode)
+
+
+def test_written_dataset_folders_follow_the_umask(tmp_path, umask):
+    umask(0o027)
+    assert run("data", "convert", "synthetic-tiny", tmp_path / "dst", "--to", "mmrec").exit_code == 0
+    assert (tmp_path / "dst").stat().st_mode & 0o777 == 0o750
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "dst").iterdir()} == {0o640}

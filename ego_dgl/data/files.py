@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from numpy.lib import format as npformat
 
 from ego_dgl.data.dataset import Dataset, WordBag
 from ego_dgl.errors import DataError
+from ego_dgl.umask import folder_mode
 
 META = "meta.json"
 FORMAT = "ego-dgl/1"
@@ -38,7 +38,7 @@ def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         list_written_files(tmp)
-        tmp.chmod(0o777 & ~current_umask())
+        tmp.chmod(folder_mode())  # mkdtemp made it 0700
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             target.rename(old / target.name)
@@ -49,13 +49,6 @@ def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def current_umask() -> int:
-    """The process's umask (reading it means setting it, so it is put straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def folder_files(folder: Path) -> list[str]:
