@@ -4,6 +4,13 @@ is allocated."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+from ego_dgl.errors import ConfigError
+
+if TYPE_CHECKING:  # the data layer imports this module, so only type hints come back
+    from ego_dgl.data.dataset import Dataset
+    from ego_dgl.model.config import ModelConfig
 
 GIB = 2**30
 
@@ -24,3 +31,36 @@ def available_memory(device: str = "cpu") -> int | None:
 def gib(size: float) -> str:
     """Bytes as GiB for messages, e.g. '931.3 GiB'."""
     return f"{size / GIB:,.1f} GiB"
+
+
+def training_bytes(ds: Dataset, cfg: ModelConfig) -> int:
+    """A rough lower estimate of the memory one training step needs, in bytes (float32):
+
+        params = (P + Q)·D + P·M·D + Σ_dense F_m·D + Σ_words (V_m·W + W·D)
+        bytes  = 4 · (4·params + 2·(P + Q)·D·(M·(K + 1) + L + 1) + 2·E·D·M)
+
+    with P users, Q items, E training edges, M modalities (F_m features or V_m words of
+    width W = cfg.word_dim), K = layers_mm and L = layers_id: the parameter tables four
+    times (weights, gradients, Adam's two moments), each layer's node representations
+    and their gradients, and the per-edge messages of the multimodal layer. Real use is
+    higher; the estimate only has to catch what cannot fit at all (say --dim 10**8)."""
+    from ego_dgl.data.dataset import WordBag
+
+    P, Q, E, D, W = ds.num_users, ds.num_items, len(ds.train), cfg.dim, cfg.word_dim
+    M = len(ds.features) if cfg.branches != "id" else 0
+    params = (P + Q) * D + P * M * D
+    for f in ds.features.values() if M else ():
+        params += f.num_words * W + W * D if isinstance(f, WordBag) else int(f.shape[1]) * D
+    activations = 2 * (P + Q) * D * (M * (cfg.layers_mm + 1) + cfg.layers_id + 1) + 2 * E * D * M
+    return 4 * (4 * params + activations)
+
+
+def check_fits(ds: Dataset, cfg: ModelConfig, device: str) -> None:
+    """Refuse, before allocating anything, a model whose estimated training memory
+    (`training_bytes`) exceeds what is free on `device`."""
+    need, free = training_bytes(ds, cfg), available_memory(device)
+    if free is not None and need > free:
+        raise ConfigError(
+            f"--dim {cfg.dim} on {ds.name} needs at least {gib(need)} to train, but {device} has {gib(free)} free; "
+            "use a smaller --dim (the paper's is 64)"
+        )

@@ -21,6 +21,7 @@ import numpy as np
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import protocol_label
+from ego_dgl.memory import check_fits
 from ego_dgl.runs import DEFAULT_RESULTS, LAST, METRICS, read_csv, read_json, run_lock, slug, write_csv, write_json
 from ego_dgl.train.defaults import dataset_name, resolve_options
 from ego_dgl.train.trainer import train
@@ -272,6 +273,8 @@ def launch_sweep(kind: str, opts: dict[str, Any], progress: bool = True) -> tupl
     resolve_device(shared.get("device", "auto"))
     folder = sweep_folder(opts.get("out"), kind, dataset_name(opts), opts.get("name"))
     ds = load_dataset(shared["dataset"], progress=progress)
+    for cell in cells:
+        check_fits(ds, resolve_options({**shared, **cell.options()})[1], str(resolve_device(shared.get("device", "auto"))))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task(f"sweep {kind}", total=len(cells), info="")

@@ -444,3 +444,24 @@ def test_written_dataset_folders_follow_the_umask(tmp_path, umask):
     assert run("data", "convert", "synthetic-tiny", tmp_path / "dst", "--to", "mmrec").exit_code == 0
     assert (tmp_path / "dst").stat().st_mode & 0o777 == 0o750
     assert {p.stat().st_mode & 0o777 for p in (tmp_path / "dst").iterdir()} == {0o640}
+
+
+# --- what cannot fit is refused before it is allocated -----------------------------------
+
+
+def test_huge_dim_is_refused_before_allocating(tmp_path):
+    one_error_line(run("train", "--dataset", "synthetic-tiny", "--dim", 100_000_000, "--device", "cpu", "--out", tmp_path),
+                   "--dim 100000000", "GiB", "smaller --dim")
+    assert not any((tmp_path / "runs").iterdir())
+
+
+def test_memory_estimate_scales_with_dim_and_fits_small_models(tiny, monkeypatch):
+    from ego_dgl import memory
+    from ego_dgl.model.config import ModelConfig
+
+    small, large = memory.training_bytes(tiny, ModelConfig(dim=32)), memory.training_bytes(tiny, ModelConfig(dim=64))
+    assert 0 < small < large < 2.2 * small
+    memory.check_fits(tiny, ModelConfig(dim=32), "cpu")
+    monkeypatch.setattr(memory, "available_memory", lambda device: small - 1)
+    with pytest.raises(memory.ConfigError, match="--dim 32"):
+        memory.check_fits(tiny, ModelConfig(dim=32), "cpu")

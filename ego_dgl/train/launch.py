@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ego_dgl.errors import ConfigError, EgoDGLError
+from ego_dgl.memory import check_fits
 from ego_dgl.runs import LAST, check_run_dir, create_run_dir, ensure_folder, run_lock, runs_root
 from ego_dgl.train.defaults import resolve_options, run_label
 from ego_dgl.train.trainer import RunResult, configs_of, load_run_config, load_run_dataset, resolve_device, train
@@ -52,6 +53,7 @@ def start_run(given: dict[str, Any], progress: bool = True) -> RunResult:
     resolve_device(train_cfg.device)  # fail before anything is written
     root = ensure_folder(runs_root(given.get("out")))  # and before the dataset is loaded
     ds = load_dataset(dataset, progress=progress)
+    check_fits(ds, model_cfg, str(resolve_device(train_cfg.device)))
     run_dir = create_run_dir(root, dataset, run_label(model_cfg, train_cfg))
     return guarded_train(
         run_dir, True, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, progress=progress, source=dataset_source(dataset)
@@ -71,4 +73,5 @@ def resume_run(run_dir: str | Path, given: dict[str, Any], progress: bool = True
     train_cfg = replace(train_cfg, **given)
     resolve_device(train_cfg.device)
     ds = load_run_dataset(config, progress)
+    check_fits(ds, model_cfg, str(resolve_device(train_cfg.device)))
     return guarded_train(run_dir, False, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, resume=True, progress=progress)
