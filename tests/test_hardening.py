@@ -366,6 +366,17 @@ def test_a_run_being_trained_cannot_be_resumed_twice(tmp_path):
     assert run("train", "--resume", run_dir, "--epochs", 2).exit_code == 0  # released on exit
 
 
+def test_a_sweep_cannot_run_twice_at_once(tmp_path):
+    from ego_dgl.runs import run_lock
+
+    folder = tmp_path / "sweeps" / "mine"
+    folder.mkdir(parents=True)
+    with run_lock(folder):
+        result = run("sweep-eps", "--dataset", "synthetic-tiny", "--values", "0.2", "--epochs", 1, "--out", tmp_path, "--name", "mine")
+        one_error_line(result, "another egodgl process")
+    assert not (folder / "cells").exists()
+
+
 def killed_copy(run_dir: Path) -> Path:
     """A newer run folder that was killed during its first epoch: config.json only."""
     import json

@@ -27,14 +27,7 @@ from ego_dgl.errors import ConfigError, DataError, non_finite_loss
 from ego_dgl.evaluate import check_eval_options, evaluate, protocol_label
 from ego_dgl.model.config import ModelConfig
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, check_run_dir, read_json, write_csv, write_json
-from ego_dgl.train.checkpoint import (
-    TrainState,
-    load_checkpoint,
-    load_model_state,
-    restore_rng_state,
-    save_checkpoint,
-    train_state,
-)
+from ego_dgl.train.checkpoint import TrainState, load_checkpoint, load_model_state, restore_rng_state, save_checkpoint, train_state
 from ego_dgl.train.defaults import SELECT_METRIC, TrainConfig, profile_for
 from ego_dgl.train.sampler import Batch, NegativeSampler
 
