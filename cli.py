@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from ego_dgl.errors import EgoDGLError, EgoDGLWarning
+from ego_dgl.errors import EgoDGLError, EgoDGLWarning, os_error_message
 
 console = Console()
 _default_showwarning = warnings.showwarning
@@ -25,8 +25,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         _default_showwarning(message, category, filename, lineno, file, line)
 
 
+def fail(message: str) -> None:
+    """The one red error line, then exit code 2."""
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
 class FriendlyGroup(click.Group):
-    """Turns EgoDGLError into one red line and exit code 2, never a traceback."""
+    """Turns EgoDGLError, file-system errors and interruptions (Ctrl-C) into one red line
+    and exit code 2, never a traceback or Click's "Aborted!"."""
 
     def invoke(self, ctx: click.Context):
         with warnings.catch_warnings():
@@ -35,8 +42,12 @@ class FriendlyGroup(click.Group):
             try:
                 return super().invoke(ctx)
             except EgoDGLError as err:
-                Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-                sys.exit(2)
+                fail(str(err))
+            except OSError as err:  # the file system's (full disk, read-only, a file in the way)
+                fail(os_error_message(err))
+            except (KeyboardInterrupt, click.exceptions.Abort):
+                fail("interrupted; nothing half-written was left behind (a run that saved a checkpoint says how to resume it); "
+                     "run the command again to start over")
 
 
 @click.group(cls=FriendlyGroup)
@@ -52,7 +63,8 @@ TRAIN_OPTION_HELP = {
     "model": "model or preset (egodgl models lists them): egogcn, egogcn-hard, egogcn-soft, gm, na, id-only, pop, lightgcn, ... [default: egogcn]",
     "dataset": "built-in name (ml100k, movielens, tiktok, synthetic, synthetic-tiny, ...) or a dataset folder [default: ml100k]",
     "mode": "EGO fusion: hard (threshold, Eq. 2) or soft (gates, Eq. 3-4) [default: hard]",
-    "eps": "hard-mode importance threshold [default: per dataset, 0.4 Movielens, 0.6 Tiktok]",
+    "eps": "hard-mode importance threshold, usually in 0..1; allowed on purpose: > 1 fuses no edge (the same model as "
+           "--fusion gm), < 0 fuses every edge [default: per dataset, 0.4 Movielens, 0.6 Tiktok]",
     "gate": "soft-mode gate: scalar (the paper's) or vector (the authors' code) [default: scalar]",
     "layers-mm": "K, multimodal layers including the EGO layer [default: per dataset]",
     "layers-id": "L, LightGCN layers of the ID branch [default: per dataset]",
@@ -109,7 +121,7 @@ def train_command(config_path, out, resume, params, **options) -> None:
         result = start_run(merge_options(load_config_file(config_path) if config_path else {}, {**given, "out": out}))
     title = f"best epoch {result.best_epoch} of {result.epochs_run}"
     console.print(metrics_table(title, {"valid": result.valid, "test": result.test}, result.protocol))
-    console.print(f"run folder: {result.run_dir}", highlight=False, soft_wrap=True)
+    console.print(f"run folder: {escape(str(result.run_dir))}", highlight=False, soft_wrap=True)
 
 
 @main.command("models")
@@ -145,7 +157,7 @@ def eval_command(run_dir, split, protocol, ks, as_json, device, out) -> None:
         click.echo(json.dumps(payload, indent=2))
     else:
         console.print(metrics_table(f"best checkpoint (epoch {run.epoch})", results, used))
-        console.print(f"run folder: {run.run_dir}", highlight=False, soft_wrap=True)
+        console.print(f"run folder: {escape(str(run.run_dir))}", highlight=False, soft_wrap=True)
 
 
 @main.command("recommend")
@@ -210,7 +222,7 @@ def run_sweep_command(kind: str, options: dict) -> None:
 
     folder, summary = launch_sweep(kind, options)
     console.print(summary_table(f"sweep-{kind}: test metrics at the best validation epoch", summary))
-    console.print(f"sweep folder: {folder} (cells.csv, summary.csv, sweep-{kind}.png)", highlight=False, soft_wrap=True)
+    console.print(f"sweep folder: {escape(str(folder))} (cells.csv, summary.csv, sweep-{kind}.png)", highlight=False, soft_wrap=True)
 
 
 @main.command("sweep-layers")
@@ -250,7 +262,7 @@ def bench_command(suites, repeats, threads, device, batches, out) -> None:
         console.print(report_table(report))
         for key, value in report["ratios"].items():
             console.print(f"{key}: {value:.2f}x", highlight=False)
-        console.print(f"written: {out / (suite + '.json')}", highlight=False, soft_wrap=True)
+        console.print(f"written: {escape(str(out / (suite + '.json')))}", highlight=False, soft_wrap=True)
 
 
 DATASETS_ROOT = click.option(
@@ -372,14 +384,17 @@ def data_build(out: Path, interactions, items, user, item, item_key, rating, tim
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option("--to", "layout", type=click.Choice(["mmrec", "grcn"]), required=True, help="Layout to write.")
 @DATASETS_ROOT
-@click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
+@click.option("--overwrite", is_flag=True, help="Replace DST if it is a folder ego-dgl wrote (any other is refused).")
 def data_convert(src: str, dst: Path, layout: str, root: Path | None, overwrite: bool) -> None:
     """Write dataset SRC (a name or a folder) into folder DST in the MMRec or GRCN layout."""
     from ego_dgl.data import load_dataset, write_grcn, write_mmrec
+    from ego_dgl.data.files import check_separate
 
+    if Path(src).is_dir():
+        check_separate(Path(src), dst)
     ds = load_dataset(src, root)
     (write_mmrec if layout == "mmrec" else write_grcn)(ds, dst, overwrite=overwrite)
-    console.print(f"wrote {ds.name} to {dst} ({layout} layout)", highlight=False)
+    console.print(f"wrote {escape(ds.name)} to {escape(str(dst))} ({layout} layout)", highlight=False)
 
 
 if __name__ == "__main__":

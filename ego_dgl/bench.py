@@ -249,13 +249,14 @@ def run_suite(
 
 def report_table(report: dict[str, Any]):
     """A rich table of a suite's report."""
+    from rich.markup import escape
     from rich.table import Table
 
     m = report["machine"]
     first = report["results"][0]
     table = Table(
-        title=f"bench {report['suite']}: K={first['layers_mm']} L={first['layers_id']} batch {first['batch_size']}; "
-        f"{m['cpu']}, {m['threads']} threads, {m['device_name']}, torch {m['torch']}, dgl {m['dgl']}"
+        title=escape(f"bench {report['suite']}: K={first['layers_mm']} L={first['layers_id']} batch {first['batch_size']}; "
+        f"{m['cpu']}, {m['threads']} threads, {m['device_name']}, torch {m['torch']}, dgl {m['dgl']}")
     )
     table.add_column("case", no_wrap=True)
     for col in ("edges", "sample", "fwd", "bwd", "optim", "epoch s", "step s", "eval s", "peak MB"):

@@ -5,16 +5,20 @@ interrupted run never leaves a half-written file."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ego_dgl.errors import ConfigError
+from ego_dgl.errors import ConfigError, os_error_message
+from ego_dgl.umask import file_mode
 
 DEFAULT_RESULTS = Path("results")
 CONFIG, HISTORY, METRICS = "config.json", "history.csv", "metrics.json"
@@ -32,9 +36,19 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "dataset"
 
 
+def ensure_folder(path: Path) -> Path:
+    """`path` as an existing folder (made if missing), or a one-line ConfigError saying
+    why it cannot be (a file in the way, a read-only file system, ...)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot make the results folder {path} ({os_error_message(err)}); choose another --out") from None
+    return path
+
+
 def create_run_dir(root: Path, dataset: str, label: str) -> Path:
     """A new, empty run folder named <timestamp>-<dataset>-<label>[-n]."""
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_folder(root)
     base = f"{datetime.now():%Y%m%d-%H%M%S}-{slug(dataset)}-{label}"
     for n in range(1, 10_000):
         path = root / (base if n == 1 else f"{base}-{n}")
@@ -43,6 +57,8 @@ def create_run_dir(root: Path, dataset: str, label: str) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as err:
+            raise ConfigError(f"cannot make a run folder under {root} ({os_error_message(err)}); choose another --out") from None
     raise ConfigError(f"cannot create a run folder under {root}: too many runs named {base}")
 
 
@@ -50,6 +66,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to a temporary file beside `path`, then rename it over `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600; colleagues may read results as the umask allows
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
@@ -96,13 +113,35 @@ def check_run_dir(run_dir: str | Path, checkpoint: str = BEST) -> Path:
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir} is not a run folder: it has no {CONFIG}")
     if not (run_dir / checkpoint).is_file():
-        raise ConfigError(f"run folder {run_dir} has no checkpoint {checkpoint}; train it first (or resume it with egodgl train --resume)")
+        if not (run_dir / LAST).is_file():
+            raise ConfigError(
+                f"run folder {run_dir} has no checkpoint {checkpoint}: it never saved a checkpoint (it stopped during "
+                "its first epoch), so there is nothing to continue or evaluate; start a new run with egodgl train "
+                f"and the options in {run_dir / CONFIG}"
+            )
+        raise ConfigError(f"run folder {run_dir} has no checkpoint {checkpoint}; continue it with egodgl train --resume {run_dir}")
     return run_dir
 
 
 def latest_run(root: Path) -> Path:
-    """The most recently created run folder under `root` (by the time in its config)."""
-    runs = [p for p in root.glob("*") if (p / CONFIG).is_file()] if root.is_dir() else []
+    """The most recently created run folder under `root` (by the time in its config) that
+    has a best checkpoint: a run killed before its first epoch ended has nothing to use."""
+    runs = [p for p in root.glob("*") if (p / CONFIG).is_file() and (p / BEST).is_file()] if root.is_dir() else []
     if not runs:
-        raise ConfigError(f"no runs under {root}; train one with egodgl train, or pass RUN_DIR")
+        raise ConfigError(f"no runs under {root} with a best checkpoint; train one with egodgl train, or pass RUN_DIR")
     return max(runs, key=lambda p: (str(read_json(p / CONFIG).get("created", "")), p.name))
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on a run (or sweep) folder while one process writes it: flock on
+    the folder itself, so no lock file is left behind and the lock ends with the process."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{folder} is in use by another egodgl process; wait for it to finish or stop it first") from None
+        yield
+    finally:
+        os.close(fd)

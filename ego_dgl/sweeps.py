@@ -21,8 +21,9 @@ import numpy as np
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import protocol_label
-from ego_dgl.runs import DEFAULT_RESULTS, LAST, METRICS, read_csv, read_json, slug, write_csv, write_json
-from ego_dgl.train.defaults import resolve_options
+from ego_dgl.memory import check_fits
+from ego_dgl.runs import DEFAULT_RESULTS, LAST, METRICS, read_csv, read_json, run_lock, slug, write_csv, write_json
+from ego_dgl.train.defaults import dataset_name, resolve_options
 from ego_dgl.train.trainer import train
 
 KINDS = ("layers", "eps")
@@ -168,7 +169,9 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def sweep_folder(out: str | Path | None, kind: str, dataset: str, name: str | None) -> Path:
-    """<out or ./results>/sweeps/<name or kind-dataset>."""
+    """<out or ./results>/sweeps/<name or kind-dataset>; a name is a name, not a path."""
+    if name is not None and (name in ("", ".", "..") or "/" in name or os.sep in name):
+        raise ConfigError(f"--name {name!r} must be a plain folder name (no '/', not '.' or '..'); the sweep goes to OUT/sweeps/NAME")
     return Path(out if out is not None else DEFAULT_RESULTS) / "sweeps" / (name or f"{kind}-{slug(dataset)}")
 
 
@@ -184,6 +187,14 @@ def run_sweep(
     `on_cell(cell, row, skipped)` is told about each cell as it is done or skipped;
     `display` is each cell's progress display."""
     check_sweep_options(folder, {"kind": kind, **shared})
+    with run_lock(folder):
+        return sweep_cells(ds, kind, cells, shared, folder, on_cell)
+
+
+def sweep_cells(
+    ds: Dataset, kind: str, cells: list[Cell], shared: dict[str, Any], folder: Path, on_cell: CellHook | None
+) -> list[dict[str, Any]]:
+    """run_sweep's work, done while it holds the sweep folder's lock."""
     rows = finished_rows(folder)
     for cell in cells:
         if cell.key in rows:
@@ -228,7 +239,7 @@ def plan_sweep(kind: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[Ce
     cell's options are checked before anything trains."""
     from ego_dgl.train.launch import dataset_source
 
-    dataset = opts.get("dataset") or "ml100k"
+    dataset = dataset_name(opts)
     shared = {"dataset": dataset_source(dataset)["source"], **{k: opts[k] for k in SHARED_OPTIONS if opts.get(k) is not None}}
     if opts.get("seeds", 1) < 1:
         raise ConfigError("--seeds must be >= 1")
@@ -263,8 +274,10 @@ def launch_sweep(kind: str, opts: dict[str, Any], progress: bool = True) -> tupl
         raise ConfigError(f"unknown sweep {kind!r}; use one of {', '.join(KINDS)}")
     shared, cells = plan_sweep(kind, opts)
     resolve_device(shared.get("device", "auto"))
+    folder = sweep_folder(opts.get("out"), kind, dataset_name(opts), opts.get("name"))
     ds = load_dataset(shared["dataset"], progress=progress)
-    folder = sweep_folder(opts.get("out"), kind, opts.get("dataset") or "ml100k", opts.get("name"))
+    for cell in cells:
+        check_fits(ds, resolve_options({**shared, **cell.options()})[1], str(resolve_device(shared.get("device", "auto"))))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task(f"sweep {kind}", total=len(cells), info="")

@@ -75,7 +75,7 @@ def test_config_files_and_command_line_precedence(tmp_path, name, text):
 
 
 @pytest.mark.parametrize("name,text,message", [
-    ("c.toml", "layers = 3\n", "unknown key 'layers' in config file"),
+    ("c.toml", "layer = 3\n", "unknown key 'layer' in config file"),
     ("c.yaml", "lr: fast\n", "lr in .* must be a float"),
     ("c.toml", "epochs = [\n", "is not valid TOML"),
     ("c.yaml", "- 1\n- 2\n", "must hold a mapping"),

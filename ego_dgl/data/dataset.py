@@ -11,6 +11,7 @@ from functools import cached_property
 import numpy as np
 
 from ego_dgl.errors import DataError, EgoDGLWarning
+from ego_dgl.memory import available_memory, gib
 
 SPLITS = ("train", "valid", "test")
 MODALITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -144,6 +145,7 @@ class Dataset:
                 f"{self.where('train')}: found {self.num_users} users and {self.num_items} items; "
                 "a dataset needs at least one of each"
             )
+        _check_id_space(self.num_users, self.num_items, self.where("train"))
         splits = {s: _checked_pairs(self.split(s), self.where(s), s, self.num_users, self.num_items) for s in SPLITS}
         if not self.features:
             raise DataError(f"{self.where('train')}: no item features found; add at least one modality")
@@ -177,6 +179,8 @@ class Dataset:
         if isinstance(f, WordBag):
             return _checked_wordbag(f, where, self.num_items)
         f = np.asarray(f)
+        if f.ndim == 2 and f.shape[1] == 0:
+            raise DataError(f"{where}: the feature matrix has no columns; give each item at least one feature value")
         if f.ndim != 2 or f.shape[0] != self.num_items:
             raise DataError(
                 f"{where}: features of shape {tuple(f.shape)} for {self.num_items} items; "
@@ -228,6 +232,21 @@ class Dataset:
             ],
             "fingerprint": self.fingerprint(),
         }
+
+
+BYTES_PER_ID = 64  # per user and item: degrees, CSR pointers, masks and graph indices, a few int64 arrays each
+
+
+def _check_id_space(num_users: int, num_items: int, where: str) -> None:
+    """Refuse id ranges whose per-id arrays cannot fit in memory (or whose (user, item)
+    keys overflow int64) before anything of that size is allocated."""
+    need, free = (num_users + num_items) * BYTES_PER_ID, available_memory()
+    if num_users * num_items >= 2**63 or (free is not None and need > free):
+        kind, top = ("user", num_users) if num_users >= num_items else ("item", num_items)
+        raise DataError(
+            f"{where}: {kind} ids go up to {top - 1:,}, so the per-id tables alone need about {gib(need)}"
+            f"{f' (free: {gib(free)})' if free is not None else ''}; renumber the {kind}s 0..n-1"
+        )
 
 
 def _checked_pairs(pairs: np.ndarray, where: str, split: str, num_users: int, num_items: int) -> np.ndarray:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -11,9 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from ego_dgl.data.dataset import Dataset, WordBag
 from ego_dgl.errors import DataError
+from ego_dgl.umask import folder_mode
 
 META = "meta.json"
 FORMAT = "ego-dgl/1"
@@ -22,15 +25,20 @@ FORMAT = "ego-dgl/1"
 @contextmanager
 def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yields a hidden temporary folder beside `target` and renames it to `target` only
-    when the block completes, so an interrupted write leaves no half-written dataset."""
+    when the block completes, so an interrupted write leaves no half-written dataset.
+    With `overwrite`, an existing `target` is replaced only if ego-dgl wrote it
+    (`check_replaceable`); the files written are listed in meta.json for that check."""
     target = Path(target)
-    if target.exists() and not overwrite:
-        raise DataError(f"{target} already exists; choose another folder or pass --overwrite")
+    if target.exists() or target.is_symlink():
+        if not overwrite:
+            raise DataError(f"{target} already exists; choose another folder or pass --overwrite")
+        check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         yield tmp
-        tmp.chmod(0o755)
+        list_written_files(tmp)
+        tmp.chmod(folder_mode())  # mkdtemp made it 0700
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             target.rename(old / target.name)
@@ -41,6 +49,52 @@ def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def folder_files(folder: Path) -> list[str]:
+    """Every file under `folder`, as sorted paths relative to it."""
+    return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if not p.is_dir())
+
+
+def list_written_files(folder: Path) -> None:
+    """Record in the folder's meta.json (when it has one) which files ego-dgl wrote."""
+    path = Path(folder) / META
+    if path.exists():
+        meta = json.loads(path.read_text())
+        meta["files"] = folder_files(folder)
+        path.write_text(json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def check_replaceable(target: Path) -> None:
+    """--overwrite replaces only a folder ego-dgl wrote: one with its meta.json and no file
+    beyond those the meta file lists; anything else is refused, never deleted."""
+    if not target.is_dir() or target.is_symlink():
+        raise DataError(f"{target}: exists and is not a folder ego-dgl wrote; move it away or choose another destination")
+    try:
+        meta = read_meta(target)
+    except DataError:
+        meta = {}
+    if not meta:
+        raise DataError(
+            f"{target}: not written by ego-dgl (no {META} of format {FORMAT}), so --overwrite will not replace it; "
+            "move it away or choose another folder"
+        )
+    extra = [f for f in folder_files(target) if f not in meta.get("files", folder_files(target))]
+    if extra:
+        raise DataError(
+            f"{target}: holds {extra[0]}, which ego-dgl did not write, so --overwrite will not replace the folder; "
+            "move that file away or choose another folder"
+        )
+
+
+def check_separate(src: Path, dst: Path) -> None:
+    """Refuse a destination that is, contains or lies inside the source folder: writing
+    it would replace or mix with the data being read."""
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    if src == dst or src in dst.parents or dst in src.parents:
+        raise DataError(
+            f"{dst}: is, contains or lies inside the source folder {src}; choose a destination outside the source"
+        )
 
 
 def require_folder(folder: Path, what: str) -> Path:
@@ -100,14 +154,50 @@ def read_meta(folder: Path) -> dict:
     return meta
 
 
-def load_npy(path: Path, allow_pickle: bool = False) -> np.ndarray:
-    """np.load with a one-line DataError for missing or unreadable files."""
+class ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only what numpy needs to rebuild an object array of plain Python values
+    (ints, lists, dicts): a dataset file can never name another callable to run."""
+
+    ALLOWED = {
+        "ndarray": np.ndarray,
+        "dtype": np.dtype,
+        "_reconstruct": np.empty(0).__reduce__()[0],  # numpy.(_)core.multiarray._reconstruct
+        "scalar": np.int64(0).__reduce__()[0],  # numpy.(_)core.multiarray.scalar
+    }
+    MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
+
+    def find_class(self, module: str, name: str):
+        if module in self.MODULES and name in self.ALLOWED:
+            return self.ALLOWED[name]
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """A .npy array with a one-line DataError for missing or unreadable files. Object
+    arrays (the GRCN held-out rows) go through ArrayUnpickler, never plain pickle."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
     try:
-        return np.load(path, allow_pickle=allow_pickle)
-    except (OSError, ValueError, EOFError) as err:
+        with open(path, "rb") as fh:
+            try:
+                version = npformat.read_magic(fh)
+            except ValueError:
+                raise DataError(f"{path}: not a .npy file (no NumPy header); save the array with numpy.save") from None
+            header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, _, dtype = header(fh)
+            if not dtype.hasobject:
+                return np.load(path)
+            array = ArrayUnpickler(fh).load()
+    except pickle.UnpicklingError as err:
+        raise DataError(
+            f"{path}: holds a pickled reference to {err}, which ego-dgl refuses to load (no code runs from data); "
+            "save plain integer rows (lists of ints) or a numeric array"
+        ) from None
+    except (OSError, ValueError, EOFError, TypeError, AttributeError, IndexError, KeyError) as err:
         raise DataError(f"{path}: not a readable .npy array ({err}); re-save it with numpy.save") from None
+    if not isinstance(array, np.ndarray) or array.shape != shape:
+        raise DataError(f"{path}: its pickled content is not the array its header describes; re-save it with numpy.save")
+    return array
 
 
 def load_pt(path: Path) -> np.ndarray:

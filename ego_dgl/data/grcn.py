@@ -50,8 +50,8 @@ def rows_to_pairs(rows: np.ndarray, path: Path) -> np.ndarray:
         rows = list(rows)
     try:
         parts = [np.asarray(r, dtype=np.int64).reshape(-1) for r in rows]
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: each row must be [user, item, item, ...] of integers") from None
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{path}: each row must be [user, item, item, ...] of integers from 0 to 2**63-1") from None
     if any(len(p) == 0 for p in parts):
         raise DataError(f"{path}: empty row; each row must start with its user id")
     users = np.concatenate([np.full(len(p) - 1, p[0]) for p in parts] or [np.zeros(0, np.int64)])
@@ -68,7 +68,7 @@ def read_offset_splits(folder: Path) -> dict[str, np.ndarray]:
     out = {"train": train.astype(np.int64)}
     for s in ("valid", "test"):
         path = folder / SPLIT_FILES[s]
-        out[s] = rows_to_pairs(load_npy(path, allow_pickle=True), path)
+        out[s] = rows_to_pairs(load_npy(path), path)
     return out
 
 
@@ -150,11 +150,11 @@ def write_grcn(ds: Dataset, folder: Path, overwrite: bool = False) -> Path:
     p = ds.num_users
     with atomic_folder(folder, overwrite) as tmp:
         np.save(tmp / "train.npy", ds.train + np.array([0, p]))
-        np.save(tmp / "val_full.npy", held_out_rows(ds.valid, p), allow_pickle=True)
-        np.save(tmp / "test_full.npy", held_out_rows(ds.test, p), allow_pickle=True)
+        np.save(tmp / "val_full.npy", held_out_rows(ds.valid, p))  # object arrays, pickled by np.save
+        np.save(tmp / "test_full.npy", held_out_rows(ds.test, p))
         csr = ds.train_csr
         user_items = {u: (csr.row(u) + p).tolist() for u in range(ds.num_users) if len(csr.row(u))}
-        np.save(tmp / "user_item_dict.npy", np.array(user_items, dtype=object), allow_pickle=True)
+        np.save(tmp / "user_item_dict.npy", np.array(user_items, dtype=object))
         for m, f in ds.features.items():
             key = LONG.get(m, m)
             if isinstance(f, WordBag):

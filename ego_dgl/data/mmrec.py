@@ -51,8 +51,22 @@ def inter_file(folder: Path) -> Path:
 
 def read_inter(path: Path) -> dict[str, np.ndarray]:
     """The three splits of an .inter file as int64 [n, 2] (user, item) arrays, in file order."""
-    with open(path, encoding="utf-8") as fh:
-        header = fh.readline().rstrip("\r\n").split("\t")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            header = fh.readline().rstrip("\r\n").split("\t")
+        table = read_columns(path, header)
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); save the file as UTF-8"
+        ) from None
+    label = table["x_label"].to_numpy()
+    pairs = table[["userID", "itemID"]].to_numpy()
+    return {s: pairs[label == k] for k, s in enumerate(SPLITS)}
+
+
+def read_columns(path: Path, header: list[str]) -> pd.DataFrame:
+    """The userID, itemID and x_label columns as int64 with valid labels, or a DataError
+    naming the problem."""
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise DataError(
@@ -60,15 +74,18 @@ def read_inter(path: Path) -> dict[str, np.ndarray]:
             f"the first line must be the tab-separated columns {' '.join(COLUMNS)}"
         )
     try:
-        table = pd.read_csv(path, sep="\t", usecols=list(REQUIRED), dtype=np.int64)
-    except (ValueError, pd.errors.ParserError) as err:
-        raise DataError(f"{path}: rows must hold integer userID, itemID and x_label ({str(err).splitlines()[0]})") from None
+        table = pd.read_csv(path, sep="\t", usecols=list(REQUIRED), dtype=np.int64, encoding="utf-8")
+    except UnicodeDecodeError:
+        raise  # a ValueError too, but read_inter words it
+    except (ValueError, OverflowError, pd.errors.ParserError) as err:
+        raise DataError(
+            f"{path}: rows must hold integer userID, itemID and x_label, ids from 0 to 2**63-1 ({str(err).splitlines()[0]})"
+        ) from None
     label = table["x_label"].to_numpy()
     bad = ~np.isin(label, (0, 1, 2))
     if bad.any():
         raise DataError(f"{path}: x_label {label[bad][0]} on data row {np.flatnonzero(bad)[0] + 1}; use 0 train, 1 valid, 2 test")
-    pairs = table[["userID", "itemID"]].to_numpy()
-    return {s: pairs[label == k] for k, s in enumerate(SPLITS)}
+    return table
 
 
 def read_mmrec(folder: Path, name: str | None = None) -> Dataset:
@@ -87,6 +104,8 @@ def read_mmrec(folder: Path, name: str | None = None) -> Dataset:
     pairs = np.concatenate(list(splits.values()))
     num_users = meta.get("num_users", int(pairs[:, 0].max()) + 1 if len(pairs) else 0)
     num_items = meta.get("num_items", _feature_rows(features, pairs))
+    if "num_items" not in meta:
+        _check_feature_rows(folder, features, pairs, path)
     ds = folder_dataset(folder, name, meta, num_users, num_items, splits, features, masks, sources)
     return replace(ds, user_ids=read_raw_ids(folder, "user", ds.num_users), item_ids=read_raw_ids(folder, "item", ds.num_items))
 
@@ -104,6 +123,18 @@ def _read_features(folder: Path, meta: dict) -> dict[str, Features]:
         m: load_npy(found[m]) if m in found else wordbag_from_pairs(load_npy(words[m]), words[m], num_words.get(m))
         for m in order
     }
+
+
+def _check_feature_rows(folder: Path, features: dict[str, Features], pairs: np.ndarray, inter: Path) -> None:
+    """Items are counted by the rows of the first dense feature matrix, so an item id
+    beyond them most likely means too few rows: say so of that file, not of the .inter."""
+    top = int(pairs[:, 1].max()) if len(pairs) else -1
+    m, f = next(((m, f) for m, f in features.items() if not isinstance(f, WordBag)), (None, None))
+    if m is not None and np.ndim(f) == 2 and top >= np.shape(f)[0]:
+        raise DataError(
+            f"{folder / f'{m}_feat.npy'}: {np.shape(f)[0]} rows, but {inter.name} uses item id {top}; items are "
+            f"counted by feature rows, so give one row per item ({top + 1} or more, in item-id order) or fix the ids"
+        )
 
 
 def _kinds(features: dict[str, Features]) -> dict[str, str]:

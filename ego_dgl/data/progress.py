@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 
@@ -22,7 +23,7 @@ class Steps:
         if self._progress is None:
             yield lambda n=1: None
             return
-        task = self._progress.add_task(description, total=total)
+        task = self._progress.add_task(escape(description), total=total)
         yield lambda n=1: self._progress.advance(task, n)
         self._progress.update(task, total=total or 1, completed=total or 1)
 

@@ -15,7 +15,7 @@ from ego_dgl.data.ml100k import RECIPE as ML100K_RECIPE
 from ego_dgl.data.ml100k import build_ml100k
 from ego_dgl.data.progress import Steps, steps
 from ego_dgl.data.synthetic import PRESETS, make_preset, make_synthetic_scaled
-from ego_dgl.errors import DataError
+from ego_dgl.errors import DataError, os_error_message
 
 KNOWN = ("ml100k", "synthetic", "synthetic-tiny", "synthetic-tiktok", "tiktok", "movielens")
 SCALED = re.compile(r"synthetic-x(\d+(?:\.\d+)?)")
@@ -32,6 +32,19 @@ CACHED: dict[str, tuple[str, Callable[[Steps, Path], Built]]] = {
 def datasets_root() -> Path:
     """Folder of prepared datasets: $EGODGL_DATASETS, else ./datasets."""
     return Path(os.environ.get("EGODGL_DATASETS") or "datasets")
+
+
+def datasets_folder(root: Path | None) -> Path:
+    """`root` (else datasets_root()) made if missing, checked before any slow build."""
+    root = Path(root or datasets_root())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(
+            f"cannot use {root} as the datasets folder ({os_error_message(err)}); "
+            "point EGODGL_DATASETS (or --root) at a writable folder"
+        ) from None
+    return root
 
 
 def known_names() -> str:
@@ -65,7 +78,7 @@ def prepare(name: str, root: Path | None = None, progress: bool = True, force: b
     if name not in CACHED:
         raise DataError(f"{name!r} needs no preparation; only {', '.join(CACHED)} are built ahead of use")
     recipe, build = CACHED[name]
-    root = Path(root or datasets_root())
+    root = datasets_folder(root)
     folder = root / name
     if folder.exists() and not force:
         meta = read_meta(folder) if folder.is_dir() else {}
@@ -73,8 +86,8 @@ def prepare(name: str, root: Path | None = None, progress: bool = True, force: b
             return folder
         if not meta.get("recipe", "").startswith(f"{name}/"):
             raise DataError(
-                f"{folder} exists but was not prepared by ego-dgl; move it away, "
-                f"or run `egodgl data prepare {name} --force` to replace it"
+                f"{folder} exists but was not prepared by ego-dgl; move it away "
+                "(ego-dgl replaces only folders it wrote)"
             )
     with steps(progress) as s:
         built = build(s, root)
@@ -91,6 +104,8 @@ def load_dataset(name_or_path: str | Path, root: Path | None = None, progress: b
     from <root>/tiktok and <root>/movielens.
     """
     name = str(name_or_path)
+    if not name.strip():
+        raise DataError(f"the dataset name is empty; use one of {known_names()}, or a folder in MMRec or GRCN layout")
     root = Path(root or datasets_root())
     if name in CACHED:
         return mmrec.read_mmrec(prepare(name, root, progress), name)

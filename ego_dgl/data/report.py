@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 
 from ego_dgl.data.dataset import SPLITS, Dataset
@@ -11,7 +12,7 @@ from ego_dgl.data.dataset import SPLITS, Dataset
 def summary_table(ds: Dataset) -> Group:
     """Sizes and per-split counts, then one row per modality with dim and coverage."""
     s = ds.summary()
-    sizes = Table(title=f"dataset {s['name']}", show_header=False, title_justify="left")
+    sizes = Table(title=f"dataset {escape(s['name'])}", show_header=False, title_justify="left")
     sizes.add_column("what")
     sizes.add_column("count", justify="right")
     sizes.add_row("users", f"{s['users']:,}")
@@ -25,7 +26,7 @@ def summary_table(ds: Dataset) -> Group:
                          ("coverage", "right")):
         mods.add_column(col, justify=justify)
     for m in s["modalities"]:
-        mods.add_row(m["name"], m["kind"], f"{m['dim']:,}", f"{m['items_with']:,}", f"{m['coverage']:.1%}")
+        mods.add_row(escape(m["name"]), m["kind"], f"{m['dim']:,}", f"{m['items_with']:,}", f"{m['coverage']:.1%}")
     return Group(sizes, mods)
 
 

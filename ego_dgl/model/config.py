@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -26,7 +27,7 @@ class ModelConfig:
 
     dim: int = 64  # D for every table
     mode: str = "hard"  # EGO fusion kind (Eq. 2 or Eq. 3-4)
-    eps: float = 0.4  # hard-mode importance threshold
+    eps: float = 0.4  # hard-mode importance threshold; > 1 fuses no edge (= GM), < 0 fuses every edge
     gate: str = "scalar"  # soft-mode gate: the paper's scalar or the authors' vector
     layers_mm: int = 2  # K, multimodal layers including the EGO layer 0
     layers_id: int = 2  # L, LightGCN layers of the ID branch
@@ -49,6 +50,8 @@ class ModelConfig:
             value = getattr(self, key)
             if value not in allowed:
                 raise ConfigError(f"--{key.replace('_', '-')} {value!r} is not one of: {', '.join(allowed)}")
+        if not math.isfinite(self.eps):
+            raise ConfigError(f"--eps must be a finite number, got {self.eps}")
         if self.dim < 1 or self.word_dim < 1:
             raise ConfigError("--dim must be a positive integer")
         if self.layers_mm < 1:

@@ -91,5 +91,23 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     return payload
 
 
+def load_model_state(
+    path: Path, payload: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> None:
+    """Put a checkpoint's parameters (and optimizer state) into the model; a checkpoint
+    of another configuration is a one-line ConfigError naming the first difference."""
+    try:
+        model.load_state_dict(payload["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(payload["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(err).__name__)
+        raise ConfigError(
+            f"checkpoint {path} belongs to another configuration than its run's config.json ({detail}); "
+            "use the checkpoints this run wrote"
+        ) from None
+
+
 def train_state(payload: dict[str, Any]) -> TrainState:
     return TrainState(**payload["train_state"])

@@ -3,6 +3,7 @@ gives (command line, config file) are resolved over those defaults."""
 
 from __future__ import annotations
 
+import math
 import re
 import typing
 from dataclasses import asdict, dataclass, fields
@@ -15,6 +16,7 @@ from ego_dgl.model.config import ModelConfig
 from ego_dgl.model.registry import all_option_types, config_fields, config_type, resolve_model
 
 DEFAULT_DATASET = "ml100k"
+MAX_SEED = 2**32 - 1  # numpy accepts seeds in 0..2**32-1; torch and DGL accept more
 SELECT_METRIC = "recall@10"
 
 
@@ -37,10 +39,12 @@ class TrainConfig:
         for name in ("epochs", "patience", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if self.reg < 0:
-            raise ConfigError(f"--reg must be >= 0, got {self.reg}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be positive and finite, got {self.lr}")
+        if not (self.reg >= 0 and math.isfinite(self.reg)):
+            raise ConfigError(f"--reg must be a finite number >= 0, got {self.reg}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed must lie in 0..{MAX_SEED} (numpy's seed range), got {self.seed}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"--device {self.device!r} is not one of: auto, cpu, cuda (or cuda:N)")
         self.ks = check_eval_options(self.ks, self.protocol)
@@ -105,6 +109,13 @@ def check_compatible(given: dict[str, Any], model: ModelConfig) -> None:
             raise ConfigError(f"--{key} configures the multimodal branch; it has no effect with --branches id")
 
 
+def dataset_name(given: dict[str, Any]) -> str:
+    """The --dataset given (ml100k when not given); an empty one is a ConfigError."""
+    if "dataset" in given and not str(given["dataset"] or "").strip():
+        raise ConfigError("--dataset is empty; give a built-in name (e.g. synthetic-tiny) or a dataset folder")
+    return str(given.get("dataset") or DEFAULT_DATASET)
+
+
 def flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
@@ -132,7 +143,7 @@ def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
     unknown = sorted(set(given) - set(option_types()))
     if unknown:
         raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(option_types()))}")
-    dataset = str(given.get("dataset") or DEFAULT_DATASET)
+    dataset = dataset_name(given)
     profile = profile_for(dataset)
     model, preset = model_options(str(given.get("model") or "egogcn"), given)
     cfg_type = config_type(model)

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ego_dgl.errors import ConfigError, EgoDGLError
-from ego_dgl.runs import LAST, check_run_dir, create_run_dir, runs_root
+from ego_dgl.memory import check_fits
+from ego_dgl.runs import LAST, check_run_dir, create_run_dir, ensure_folder, run_lock, runs_root
 from ego_dgl.train.defaults import resolve_options, run_label
 from ego_dgl.train.loading import configs_of, load_run_dataset
 from ego_dgl.train.records import RunResult, load_run_config
@@ -30,10 +31,12 @@ def dataset_source(dataset: str) -> dict[str, Any]:
 
 
 def guarded_train(run_dir: Path, fresh: bool, **kwargs: Any) -> RunResult:
-    """train(), but a fresh run that fails before its first checkpoint leaves no folder
-    behind, and an interruption after it ends with the command that resumes it."""
+    """train() holding the run folder's lock; a fresh run that fails before its first
+    checkpoint leaves no folder behind, and an interruption after it ends with the
+    command that resumes it."""
     try:
-        return train(out_dir=run_dir, **kwargs)
+        with run_lock(run_dir):
+            return train(out_dir=run_dir, **kwargs)
     except BaseException as err:
         if not (run_dir / LAST).exists():
             if fresh:
@@ -50,8 +53,10 @@ def start_run(given: dict[str, Any], progress: bool = True) -> RunResult:
 
     dataset, model_cfg, train_cfg, _ = resolve_options(given)
     resolve_device(train_cfg.device)  # fail before anything is written
+    root = ensure_folder(runs_root(given.get("out")))  # and before the dataset is loaded
     ds = load_dataset(dataset, progress=progress)
-    run_dir = create_run_dir(runs_root(given.get("out")), dataset, run_label(model_cfg, train_cfg))
+    check_fits(ds, model_cfg, str(resolve_device(train_cfg.device)))
+    run_dir = create_run_dir(root, dataset, run_label(model_cfg, train_cfg))
     return guarded_train(
         run_dir, True, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, progress=progress, source=dataset_source(dataset)
     )
@@ -70,4 +75,5 @@ def resume_run(run_dir: str | Path, given: dict[str, Any], progress: bool = True
     train_cfg = replace(train_cfg, **given)
     resolve_device(train_cfg.device)
     ds = load_run_dataset(config, progress)
+    check_fits(ds, model_cfg, str(resolve_device(train_cfg.device)))
     return guarded_train(run_dir, False, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, resume=True, progress=progress)

@@ -15,7 +15,7 @@ from ego_dgl.evaluate import check_eval_options
 from ego_dgl.model.base import Recommender
 from ego_dgl.model.registry import build_model, config_type
 from ego_dgl.runs import BEST, check_run_dir
-from ego_dgl.train.checkpoint import load_checkpoint
+from ego_dgl.train.checkpoint import load_checkpoint, load_model_state
 from ego_dgl.train.defaults import TrainConfig
 from ego_dgl.train.records import load_run_config
 from ego_dgl.train.trainer import evaluate_model, resolve_device
@@ -64,7 +64,7 @@ def load_run(run_dir: str | Path, device: str = "auto", progress: bool = False) 
     torch_device = resolve_device(device)
     model = build_model(ds, model_cfg, torch_device)
     payload = load_checkpoint(run_dir / BEST, torch_device)
-    model.load_state_dict(payload["model"])
+    load_model_state(run_dir / BEST, payload, model)
     model.eval()
     return LoadedRun(run_dir, config, ds, model_cfg, replace(train_cfg, device=device), model, payload["train_state"]["epoch"])
 

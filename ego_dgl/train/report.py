@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from ego_dgl.evaluate import METRICS, protocol_label
@@ -18,7 +19,7 @@ def metrics_table(title: str, results: dict[str, dict[str, float]], protocol: st
     ks = sorted({int(key.split("@")[1]) for key in first if "@" in key})
     users = ", ".join(f"{split} {int(values['users'])}" for split, values in results.items())
     caption = f"{protocol_label(protocol)}; users evaluated: {users}"
-    table = Table(title=title, caption=caption, caption_style="bold yellow" if protocol == "legacy" else "dim")
+    table = Table(title=escape(title), caption=caption, caption_style="bold yellow" if protocol == "legacy" else "dim")
     table.add_column("split")
     table.add_column("metric")
     for k in ks:
@@ -33,7 +34,7 @@ def metrics_table(title: str, results: dict[str, dict[str, float]], protocol: st
 def summary_table(title: str, summary: list[dict[str, Any]]) -> Table:
     """A sweep's mean±std test recall and NDCG at 10 per series, variant and value (the
     full set is in summary.csv)."""
-    table = Table(title=title, caption="test metrics, mean±std over seeds; all of them in summary.csv", caption_style="dim")
+    table = Table(title=escape(title), caption="test metrics, mean±std over seeds; all of them in summary.csv", caption_style="dim")
     for col in ("series", "variant", "value", "seeds", "R@10", "NDCG@10"):
         table.add_column(col, justify="left" if col in ("series", "variant") else "right", no_wrap=True)
     for e in summary:
@@ -44,12 +45,12 @@ def summary_table(title: str, summary: list[dict[str, Any]]) -> Table:
 
 def recommend_table(title: str, rows: list[dict[str, Any]]) -> Table:
     """Rank, item, score, title (when known) and held-out marker per recommended item."""
-    table = Table(title=title, caption="held out: the item is one of the user's valid/test items", caption_style="dim")
+    table = Table(title=escape(title), caption="held out: the item is one of the user's valid/test items", caption_style="dim")
     columns = [c for c in ("rank", "item", "score", "title", "held_out") if rows and c in rows[0]]
     for col in columns:
         table.add_column(col.replace("_", " "), justify="right" if col in ("rank", "item", "score") else "left")
     for row in rows:
-        table.add_row(*(f"{row[c]:.4f}" if c == "score" else str(row[c]) for c in columns))
+        table.add_row(*(f"{row[c]:.4f}" if c == "score" else escape(str(row[c])) for c in columns))
     return table
 
 

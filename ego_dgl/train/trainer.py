@@ -10,6 +10,7 @@ in `records`, and how a finished run is loaded back in `loading`.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import replace
@@ -22,12 +23,12 @@ from rich.markup import escape
 
 from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
-from ego_dgl.errors import ConfigError
+from ego_dgl.errors import ConfigError, non_finite_loss
 from ego_dgl.evaluate import evaluate, protocol_label
 from ego_dgl.model.base import Recommender
 from ego_dgl.model.registry import build_model
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
-from ego_dgl.train.checkpoint import TrainState, load_checkpoint, restore_rng_state, save_checkpoint, train_state
+from ego_dgl.train.checkpoint import TrainState, load_checkpoint, load_model_state, restore_rng_state, save_checkpoint, train_state
 from ego_dgl.train.defaults import SELECT_METRIC, TrainConfig, select_split
 from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.records import RunResult, metrics_record, note_resume, run_config
@@ -134,9 +135,7 @@ class Trainer:
     def resume(self) -> None:
         """Load last.pt: parameters, optimizer, random states and early stopping."""
         payload = load_checkpoint(self.run_dir / LAST, self.device)
-        self.model.load_state_dict(payload["model"])
-        if self.optimizer is not None:
-            self.optimizer.load_state_dict(payload["optimizer"])
+        load_model_state(self.run_dir / LAST, payload, self.model, self.optimizer)
         restore_rng_state(payload["rng"], self.rng)
         self.state = train_state(payload)
 
@@ -157,8 +156,10 @@ class Trainer:
         batches = sample_epoch(self.sampler, self.rng, self.cfg.batch_size) if self.model.trainable else []
         progress.start_epoch(epoch)
         sums: dict[str, float] = {"loss": 0.0}
-        for batch in batches:
+        for k, batch in enumerate(batches, 1):
             loss, parts = train_step(self.model, self.optimizer, batch, self.cfg.reg, clock)
+            if not math.isfinite(loss):
+                raise non_finite_loss(loss, epoch, k, len(batches), self.cfg.lr)
             n = len(batch.users)
             sums["loss"] += loss * n
             for key, value in parts.items():
