@@ -52,6 +52,7 @@ TRAIN_OPTION_HELP = {
     "dataset": "built-in name (ml100k, movielens, tiktok, synthetic, synthetic-tiny, ...) or a dataset folder [default: ml100k]",
     "mode": "EGO fusion: hard (threshold, Eq. 2) or soft (gates, Eq. 3-4) [default: hard]",
     "eps": "hard-mode importance threshold [default: per dataset, 0.4 Movielens, 0.6 Tiktok]",
+    "threshold": "hard mode: absolute (the paper's, s > eps) or relative (an extension, not the paper's: s * |N(v)| > eps, the weight against the uniform share) [default: absolute]",
     "gate": "soft-mode gate: scalar (the paper's) or vector (the authors' code) [default: scalar]",
     "layers-mm": "K, multimodal layers including the EGO layer [default: per dataset]",
     "layers-id": "L, LightGCN layers of the ID branch [default: per dataset]",
