@@ -179,6 +179,7 @@ def sweep_options(f):
     for option in reversed([
         click.option("--seeds", type=int, default=1, show_default=True, help="seeds per cell; the summary gives mean and std"),
         click.option("--seed", type=int, default=0, show_default=True, help="first seed"),
+        click.option("--jobs", type=int, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads"),
         click.option("--k-fixed", type=int, default=None, help="K while L varies (and for eps) [default: per dataset]"),
         click.option("--l-fixed", type=int, default=None, help="L while K varies (and for eps) [default: per dataset]"),
         click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the sweep goes to OUT/sweeps/<name> [default: results]"),
@@ -211,6 +212,7 @@ def sweep_layers_command(**options) -> None:
 @main.command("sweep-eps")
 @sweep_options
 @click.option("--values", default="0.3,0.4,0.5,0.6,0.7", show_default=True, help="eps values")
+@training_options(["threshold"])
 def sweep_eps_command(**options) -> None:
     """Test metrics of EgoGCN-hard against the threshold eps, as in the paper's figure 3."""
     run_sweep_command("eps", options)
