@@ -218,6 +218,36 @@ def sweep_eps_command(**options) -> None:
     run_sweep_command("eps", options)
 
 
+@main.command("compare")
+@training_options(SWEEP_OPTIONS)
+@click.option("--models", required=True, metavar="NAME,NAME,...",
+              help="models or presets (egodgl models lists them), comma-separated; options after a name as +KEY=VALUE, "
+                   "e.g. pop,lightgcn,egogcn-hard,egogcn-hard+threshold=relative+eps=2")
+@click.option("--seeds", type=int, default=5, show_default=True, help="seeds per model, the same for every model (the paired test needs >= 2)")
+@click.option("--seed", type=int, default=0, show_default=True, help="first seed")
+@click.option("--jobs", type=int, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads")
+@click.option("--tune", multiple=True, metavar="KEY=V1,V2",
+              help="repeatable: per model that has KEY free, try the values on the first seed, keep the best by validation recall@10")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the comparison goes to OUT/compare/<name> [default: results]")
+@click.option("--name", default=None, help="comparison folder name; rerunning with the same name skips finished cells [default: <dataset>]")
+def compare_command(**options) -> None:
+    """Train models side by side with the same seeds and tabulate them like the paper's
+    Table 3: test P/R/NDCG@10 and @20 (mean ± std), the improvement of the best EgoGCN
+    variant over the best baseline, and a paired test across seeds.
+
+    A name is a model or preset with optional options: NAME+KEY=VALUE+KEY=VALUE (no
+    quoting needed), e.g. lightgcn+layers=3 or egogcn-hard+threshold=relative+eps=2.
+    Writes cells.csv, tuning.csv, summary.csv, paired.csv, table.md and compare.png;
+    rerunning skips finished cells and resumes an interrupted one."""
+    from ego_dgl.compare import launch_compare
+    from ego_dgl.train.report import compare_table
+
+    result = launch_compare(options)
+    console.print(compare_table("compare: test figures at the best validation epoch", result.summary, result.paired))
+    files = "cells.csv, tuning.csv, summary.csv, paired.csv, table.md, compare.png"
+    console.print(f"comparison folder: {result.folder} ({files})", highlight=False, soft_wrap=True)
+
+
 @main.command("bench")
 @click.option("--suite", "suites", multiple=True, default=("ml100k",), show_default=True,
               help="ml100k, synthetic-tiktok, scaling (synthetic at 1x-8x the ml100k edges) or synthetic-tiny; repeatable")
