@@ -65,6 +65,7 @@ TRAIN_OPTION_HELP = {
     "mode": "EGO fusion: hard (threshold, Eq. 2) or soft (gates, Eq. 3-4) [default: hard]",
     "eps": "hard-mode importance threshold, usually in 0..1; allowed on purpose: > 1 fuses no edge (the same model as "
            "--fusion gm), < 0 fuses every edge [default: per dataset, 0.4 Movielens, 0.6 Tiktok]",
+    "threshold": "hard mode: absolute (the paper's, s > eps) or relative (an extension, not the paper's: s * |N(v)| > eps, the weight against the uniform share) [default: absolute]",
     "gate": "soft-mode gate: scalar (the paper's) or vector (the authors' code) [default: scalar]",
     "layers-mm": "K, multimodal layers including the EGO layer [default: per dataset]",
     "layers-id": "L, LightGCN layers of the ID branch [default: per dataset]",
@@ -207,6 +208,7 @@ def sweep_options(f):
     for option in reversed([
         click.option("--seeds", type=int, default=1, show_default=True, help="seeds per cell; the summary gives mean and std"),
         click.option("--seed", type=int, default=0, show_default=True, help="first seed"),
+        click.option("--jobs", type=int, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads"),
         click.option("--k-fixed", type=int, default=None, help="K while L varies (and for eps) [default: per dataset]"),
         click.option("--l-fixed", type=int, default=None, help="L while K varies (and for eps) [default: per dataset]"),
         click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the sweep goes to OUT/sweeps/<name> [default: results]"),
@@ -239,9 +241,41 @@ def sweep_layers_command(**options) -> None:
 @main.command("sweep-eps")
 @sweep_options
 @click.option("--values", default="0.3,0.4,0.5,0.6,0.7", show_default=True, help="eps values")
+@training_options(["threshold"])
 def sweep_eps_command(**options) -> None:
     """Test metrics of EgoGCN-hard against the threshold eps, as in the paper's figure 3."""
     run_sweep_command("eps", options)
+
+
+@main.command("compare")
+@training_options(SWEEP_OPTIONS)
+@click.option("--models", required=True, metavar="NAME,NAME,...",
+              help="models or presets (egodgl models lists them), comma-separated; options after a name as +KEY=VALUE, "
+                   "e.g. pop,lightgcn,egogcn-hard,egogcn-hard+threshold=relative+eps=2")
+@click.option("--seeds", type=int, default=5, show_default=True, help="seeds per model, the same for every model (the paired test needs >= 2)")
+@click.option("--seed", type=int, default=0, show_default=True, help="first seed")
+@click.option("--jobs", type=int, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads")
+@click.option("--tune", multiple=True, metavar="KEY=V1,V2",
+              help="repeatable: per model that has KEY free, try the values on the first seed, keep the best by validation recall@10")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the comparison goes to OUT/compare/<name> [default: results]")
+@click.option("--name", default=None, help="comparison folder name; rerunning with the same name skips finished cells [default: <dataset>]")
+def compare_command(**options) -> None:
+    """Train models side by side with the same seeds and tabulate them like the paper's
+    Table 3: test P/R/NDCG@10 and @20 (mean ± std), the improvement of the best EgoGCN
+    variant over the best baseline, and a paired test across seeds.
+
+    A name is a model or preset with optional options: NAME+KEY=VALUE+KEY=VALUE (no
+    quoting needed), e.g. lightgcn+layers=3 or egogcn-hard+threshold=relative+eps=2.
+    Writes cells.csv, tuning.csv, summary.csv, paired.csv, table.md and compare.png;
+    rerunning skips finished cells and resumes an interrupted one."""
+    from ego_dgl.compare import launch_compare
+    from ego_dgl.train.report import compare_table
+
+    result = launch_compare(options)
+    console.print(compare_table("compare: test figures at the best validation epoch", result.summary, result.paired))
+    names = ("cells.csv", "tuning.csv", "summary.csv", "paired.csv", "table.md", "compare.png")
+    files = ", ".join(n for n in names if (result.folder / n).exists())
+    console.print(f"comparison folder: {result.folder} ({files})", highlight=False, soft_wrap=True)
 
 
 @main.command("bench")

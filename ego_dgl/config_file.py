@@ -78,16 +78,18 @@ def parse_params(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return options
 
 
-def convert_text(key: str, text: str, kind: type) -> Any:
-    """A command-line string as an option of type `kind`."""
+def convert_text(key: str, text: str, kind: type, where: str | None = None) -> Any:
+    """A command-line string as an option of type `kind`; `where` names it in errors
+    [default: --param KEY]."""
+    where = where or f"--param {key}"
     if kind is bool:
         if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ConfigError(f"--param {key} takes true or false, got {text!r}")
+            raise ConfigError(f"{where} takes true or false, got {text!r}")
         return text.lower() in ("true", "1", "yes")
     try:
         return kind(text)
     except ValueError:
-        raise ConfigError(f"--param {key} must be a {kind.__name__}, got {text!r}") from None
+        raise ConfigError(f"{where} must be a {kind.__name__}, got {text!r}") from None
 
 
 def merge_options(from_file: dict[str, Any], from_cli: dict[str, Any]) -> dict[str, Any]:

@@ -1,22 +1,27 @@
 """The paper's sensitivity studies: `sweep-layers` (Fig. 4: K with L fixed, L with K fixed,
-for EgoGCN, GM and NA) and `sweep-eps` (Fig. 3: the hard threshold eps).
+for EgoGCN, GM and NA) and `sweep-eps` (Fig. 3: the hard threshold eps), and the
+resumable cell machinery they share with `egodgl compare` (`ego_dgl.compare`).
 
 A sweep lives in <out>/sweeps/<name>/: sweep.json (the options every cell shares),
 cells.csv (one row per finished cell: its settings, seed, best epoch and metrics),
 summary.csv (mean and std over seeds) and a PNG. Each cell trains in its own run folder
 under cells/; rerunning the same command skips the finished cells and resumes an
-interrupted one from its last checkpoint.
+interrupted one from its last checkpoint. `run_cells` trains the missing cells in this
+process or in worker processes (`jobs`), each loading the dataset once.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
+from rich.markup import escape
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
@@ -24,12 +29,24 @@ from ego_dgl.evaluate import protocol_label
 from ego_dgl.memory import check_fits
 from ego_dgl.runs import DEFAULT_RESULTS, LAST, METRICS, read_csv, read_json, run_lock, slug, write_csv, write_json
 from ego_dgl.train.defaults import dataset_name, resolve_options
-from ego_dgl.train.trainer import train
+from ego_dgl.train.trainer import resolve_device, train
 
 KINDS = ("layers", "eps")
 FUSION_NAMES = {"ego": "EgoGCN", "gm": "GM", "na": "NA"}
 PLOT_METRICS = ("recall@10", "ndcg@10")
 RECORDED = ("precision@10", "recall@10", "ndcg@10", "hit@10")
+
+
+class StudyCell(Protocol):
+    """One training run of a study (a sweep or a comparison): a folder-safe `key`, the
+    options it trains with, and the settings cells.csv records about it."""
+
+    @property
+    def key(self) -> str: ...
+
+    def given(self, shared: dict[str, Any]) -> dict[str, Any]: ...
+
+    def settings(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,15 @@ class Cell:
             opts.update(mode="hard", eps=self.eps)
         return opts
 
+    def given(self, shared: dict[str, Any]) -> dict[str, Any]:
+        """Every option the cell trains with: the sweep's shared ones, then its own."""
+        return {**shared, **self.options()}
+
+    def settings(self) -> dict[str, Any]:
+        """cells.csv's columns on what the cell is."""
+        return {"series": self.series, "fusion": self.fusion, "layers_mm": self.layers_mm, "layers_id": self.layers_id,
+                "eps": "" if self.eps is None else self.eps, "seed": self.seed}
+
 
 def layer_cells(fusions: list[str], k_values: list[int], l_values: list[int], k_fixed: int, l_fixed: int, seeds: list[int]) -> list[Cell]:
     """Fig. 4's grid: K over k_values with L = l_fixed, and L over l_values with K = k_fixed."""
@@ -73,44 +99,43 @@ def eps_cells(values: list[float], k_fixed: int, l_fixed: int, seeds: list[int])
     return [Cell("eps", "ego", k_fixed, l_fixed, float(e), s) for e in values for s in seeds]
 
 
-def check_sweep_options(folder: Path, settings: dict[str, Any]) -> None:
-    """Write sweep.json, or check that an existing sweep folder used the same options
-    (cells trained with different ones must not be mixed)."""
-    path = folder / "sweep.json"
+def check_sweep_options(folder: Path, settings: dict[str, Any], filename: str = "sweep.json") -> None:
+    """Write the settings file, or check that an existing study folder used the same
+    options (cells trained with different ones must not be mixed)."""
+    path = folder / filename
     if path.exists():
         saved = read_json(path)
         diff = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
         if diff:
             k = diff[0]
             raise ConfigError(
-                f"sweep folder {folder} was made with {k}={saved.get(k)!r}, not {settings.get(k)!r}; "
-                "rerun with the same options, or give --name for a new sweep"
+                f"folder {folder} was made with {k}={saved.get(k)!r}, not {settings.get(k)!r}; "
+                "rerun with the same options, or give --name for a new one"
             )
     else:
         folder.mkdir(parents=True, exist_ok=True)
         write_json(path, settings)
 
 
-def run_cell(ds: Dataset, cell: Cell, shared: dict[str, Any], folder: Path, display: str = "off") -> dict[str, Any]:
+def run_cell(ds: Dataset, cell: StudyCell, shared: dict[str, Any], folder: Path, display: str = "off") -> dict[str, Any]:
     """Train one cell in cells/<key>/ (resuming an attempt that was cut short) and return
-    its metrics.json; `display` is the cell's progress display (progress.DISPLAYS)."""
-    _, model_cfg, train_cfg, _ = resolve_options({**shared, **cell.options()})
+    its metrics.json; `display` is the cell's progress display (progress.DISPLAYS), its
+    lines tagged with the cell's key."""
+    _, model_cfg, train_cfg, _ = resolve_options(cell.given(shared))
     run_dir = folder / "cells" / cell.key
     if not (run_dir / METRICS).exists():
         resume = (run_dir / LAST).exists()
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # an attempt that died before its first epoch finished
-        train(ds, model_cfg, train_cfg, run_dir, resume=resume, progress=display, source={"source": shared["dataset"]})
+        train(ds, model_cfg, train_cfg, run_dir, resume=resume, progress=display, source={"source": shared["dataset"]}, tag=cell.key)
     return read_json(run_dir / METRICS)
 
 
-def cell_row(cell: Cell, metrics: dict[str, Any]) -> dict[str, Any]:
-    """cells.csv's row: the cell's settings, selected epoch and recorded metrics."""
-    row: dict[str, Any] = {"key": cell.key, "series": cell.series, "fusion": cell.fusion, "layers_mm": cell.layers_mm,
-                           "layers_id": cell.layers_id, "eps": "" if cell.eps is None else cell.eps, "seed": cell.seed,
-                           "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"]}
+def cell_row(cell: StudyCell, metrics: dict[str, Any]) -> dict[str, Any]:
+    """cells.csv's row: the cell's settings, selected epoch and every recorded metric."""
+    row: dict[str, Any] = {"key": cell.key, **cell.settings(), "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"]}
     for split in ("valid", "test"):
-        row.update({f"{split}/{m}": metrics[split][m] for m in RECORDED})
+        row.update({f"{split}/{m}": v for m, v in metrics[split].items() if m != "users"})
     return row
 
 
@@ -118,6 +143,83 @@ def finished_rows(folder: Path) -> dict[str, dict[str, Any]]:
     """cells.csv's rows by cell key (empty for a new sweep)."""
     path = folder / "cells.csv"
     return {r["key"]: r for r in read_csv(path)} if path.exists() else {}
+
+
+_WORKER_DATASET: Dataset | None = None
+
+
+def _start_worker(dataset: str, threads: int) -> None:
+    """A worker process: its share of the CPU threads, and the dataset, loaded once."""
+    global _WORKER_DATASET
+    import torch
+
+    from ego_dgl.data import load_dataset
+
+    torch.set_num_threads(threads)
+    _WORKER_DATASET = load_dataset(dataset, progress=False)
+
+
+def _worker_cell(cell: StudyCell, shared: dict[str, Any], folder: Path, display: str) -> dict[str, Any]:
+    assert _WORKER_DATASET is not None, "worker started without its dataset"
+    return run_cell(_WORKER_DATASET, cell, shared, folder, display)
+
+
+def worker_threads(jobs: int) -> int:
+    """Torch threads per worker: the cores split between the jobs."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+CellHook = Callable[[StudyCell, dict[str, Any], bool], None]
+
+
+def run_cells(
+    ds: Dataset, cells: list[StudyCell], shared: dict[str, Any], folder: Path, on_cell: CellHook | None = None,
+    display: str = "off", jobs: int = 1,
+) -> dict[str, dict[str, Any]]:
+    """Train every cell not yet in the folder's cells.csv (in `jobs` worker processes when
+    jobs > 1, the results being those of jobs = 1) and return cells.csv's rows by key;
+    `on_cell(cell, row, skipped)` is told about each cell as it is done or skipped."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    device = str(resolve_device(shared.get("device", "auto")))
+    for cell in cells:
+        check_fits(ds, resolve_options(cell.given(shared))[1], device)
+    with run_lock(folder):
+        return train_missing(ds, cells, shared, folder, on_cell, display, jobs)
+
+
+def train_missing(
+    ds: Dataset, cells: list[StudyCell], shared: dict[str, Any], folder: Path, on_cell: CellHook | None, display: str, jobs: int
+) -> dict[str, dict[str, Any]]:
+    """run_cells' work, done while it holds the folder's lock."""
+    rows = finished_rows(folder)
+    todo = [c for c in dict((c.key, c) for c in cells).values() if c.key not in rows]
+    for cell in cells:
+        if cell.key in rows and on_cell:
+            on_cell(cell, rows[cell.key], True)
+
+    def record(cell: StudyCell, metrics: dict[str, Any]) -> None:
+        rows[cell.key] = cell_row(cell, metrics)
+        write_csv(folder / "cells.csv", list(rows.values()))
+        if on_cell:
+            on_cell(cell, rows[cell.key], False)
+
+    if jobs == 1 or len(todo) < 2:
+        for cell in todo:
+            record(cell, run_cell(ds, cell, shared, folder, display))
+        return rows
+    context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=context, initializer=_start_worker,
+                               initargs=(shared["dataset"], worker_threads(jobs)))
+    try:
+        pending = {pool.submit(_worker_cell, cell, shared, folder, display): cell for cell in todo}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                record(pending.pop(future), future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return rows
 
 
 def summarize(cells: list[Cell], rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -161,6 +263,13 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
+    save_png(fig, path)
+
+
+def save_png(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically (temporary file, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, dpi=120, format="png")
@@ -175,36 +284,15 @@ def sweep_folder(out: str | Path | None, kind: str, dataset: str, name: str | No
     return Path(out if out is not None else DEFAULT_RESULTS) / "sweeps" / (name or f"{kind}-{slug(dataset)}")
 
 
-CellHook = Callable[[Cell, dict[str, Any], bool], None]
-
-
 def run_sweep(
     ds: Dataset, kind: str, cells: list[Cell], shared: dict[str, Any], folder: Path, on_cell: CellHook | None = None,
-    display: str = "off",
+    display: str = "off", jobs: int = 1,
 ) -> list[dict[str, Any]]:
     """Train every cell not yet in cells.csv, then write summary.csv and the PNG; returns
     the summary. `shared` holds the options every cell uses (dataset, epochs, ...);
-    `on_cell(cell, row, skipped)` is told about each cell as it is done or skipped;
-    `display` is each cell's progress display."""
+    `on_cell` and `jobs` as in `run_cells`; `display` is each cell's progress display."""
     check_sweep_options(folder, {"kind": kind, **shared})
-    with run_lock(folder):
-        return sweep_cells(ds, kind, cells, shared, folder, on_cell)
-
-
-def sweep_cells(
-    ds: Dataset, kind: str, cells: list[Cell], shared: dict[str, Any], folder: Path, on_cell: CellHook | None
-) -> list[dict[str, Any]]:
-    """run_sweep's work, done while it holds the sweep folder's lock."""
-    rows = finished_rows(folder)
-    for cell in cells:
-        if cell.key in rows:
-            if on_cell:
-                on_cell(cell, rows[cell.key], True)
-            continue
-        rows[cell.key] = cell_row(cell, run_cell(ds, cell, shared, folder, display))
-        write_csv(folder / "cells.csv", list(rows.values()))
-        if on_cell:
-            on_cell(cell, rows[cell.key], False)
+    rows = run_cells(ds, cells, shared, folder, on_cell, display, jobs)
     summary = summarize(cells, rows)
     write_csv(folder / "summary.csv", summary)
     label = protocol_label(shared.get("protocol", "full"))
@@ -220,7 +308,7 @@ def base_layers(dataset: str) -> tuple[int, int]:
 
 
 # options a sweep passes to every cell (anything else is set per cell)
-SHARED_OPTIONS = ("epochs", "patience", "batch_size", "lr", "reg", "dim", "device", "backend", "protocol")
+SHARED_OPTIONS = ("epochs", "patience", "batch_size", "lr", "reg", "dim", "device", "backend", "protocol", "threshold")
 
 
 def parse_values(text: str, kind: type, option: str) -> list:
@@ -256,19 +344,49 @@ def plan_sweep(kind: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[Ce
     else:
         cells = eps_cells(parse_values(opts.get("values", "0.3,0.4,0.5,0.6,0.7"), float, "--values"), k_fixed, l_fixed, seeds)
     for cell in cells:
-        resolve_options({**shared, **cell.options()})
+        resolve_options(cell.given(shared))
     return shared, cells
 
 
-def launch_sweep(kind: str, opts: dict[str, Any], progress: bool = True) -> tuple[Path, list[dict[str, Any]]]:
-    """Plan, load the dataset once, and run (or finish) a sweep with a progress bar over
-    its cells; returns the sweep folder and the summary."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+class CellProgress:
+    """The display over a study's cells: a bar on a terminal; in a log (stderr not a
+    terminal), one plain line per cell, each cell's own epoch lines (`cell_display`)
+    tagged with its key; nothing when `progress` is False. Used as the `on_cell` hook."""
 
+    def __init__(self, title: str, total: int, progress: bool = True):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from ego_dgl.train.progress import resolve_display
+
+        self.lines = progress and resolve_display("auto") == "lines"
+        self.cell_display = "lines" if self.lines else "off"
+        self.console = Console(stderr=True)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+        self.bar = Progress(*columns, console=self.console, disable=not progress or self.lines)
+        self.task = self.bar.add_task(escape(title), total=total, info="")
+        self.done, self.total = 0, total
+
+    def __enter__(self) -> "CellProgress":
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, cell: StudyCell, row: dict[str, Any], skipped: bool) -> None:
+        self.done += 1
+        state = "done before" if skipped else (
+            f"valid R@10 {float(row['valid/recall@10']):.4f}, test R@10 {float(row['test/recall@10']):.4f} (epoch {row['best_epoch']})")
+        if self.lines:
+            self.console.print(escape(f"cell {self.done}/{self.total} {cell.key}: {state}"), highlight=False, soft_wrap=True)
+        self.bar.update(self.task, advance=1, info=escape(f"{cell.key}: {state}"))
+
+
+def launch_sweep(kind: str, opts: dict[str, Any], progress: bool = True) -> tuple[Path, list[dict[str, Any]]]:
+    """Plan, load the dataset once, and run (or finish) a sweep with a progress display
+    over its cells; returns the sweep folder and the summary."""
     from ego_dgl.data import load_dataset
-    from ego_dgl.train.progress import resolve_display
-    from ego_dgl.train.trainer import resolve_device
 
     if kind not in KINDS:
         raise ConfigError(f"unknown sweep {kind!r}; use one of {', '.join(KINDS)}")
@@ -276,17 +394,6 @@ def launch_sweep(kind: str, opts: dict[str, Any], progress: bool = True) -> tupl
     resolve_device(shared.get("device", "auto"))
     folder = sweep_folder(opts.get("out"), kind, dataset_name(opts), opts.get("name"))
     ds = load_dataset(shared["dataset"], progress=progress)
-    for cell in cells:
-        check_fits(ds, resolve_options({**shared, **cell.options()})[1], str(resolve_device(shared.get("device", "auto"))))
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
-    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
-        task = bar.add_task(f"sweep {kind}", total=len(cells), info="")
-
-        def advance(cell: Cell, row: dict[str, Any], skipped: bool) -> None:
-            state = "done before" if skipped else f"test R@10 {float(row['test/recall@10']):.4f}"
-            bar.update(task, advance=1, info=f"{cell.key}: {state}")
-
-        # on a terminal the sweep's bar is the display; in a log, each cell's epoch lines
-        cell_display = "lines" if progress and resolve_display("auto") == "lines" else "off"
-        summary = run_sweep(ds, kind, cells, shared, folder, on_cell=advance, display=cell_display)
+    with CellProgress(f"sweep {kind}", len(cells), progress) as display:
+        summary = run_sweep(ds, kind, cells, shared, folder, on_cell=display, display=display.cell_display, jobs=opts.get("jobs", 1))
     return folder, summary

@@ -114,6 +114,7 @@ def test_config_file_and_command_line(tmp_path):
 def test_errors_are_one_line_and_leave_nothing_behind(tmp_path):
     one_error_line(run("train", "--dataset", "synthetic-tiny", "--gate", "vector", "--out", tmp_path), "--gate applies to the soft")
     one_error_line(run("train", "--dataset", "synthetic-tiny", "--mode", "soft", "--eps", 0.5, "--out", tmp_path), "--eps is the hard-mode")
+    one_error_line(run("train", "--dataset", "synthetic-tiny", "--mode", "soft", "--threshold", "relative", "--out", tmp_path), "--threshold says")
     one_error_line(run("train", "--dataset", "nope", "--out", tmp_path), "unknown dataset 'nope'")
     if not torch.cuda.is_available():
         one_error_line(run("train", "--dataset", "synthetic-tiny", "--device", "cuda", "--out", tmp_path), "no CUDA device")
@@ -147,6 +148,7 @@ def test_recommend_shows_titles_when_the_dataset_has_them(trained):
     (["--branches", "id"], "id"),
     (["--branches", "mm"], "mm-hard"),
     (["--id-weights", "soft-pruning", "--backend", "torch"], "hard"),
+    (["--threshold", "relative", "--eps", "1.5"], "hard"),
 ])
 def test_every_variant_trains(tmp_path, options, label):
     result = run("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", *options, "--out", tmp_path)

@@ -102,11 +102,13 @@ def ref_aggregate(messages, dst, nbrs, M):
     return out, weights
 
 
-def ref_hard_messages(src, s, eps, M):
-    """Eq. 2: the fused mean over modalities where the affinity passes eps, else the own feature."""
+def ref_hard_messages(src, s, eps, M, nbrs, threshold="absolute"):
+    """Eq. 2: the fused mean over modalities where the affinity passes eps, else the own
+    feature; `relative` (the extension): where the affinity times |N(v)| passes eps."""
     msgs, fused = {}, {}
     for (j, v, m), w in s.items():
-        fused[(j, v, m)] = float(w.detach()) > eps
+        scale = len(nbrs[v]) if threshold == "relative" else 1
+        fused[(j, v, m)] = float(w.detach()) * scale > eps
         msgs[(j, v, m)] = sum(src[j]) / M if fused[(j, v, m)] else src[j][m]
     return msgs, fused
 
@@ -164,7 +166,7 @@ def ref_layer0(model, cfg, users0, items0, M):
         if cfg.fusion == "gm":
             msgs = {(j, v, m): src[j][m] for (j, v, m) in s}
         elif cfg.mode == "hard":
-            msgs, fused = ref_hard_messages(src, s, cfg.eps, M)
+            msgs, fused = ref_hard_messages(src, s, cfg.eps, M, nbrs, cfg.threshold)
         else:
             node = ref_soft_node_messages(src, model.layer0.gates[side], cfg.gate, M)
             msgs = {(j, v, m): node[j][m] for (j, v, m) in s}
@@ -288,6 +290,7 @@ def test_layer0_inputs_match_projection_and_preferences(hand, backend):
 
 LAYER0 = [
     dict(mode="hard", eps=0.4),
+    dict(mode="hard", eps=1.3, threshold="relative"),
     dict(mode="soft", gate="scalar"),
     dict(mode="soft", gate="vector"),
     dict(fusion="gm"),
@@ -295,7 +298,7 @@ LAYER0 = [
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kw", LAYER0, ids=["hard", "soft-scalar", "soft-vector", "gm"])
+@pytest.mark.parametrize("kw", LAYER0, ids=["hard", "hard-relative", "soft-scalar", "soft-vector", "gm"])
 def test_layer0_affinity_messages_reattention_output(hand, backend, kw):
     cfg = ModelConfig(dim=DIM, **kw)
     model = build(hand, backend, **kw)
@@ -326,6 +329,7 @@ def test_layer0_affinity_messages_reattention_output(hand, backend, kw):
 
 PROPAGATE = [
     dict(mode="hard", eps=0.4, layers_mm=3, layers_id=2),
+    dict(mode="hard", eps=1.3, threshold="relative", layers_mm=2, layers_id=2),
     dict(mode="soft", gate="scalar", layers_mm=2, layers_id=1),
     dict(mode="soft", gate="vector", layers_mm=2, layers_id=3),
     dict(fusion="gm", layers_mm=3, layers_id=2),
@@ -336,7 +340,7 @@ PROPAGATE = [
     dict(branches="id", layers_id=3),
     dict(branches="mm", layers_mm=4),
 ]
-PROPAGATE_IDS = ["hard", "soft-scalar", "soft-vector", "gm", "na", "hard-soft-pruning", "soft-soft-pruning", "na-soft-pruning", "id-only", "mm-only"]
+PROPAGATE_IDS = ["hard", "hard-relative", "soft-scalar", "soft-vector", "gm", "na", "hard-soft-pruning", "soft-soft-pruning", "na-soft-pruning", "id-only", "mm-only"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -361,9 +365,10 @@ def test_tables_scores_and_loss(hand, backend, kw):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_fused_stats_are_the_fraction_of_edges_passing_eps(hand, backend):
-    cfg = ModelConfig(dim=DIM, eps=0.4)
-    model = build(hand, backend, eps=0.4)
+@pytest.mark.parametrize("threshold, eps", [("absolute", 0.4), ("relative", 1.3)])
+def test_fused_stats_are_the_fraction_of_edges_passing_eps(hand, backend, threshold, eps):
+    cfg = ModelConfig(dim=DIM, eps=eps, threshold=threshold)
+    model = build(hand, backend, eps=eps, threshold=threshold)
     M = len(hand.modalities)
     _, _, records = ref_layer0(model, cfg, ref_user_prefs(model), ref_item_features(model, hand), M)
     stats = model.propagate().stats
@@ -375,13 +380,20 @@ def test_fused_stats_are_the_fraction_of_edges_passing_eps(hand, backend):
             assert float(stats[f"fused/{m}/{direction}"]) == pytest.approx(share)
 
 
+FUSED_SHARES = [
+    ("absolute", 1.01, "none"), ("absolute", 0.4, "some"), ("absolute", -0.01, "all"),
+    ("relative", 5.01, "none"), ("relative", 1.3, "some"), ("relative", -0.01, "all"),
+]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("eps, share", [(1.01, "none"), (0.4, "some"), (-0.01, "all")], ids=["none-fused", "some-fused", "all-fused"])
-def test_hard_layer0_gradients_whether_no_some_or_every_edge_fuses(hand, backend, eps, share):
+@pytest.mark.parametrize("threshold, eps, share", FUSED_SHARES, ids=[f"{t}-{s}-fused" for t, _, s in FUSED_SHARES])
+def test_hard_layer0_gradients_whether_no_some_or_every_edge_fuses(hand, backend, threshold, eps, share):
     """Hard layer 0 treats fused pairs apart from the rest (and skips them when none
-    passed eps): its outputs and parameter gradients match the reference's in all cases."""
-    cfg = ModelConfig(dim=DIM, eps=eps)
-    model = build(hand, backend, eps=eps)
+    passed eps): its outputs and parameter gradients match the reference's in all cases,
+    with the paper's absolute threshold and the relative one (the extension)."""
+    cfg = ModelConfig(dim=DIM, eps=eps, threshold=threshold)
+    model = build(hand, backend, eps=eps, threshold=threshold)
     M = len(hand.modalities)
     params = list(model.preferences.tables) + [q for lin in model.item_features.proj for q in lin.parameters()]
     probe = torch.Generator().manual_seed(1)

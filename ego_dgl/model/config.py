@@ -10,6 +10,7 @@ from ego_dgl.errors import ConfigError
 
 CHOICES = {
     "mode": ("hard", "soft"),
+    "threshold": ("absolute", "relative"),
     "gate": ("scalar", "vector"),
     "fusion": ("ego", "gm", "na"),
     "branches": ("id+mm", "id", "mm"),
@@ -28,6 +29,9 @@ class ModelConfig:
     dim: int = 64  # D for every table
     mode: str = "hard"  # EGO fusion kind (Eq. 2 or Eq. 3-4)
     eps: float = 0.4  # hard-mode importance threshold; > 1 fuses no edge (= GM), < 0 fuses every edge
+    # hard mode: "absolute" (the paper's: s > eps) or "relative" (an extension, not the
+    # paper's: s * |N(v)| > eps, the weight against the uniform share 1/|N(v)|)
+    threshold: str = "absolute"
     gate: str = "scalar"  # soft-mode gate: the paper's scalar or the authors' vector
     layers_mm: int = 2  # K, multimodal layers including the EGO layer 0
     layers_id: int = 2  # L, LightGCN layers of the ID branch

@@ -58,7 +58,7 @@ class EgoGCN(Recommender):
             if cfg.fusion == "na":
                 self.node_alignment = NodeAlignment(ds.num_users, ds.num_items, users, items, M)
             else:
-                self.layer0 = EgoLayer(cfg.fusion, cfg.mode, cfg.eps, cfg.gate, M, cfg.dim)
+                self.layer0 = EgoLayer(cfg.fusion, cfg.mode, cfg.eps, cfg.gate, M, cfg.dim, cfg.threshold)
         self.soft_pruning = self.use_id and self.use_mm and cfg.id_weights == "soft-pruning"
         if self.use_id:
             self.ids = IdTable(ds.num_users, ds.num_items, cfg.dim)

@@ -79,7 +79,7 @@ def option_types() -> dict[str, type]:
     train = {k: t for k, t in typing.get_type_hints(TrainConfig).items() if k != "ks"}
     return {**RUN_OPTION_TYPES, **train, **all_option_types()}
 
-FUSION_ONLY = ("mode", "eps", "gate")  # options that only mean something for EGO fusion
+FUSION_ONLY = ("mode", "eps", "threshold", "gate")  # options that only mean something for EGO fusion
 
 
 def select_split(cfg: TrainConfig) -> str:
@@ -96,17 +96,29 @@ def profile_for(dataset: str) -> str:
     return PROFILE_OF.get(key, "movielens")
 
 
+def ignored_options(model: ModelConfig) -> dict[str, str]:
+    """The EgoGCN options this variant would silently ignore, each with the line that says
+    why (`check_compatible` refuses them; `compare --tune` leaves them out)."""
+    ignored: dict[str, str] = {}
+    if model.mode != "soft":
+        ignored["gate"] = "--gate applies to the soft EGO gate only; add --mode soft or drop --gate"
+    else:
+        ignored["eps"] = "--eps is the hard-mode threshold; drop it with --mode soft"
+        ignored["threshold"] = "--threshold says how the hard-mode threshold applies; drop it with --mode soft"
+    for key in FUSION_ONLY:
+        if model.fusion != "ego":
+            ignored.setdefault(key, f"--{key} configures EGO fusion; it has no effect with --fusion {model.fusion}")
+        elif model.branches == "id":
+            ignored.setdefault(key, f"--{key} configures the multimodal branch; it has no effect with --branches id")
+    return ignored
+
+
 def check_compatible(given: dict[str, Any], model: ModelConfig) -> None:
     """Reject explicitly given EgoGCN options that the chosen variant would silently ignore."""
-    if "gate" in given and model.mode != "soft":
-        raise ConfigError("--gate applies to the soft EGO gate only; add --mode soft or drop --gate")
-    if "eps" in given and model.mode == "soft":
-        raise ConfigError("--eps is the hard-mode threshold; drop it with --mode soft")
-    for key in FUSION_ONLY:
-        if key in given and model.fusion != "ego":
-            raise ConfigError(f"--{key} configures EGO fusion; it has no effect with --fusion {model.fusion}")
-        if key in given and model.branches == "id":
-            raise ConfigError(f"--{key} configures the multimodal branch; it has no effect with --branches id")
+    ignored = ignored_options(model)
+    for key in given:
+        if key in ignored:
+            raise ConfigError(ignored[key])
 
 
 def dataset_name(given: dict[str, Any]) -> str:

@@ -40,10 +40,12 @@ def resolve_display(display: str, stream: Any = None) -> str:
 
 class EpochProgress:
     """The display of one run: 'bar' (an epoch bar with the best selection metric and a
-    batch bar with the running loss), 'lines' (one line per epoch) or 'off'."""
+    batch bar with the running loss), 'lines' (one line per epoch, after `tag: ` when
+    given) or 'off'."""
 
-    def __init__(self, display: str, total_epochs: int, done_epochs: int, batches: int, patience: int):
+    def __init__(self, display: str, total_epochs: int, done_epochs: int, batches: int, patience: int, tag: str | None = None):
         self.display = resolve_display(display)
+        self.prefix = f"{escape(tag)}: " if tag else ""
         self.total, self.patience = total_epochs, patience
         self.console = Console(stderr=True)
         self.progress = Progress(
@@ -68,7 +70,7 @@ class EpochProgress:
     def note(self, markup: str) -> None:
         """A message in rich markup (escape user-supplied parts), unless the display is off."""
         if self.display != "off":
-            self.console.print(markup, highlight=False, soft_wrap=True)
+            self.console.print(self.prefix + markup, highlight=False, soft_wrap=True)
 
     def start_epoch(self, epoch: int) -> None:
         self.progress.reset(self.batches, description=f"epoch {epoch}", info="")

@@ -43,6 +43,32 @@ def summary_table(title: str, summary: list[dict[str, Any]]) -> Table:
     return table
 
 
+def compare_table(title: str, summary: list[dict[str, Any]], paired: list[dict[str, Any]]) -> Table:
+    """A comparison's mean±std test figures at 10 per model, then the improvement of the
+    best EgoGCN variant over the best baseline and the paired t-test's p (the @20 figures,
+    the Wilcoxon test and the caption are in table.md)."""
+    from rich.markup import escape
+
+    from ego_dgl.compare import fmt_p, fmt_pct, metric_title
+
+    metrics = ("precision@10", "recall@10", "ndcg@10")
+    note = f"%improv. and p: {paired[0]['variant']} over {paired[0]['baseline']}, paired t-test across seeds; " if paired else ""
+    table = Table(title=title, caption=escape(f"mean±std over seeds; {note}all figures in table.md"), caption_style="dim")
+    table.add_column("model")
+    table.add_column("seeds", justify="right")
+    for m in metrics:
+        table.add_column(metric_title(m), justify="right", no_wrap=True)
+    for e in summary:
+        name = escape(e["name"]) + (" (floor)" if e["role"] == "floor" else "")
+        table.add_row(name, str(e["seeds"]), *(f"{e[f'{m}_mean']:.4f}±{e[f'{m}_std']:.4f}" for m in metrics))
+    if paired:
+        by_metric = {r["metric"]: r for r in paired}
+        table.add_section()
+        table.add_row("%improv.", "", *(fmt_pct(by_metric[m]["improvement_pct"]) for m in metrics))
+        table.add_row("p", "", *(fmt_p(by_metric[m]["p_ttest"]) for m in metrics))
+    return table
+
+
 def recommend_table(title: str, rows: list[dict[str, Any]]) -> Table:
     """Rank, item, score, title (when known) and held-out marker per recommended item."""
     table = Table(title=escape(title), caption="held out: the item is one of the user's valid/test items", caption_style="dim")

@@ -214,12 +214,13 @@ def train(
     progress: bool | str = True,
     source: dict[str, Any] | None = None,
     on_epoch: EpochHook | None = None,
+    tag: str | None = None,
 ) -> RunResult:
     """Train to early stopping (or the epoch limit) in the run folder `out_dir`; with
     `resume`, continue from its last.pt. `source` records how to reload the dataset
     (default: its name); `on_epoch` sees every epoch's record once its checkpoint is saved.
     `progress`: True (a live bar on a terminal, else a line per epoch), False, or one of
-    progress.DISPLAYS."""
+    progress.DISPLAYS; `tag` starts each plain line (e.g. a sweep cell's key)."""
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume and (run_dir / CONFIG).exists():
@@ -237,7 +238,7 @@ def train(
     split = select_split(trainer.cfg)
     batches = trainer.sampler.num_batches(trainer.cfg.batch_size)
     display = {True: "auto", False: "off"}.get(progress, progress)
-    with EpochProgress(display, trainer.max_epochs, trainer.state.epoch, batches, trainer.cfg.patience) as bar:
+    with EpochProgress(display, trainer.max_epochs, trainer.state.epoch, batches, trainer.cfg.patience, tag) as bar:
         if trainer.model.backend_note:
             bar.note(f"note: {escape(trainer.model.backend_note)}")
         if trainer.cfg.protocol == "legacy":

@@ -1,0 +1,153 @@
+"""`egodgl compare` on synthetic-tiny: the table's means, standard deviations, improvement
+and p-values against numpy/scipy from cells.csv, resuming (a rerun trains nothing),
+--jobs 2 equal to --jobs 1, tuning by validation recall, the name syntax, and bad input
+as one line with exit code 2."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from cli import main
+from ego_dgl.compare import Entry, ModelCell, choose, parse_entry, tuned_keys
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TABLE_METRICS = ("precision@10", "recall@10", "ndcg@10", "precision@20", "recall@20", "ndcg@20")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def rows(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_table_against_numpy_and_scipy_and_a_rerun_trains_nothing(tmp_path):
+    args = ["compare", "--dataset", "synthetic-tiny", "--models", "pop,lightgcn,egogcn-hard,gm", "--seeds", 3, "--epochs", 1,
+            "--device", "cpu", "--out", tmp_path]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "compare" / "synthetic-tiny"
+    cells = rows(folder / "cells.csv")
+    assert sorted(c["key"] for c in cells) == sorted(f"{m}-s{s}" for m in ("pop", "lightgcn", "egogcn-hard", "gm") for s in range(3))
+    test = {m: {int(c["seed"]): {k: float(c[f"test/{k}"]) for k in TABLE_METRICS} for c in cells if c["name"] == m}
+            for m in ("pop", "lightgcn", "egogcn-hard", "gm")}
+    summary = {s["name"]: s for s in rows(folder / "summary.csv")}
+    for name, by_seed in test.items():
+        for metric in TABLE_METRICS:
+            values = [by_seed[s][metric] for s in range(3)]
+            assert float(summary[name][f"{metric}_mean"]) == pytest.approx(np.mean(values), abs=1e-12)
+            assert float(summary[name][f"{metric}_std"]) == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+    # the best EgoGCN variant and the best baseline by mean test recall@10; pop never the baseline here
+    mean_r10 = {name: np.mean([by_seed[s]["recall@10"] for s in range(3)]) for name, by_seed in test.items()}
+    variant = max(("egogcn-hard", "gm"), key=mean_r10.get)
+    paired = {r["metric"]: r for r in rows(folder / "paired.csv")}
+    assert {r["variant"] for r in paired.values()} == {variant} and {r["baseline"] for r in paired.values()} == {"lightgcn"}
+    for metric in TABLE_METRICS:
+        a = [test[variant][s][metric] for s in range(3)]
+        b = [test["lightgcn"][s][metric] for s in range(3)]
+        row = paired[metric]
+        assert float(row["improvement_pct"]) == pytest.approx(100 * (np.mean(a) - np.mean(b)) / np.mean(b))
+        assert float(row["p_ttest"]) == pytest.approx(stats.ttest_rel(a, b).pvalue)
+        assert float(row["p_wilcoxon"]) == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    table = (folder / "table.md").read_text()
+    assert "egodgl compare --dataset synthetic-tiny --models pop,lightgcn,egogcn-hard,gm --seeds 3 --epochs 1" in table
+    assert f"| %improv. {variant} over lightgcn |" in table and "scipy.stats.ttest_rel" in table
+    assert "| pop (floor) | 3 |" in table
+    assert (folder / "compare.png").read_bytes()[:8] == PNG
+    # a rerun trains nothing and writes the same summary
+    stamps = {p: p.stat().st_mtime_ns for p in folder.glob("cells/*/metrics.json")}
+    assert len(stamps) == 12
+    again = run(*args)
+    assert again.exit_code == 0, again.output
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("cells/*/metrics.json")} == stamps
+    assert {s["name"]: s for s in rows(folder / "summary.csv")} == summary
+
+
+def test_one_seed_prints_na_and_pop_is_the_baseline_only_when_alone(tmp_path):
+    result = run("compare", "--dataset", "synthetic-tiny", "--models", "pop,id-only", "--seeds", 1, "--epochs", 1,
+                 "--device", "cpu", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "compare" / "synthetic-tiny"
+    paired = rows(folder / "paired.csv")
+    assert {(r["variant"], r["baseline"], r["p_ttest"], r["p_wilcoxon"]) for r in paired} == {("id-only", "pop", "n/a", "n/a")}
+    assert "unless it is the only one, as here" in (folder / "table.md").read_text()
+
+
+def test_jobs_2_gives_the_results_of_jobs_1(tmp_path):
+    common = ["compare", "--dataset", "synthetic-tiny", "--models", "lightgcn,egogcn-hard", "--seeds", 1, "--epochs", 2, "--device", "cpu"]
+    assert run(*common, "--jobs", 1, "--out", tmp_path / "a").exit_code == 0
+    result = run(*common, "--jobs", 2, "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    for key in ("lightgcn-s0", "egogcn-hard-s0"):
+        one, two = (json.loads((tmp_path / d / "compare" / "synthetic-tiny" / "cells" / key / "metrics.json").read_text()) for d in "ab")
+        assert one == two and one["epochs_run"] == 2
+
+
+def test_tune_chooses_by_validation_and_trains_every_seed_with_the_choice(tmp_path):
+    result = run("compare", "--dataset", "synthetic-tiny", "--models", "pop,lightgcn", "--tune", "lr=0.05,0.0005", "--seeds", 2,
+                 "--epochs", 2, "--device", "cpu", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "compare" / "synthetic-tiny"
+    tuning = rows(folder / "tuning.csv")
+    assert [r["key"] for r in tuning] == ["lightgcn+lr=0.05-s0", "lightgcn+lr=0.0005-s0"]  # pop has nothing to tune
+    assert not any(k.startswith("test/") for k in tuning[0])
+    best = max(tuning, key=lambda r: float(r["valid/recall@10"]))
+    assert [r["chosen"] for r in tuning] == [str(int(r is best)) for r in tuning]
+    chosen_lr = float(best["lr"])
+    config = json.loads((folder / "cells" / f"lightgcn+lr={chosen_lr:g}-s1" / "config.json").read_text())
+    assert config["train"]["lr"] == chosen_lr and config["train"]["seed"] == 1
+    summary = {s["name"]: s for s in rows(folder / "summary.csv")}
+    assert summary["lightgcn"]["tuned"] == f"lr={chosen_lr:g}" and summary["pop"]["tuned"] == ""
+    # the other value was trained on the first seed only
+    assert sorted(p.name for p in (folder / "cells").iterdir() if p.name.startswith("lightgcn")) == sorted(
+        [r["key"] for r in tuning] + [f"lightgcn+lr={chosen_lr:g}-s1"])
+
+
+def test_choice_follows_validation_even_where_test_disagrees():
+    entry = Entry("lightgcn", "lightgcn")
+    a, b = ModelCell(entry, (("lr", 0.1),), 0), ModelCell(entry, (("lr", 0.01),), 0)
+    figures = {a.key: {"valid/recall@10": "0.2", "test/recall@10": "0.9"}, b.key: {"valid/recall@10": "0.3", "test/recall@10": "0.1"}}
+    assert choose([a, b], figures) is b
+
+
+def test_names_take_options_and_tune_skips_what_a_variant_fixes_or_ignores():
+    entry = parse_entry("egogcn+branches=id+mm+eps=0.3+layers-mm=1")
+    assert (entry.model, entry.overrides) == ("egogcn", (("branches", "id+mm"), ("eps", 0.3), ("layers_mm", 1)))
+    assert entry.label == "egogcn+branches=id+mm+eps=0.3+layers_mm=1"
+    shared = {"dataset": "synthetic-tiny"}
+    grid = {"eps": [0.1, 0.2], "threshold": ["absolute", "relative"], "lr": [1e-3]}
+    assert tuned_keys(parse_entry("egogcn-hard"), grid, shared) == ["eps", "threshold", "lr"]
+    assert tuned_keys(parse_entry("egogcn-hard+eps=0.5"), grid, shared) == ["threshold", "lr"]
+    assert tuned_keys(parse_entry("egogcn-soft"), grid, shared) == ["lr"]  # eps and threshold are hard-mode options
+    assert tuned_keys(parse_entry("gm"), grid, shared) == ["lr"]
+    assert tuned_keys(parse_entry("lightgcn"), grid, shared) == ["lr"]
+    assert tuned_keys(parse_entry("pop"), grid, shared) == []
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--models", "pop,nosuch"], "'nosuch' is not a model or preset"),
+    (["--models", "pop+eps=0.3"], "--eps is not an option of --model pop"),
+    (["--models", "egogcn-soft+eps=0.3"], "--eps is the hard-mode threshold"),
+    (["--models", "lightgcn+colour=red"], "unknown option 'colour'"),
+    (["--models", "lightgcn+layers=two"], "layers must be a int"),
+    (["--models", "egogcn+seed=3"], "--seed is the same for every model"),
+    (["--models", "pop,lightgcn,pop"], "--models lists pop twice"),
+    (["--models", "pop,lightgcn", "--tune", "eps=0.1,0.2"], "--tune eps: none of the models has this option free"),
+    (["--models", "lightgcn", "--tune", "lr"], "--tune takes KEY=V1,V2"),
+    (["--models", "lightgcn", "--tune", "lr=fast"], "--tune lr must be a float"),
+    (["--models", "lightgcn", "--seeds", 0], "--seeds must be >= 1"),
+])
+def test_bad_names_and_options_are_one_line_and_train_nothing(tmp_path, extra, fragment):
+    result = run("compare", "--dataset", "synthetic-tiny", "--epochs", 1, "--out", tmp_path, *extra)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
+    assert not (tmp_path / "compare").exists()
