@@ -66,7 +66,7 @@ TRAIN_OPTION_HELP = {
     "dim": "embedding width D [default: per dataset, 64 for the paper's]",
     "seed": "random seed [default: 0]",
     "device": "auto, cpu, cuda or cuda:N [default: auto = cuda when available]",
-    "backend": "graph backend: auto, dgl or torch [default: auto]",
+    "backend": "graph backend: auto, dgl, dgl-udf (EGO as DGL edge functions, slower) or torch [default: auto]",
     "protocol": "full, or legacy (the authors' evaluator, labelled as such) [default: full]",
     "layers": "propagation layers of a baseline model (not EgoGCN: --layers-mm, --layers-id) [default: per model]",
 }
