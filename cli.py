@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ego_dgl.errors import EgoDGLError, EgoDGLWarning
 
@@ -223,17 +224,19 @@ def sweep_eps_command(**options) -> None:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
 @click.option("--batches", type=int, default=None, help="time this many batches and project the epoch [default: per suite]")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results/bench"), show_default=True,
-              help="folder for <suite>.json (and scaling.png)")
+              help="folder for <suite>.json, <suite>-cuda.json on CUDA (and scaling.png)")
 def bench_command(suites, repeats, threads, device, batches, out) -> None:
     """Time training epochs phase by phase, full evaluation and peak memory; write JSON."""
-    from ego_dgl.bench import report_table, run_suite
+    from ego_dgl.bench import report_path, report_table, run_suite
 
     for suite in suites:
         report = run_suite(suite, repeats, threads, device, out, batches)
         console.print(report_table(report))
         for key, value in report["ratios"].items():
             console.print(f"{key}: {value:.2f}x", highlight=False)
-        console.print(f"written: {out / (suite + '.json')}", highlight=False, soft_wrap=True)
+        for name, why in report["skipped"].items():
+            console.print(f"skipped {escape(name)}: {escape(why)}", highlight=False, soft_wrap=True)
+        console.print(f"written: {escape(str(report_path(out, suite, device)))}", highlight=False, soft_wrap=True)
 
 
 DATASETS_ROOT = click.option(
