@@ -8,6 +8,7 @@ import warnings
 import torch
 from torch import Tensor
 
+from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLWarning
 from ego_dgl.graphs import CLICKED_BY, CLICKS, lightgcn_weights, structure_graph
@@ -81,7 +82,7 @@ class EgoGCN(Recommender):
         backend = primitives(self.backend)
         return self.to_users.relation(backend), self.to_items.relation(backend)
 
-    def udf_graph(self):
+    def udf_graph(self) -> dgl.DGLGraph:
         """dgl-udf: the structure heterograph on the model's current device."""
         if self._udf_graph.device != self.device:
             self._udf_graph = self._udf_graph.to(self.device)
