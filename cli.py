@@ -80,7 +80,7 @@ TRAIN_OPTION_HELP = {
     "dim": "embedding width D [default: per dataset, 64 for the paper's]",
     "seed": "random seed [default: 0]",
     "device": "auto, cpu, cuda or cuda:N [default: auto = cuda when available]",
-    "backend": "graph backend: auto, dgl or torch [default: auto]",
+    "backend": "graph backend: auto, dgl, dgl-udf (EGO as DGL edge functions, slower) or torch [default: auto]",
     "protocol": "full, or legacy (the authors' evaluator, labelled as such) [default: full]",
     "layers": "propagation layers of a baseline model (not EgoGCN: --layers-mm, --layers-id) [default: per model]",
 }
@@ -286,17 +286,19 @@ def compare_command(**options) -> None:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
 @click.option("--batches", type=int, default=None, help="time this many batches and project the epoch [default: per suite]")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results/bench"), show_default=True,
-              help="folder for <suite>.json (and scaling.png)")
+              help="folder for <suite>.json, <suite>-cuda.json on CUDA (and scaling.png)")
 def bench_command(suites, repeats, threads, device, batches, out) -> None:
     """Time training epochs phase by phase, full evaluation and peak memory; write JSON."""
-    from ego_dgl.bench import report_table, run_suite
+    from ego_dgl.bench import report_path, report_table, run_suite
 
     for suite in suites:
         report = run_suite(suite, repeats, threads, device, out, batches)
         console.print(report_table(report))
         for key, value in report["ratios"].items():
             console.print(f"{key}: {value:.2f}x", highlight=False)
-        console.print(f"written: {escape(str(out / (suite + '.json')))}", highlight=False, soft_wrap=True)
+        for name, why in report["skipped"].items():
+            console.print(f"skipped {escape(name)}: {escape(why)}", highlight=False, soft_wrap=True)
+        console.print(f"written: {escape(str(report_path(out, suite, device)))}", highlight=False, soft_wrap=True)
 
 
 DATASETS_ROOT = click.option(

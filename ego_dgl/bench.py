@@ -48,7 +48,7 @@ def _grid(dataset: str, batches: int | None) -> list[Case]:
 
 
 SUITES: dict[str, list[Case]] = {
-    "ml100k": _grid("ml100k", None),
+    "ml100k": _grid("ml100k", None) + [Case("ml100k", "dgl-udf", "hard")],
     "synthetic-tiktok": _grid("synthetic-tiktok", 12),
     "scaling": [Case(f"synthetic-x{s}", "dgl", "hard", 12) for s in (1, 2, 4, 8)],
     "synthetic-tiny": _grid("synthetic-tiny", None),
@@ -158,15 +158,16 @@ def run_case(case: Case, repeats: int, threads: int, device: str) -> dict[str, A
 
 
 def ratios(results: list[dict[str, Any]], previous: dict[str, Any] | None) -> dict[str, float]:
-    """Within this run: the torch/dgl epoch-time ratio per dataset and mode (above 1 = dgl
-    faster); against the previous record of the suite: old/new epoch time per case."""
+    """Within this run: the torch/dgl (and torch/dgl-udf) epoch-time ratio per dataset and
+    mode (above 1 = the DGL backend faster); against the previous record of the suite:
+    old/new epoch time per case."""
     by_name = {Case(**r["case"]).name: r for r in results}
     out = {}
     for name, r in by_name.items():
         dataset, backend, mode = name.split("/")
         other = by_name.get(f"{dataset}/torch/{mode}")
-        if backend == "dgl" and other:
-            out[f"torch_over_dgl/{dataset}/{mode}"] = other["epoch_s"] / r["epoch_s"]
+        if backend != "torch" and other:
+            out[f"torch_over_{backend}/{dataset}/{mode}"] = other["epoch_s"] / r["epoch_s"]
     for old in (previous or {}).get("results", []):
         name = Case(**old["case"]).name
         if name in by_name:
@@ -214,12 +215,32 @@ def plot_scaling(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def report_path(out: Path, suite: str, device: str) -> Path:
+    """<out>/<suite>.json on the CPU, <out>/<suite>-<device>.json elsewhere (e.g. -cuda),
+    so a GPU run never overwrites the CPU record."""
+    name = suite if device == "cpu" else f"{suite}-{device.replace(':', '')}"
+    return Path(out) / f"{name}.json"
+
+
+def runnable(case: Case, device: str) -> str | None:
+    """None if `case` can run on `device`, else why not (a DGL backend where the
+    installed DGL cannot run, e.g. the CPU-only PyPI DGL on CUDA)."""
+    from ego_dgl.model.backends import resolve_backend
+
+    try:
+        resolve_backend(case.backend, device)
+    except EgoDGLError as err:
+        return str(err)
+    return None
+
+
 def run_suite(
     suite: str, repeats: int = 3, threads: int = 2, device: str = "cpu", out: Path = Path("results/bench"),
     batches: int | None = None, progress: bool = True,
 ) -> dict[str, Any]:
-    """Run every case of `suite`, write <out>/<suite>.json (and scaling.png for the
-    scaling suite), and return the report. `batches` overrides the cases' batch counts."""
+    """Run every case of `suite` that can run on `device`, write `report_path` (and
+    scaling.png for the scaling suite), and return the report; cases whose backend cannot
+    run there are listed under "skipped". `batches` overrides the cases' batch counts."""
     from rich.progress import Progress
 
     from ego_dgl.data import load_dataset
@@ -229,9 +250,11 @@ def run_suite(
     if suite not in SUITES:
         raise EgoDGLError(f"unknown benchmark suite {suite!r}; use one of {', '.join(SUITES)}")
     cases = [Case(c.dataset, c.backend, c.mode, batches or c.batches) for c in SUITES[suite]]
+    skipped = {c.name: why for c in cases if (why := runnable(c, device)) is not None}
+    cases = [c for c in cases if c.name not in skipped]
     for dataset in dict.fromkeys(c.dataset for c in cases):
         load_dataset(dataset, progress=progress)  # prepare once, before the timed children
-    path = Path(out) / f"{suite}.json"
+    path = report_path(out, suite, device)
     previous = json.loads(path.read_text()) if path.exists() else None
     results = []
     with Progress(disable=not progress, transient=True) as bar:
@@ -240,7 +263,7 @@ def run_suite(
             bar.update(task, description=f"bench {case.name}")
             results.append(run_case(case, repeats, threads, device))
             bar.advance(task)
-    report = {"suite": suite, "machine": machine(threads, device), "results": results, "ratios": ratios(results, previous)}
+    report = {"suite": suite, "machine": machine(threads, device), "results": results, "ratios": ratios(results, previous), "skipped": skipped}
     write_report(path, report)
     if suite == "scaling":
         plot_scaling(results, path.with_suffix(".png"))

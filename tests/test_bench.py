@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from ego_dgl.bench import PHASES, Case, measure, ratios
+from ego_dgl.bench import PHASES, SUITES, Case, measure, ratios, report_path, runnable
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +67,19 @@ def test_bench_rejects_an_unknown_suite(tmp_path):
     out = CliRunner().invoke(main, ["bench", "--suite", "nope", "--out", str(tmp_path)])
     assert out.exit_code == 2 and "unknown benchmark suite 'nope'" in out.output
     assert not any(tmp_path.iterdir())
+
+
+def test_reports_are_named_per_device_and_dgl_cases_skip_where_dgl_cannot_run(tmp_path):
+    assert report_path(tmp_path, "ml100k", "cpu") == tmp_path / "ml100k.json"
+    assert report_path(tmp_path, "ml100k", "cuda") == tmp_path / "ml100k-cuda.json"
+    assert report_path(tmp_path, "ml100k", "cuda:1") == tmp_path / "ml100k-cuda1.json"
+    assert runnable(Case("ml100k", "torch", "hard"), "meta") is None
+    for backend in ("dgl", "dgl-udf"):
+        assert runnable(Case("ml100k", backend, "hard"), "cpu") is None
+        assert "cannot run on meta" in runnable(Case("ml100k", backend, "hard"), "meta")
+    assert Case("ml100k", "dgl-udf", "hard") in SUITES["ml100k"]
+
+
+def test_ratios_compare_each_dgl_backend_with_torch():
+    now = [_result("d", "dgl", "hard", 2.0), _result("d", "dgl-udf", "hard", 8.0), _result("d", "torch", "hard", 4.0)]
+    assert ratios(now, None) == {"torch_over_dgl/d/hard": 2.0, "torch_over_dgl-udf/d/hard": 0.5}

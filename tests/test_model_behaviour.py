@@ -1,6 +1,6 @@
 """EgoGCN's properties: edge-wise messages, eps extremes, missing modalities, word bags,
 one modality, backend agreement and gradients, backend resolution and devices, config
-errors, and a training step for every mode and variant with both backends."""
+errors, and a training step for every mode and variant with every backend."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ego_dgl.model import EgoGCN, ModelConfig, resolve_backend
 from ego_dgl.model import backends as backends_module
 from ego_dgl.model.ego_fusion import merge_direction
 
-BACKENDS = ["dgl", "torch"]
+BACKENDS = ["dgl", "dgl-udf", "torch"]
 # u0 has item 0 only (its affinity is 1, so it is always fused); u1 has five items, so no
 # affinity of its can exceed e / (e + 4 / e) < 0.65 (unit vectors: logits in [-1, 1]).
 PAIRS = [(0, 0), (1, 0), (1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 5), (3, 2), (3, 3), (3, 5)]
@@ -55,7 +55,7 @@ def test_edge_wise_the_same_item_sends_different_messages_to_two_users(backend):
     model = build(ds, backend, eps=0.9)
     to_users, _ = model.relations()
     users0, items0 = model.inputs()
-    att = model.layer0.direction(to_users, items0, users0, "to_users")
+    att = model.first_layer(users0, items0)[0]
     edges = list(zip(model.to_users.dst.tolist(), model.to_users.src.tolist()))
     to_u0, to_u1 = edges.index((0, 0)), edges.index((1, 0))
     assert att.fused[to_u0].tolist() == [1.0] * 3  # item 0 -> user 0: the fused mean
@@ -84,7 +84,7 @@ def test_eps_below_zero_fuses_every_edge(backend):
     model = build(ds, backend, eps=-0.01)
     to_users, to_items = model.relations()
     users0, items0 = model.inputs()
-    att_u, att_i = model.layer0(to_users, to_items, users0, items0)
+    att_u, att_i = model.first_layer(users0, items0)
     assert all(float(v) == 1.0 for v in model.propagate().stats.values())
     for att, rel, src, dst in ((att_u, to_users, items0, users0), (att_i, to_items, users0, items0)):
         assert bool((att.fused == 1).all())
@@ -175,49 +175,68 @@ def random_dataset(seed: int = 0, users: int = 150, items: int = 200, edges: int
     return Dataset("random", users, items, train, train[:3], train[:3], feats)
 
 
+@pytest.mark.parametrize("layers_mm", [1, 2, 3])
 @pytest.mark.parametrize(
     "kw",
-    [dict(mode="hard", eps=0.1), dict(mode="soft", gate="scalar"), dict(mode="soft", gate="vector"), dict(fusion="na"), dict(mode="hard", eps=0.1, id_weights="soft-pruning")],
-    ids=["hard", "soft-scalar", "soft-vector", "na", "soft-pruning"],
+    [
+        dict(mode="hard", eps=0.1), dict(mode="soft", gate="scalar"), dict(mode="soft", gate="vector"), dict(fusion="gm"),
+        dict(fusion="na"), dict(mode="hard", eps=0.1, id_weights="soft-pruning"),
+    ],
+    ids=["hard", "soft-scalar", "soft-vector", "gm", "na", "soft-pruning"],
 )
-def test_backends_agree_forward_and_gradients_on_a_random_graph(kw):
+def test_backends_agree_forward_and_gradients_on_a_random_graph(kw, layers_mm):
     ds = random_dataset()
     batch = [torch.as_tensor(c) for c in (ds.train[:64, 0], ds.train[:64, 1], ds.train[64:128, 1])]
     results = []
     for backend in BACKENDS:
-        model = build(ds, backend, dim=16, layers_mm=3, layers_id=2, **kw)
+        model = build(ds, backend, dim=16, layers_mm=layers_mm, layers_id=2, **kw)
         tables = model.propagate()
         loss, logs = model.loss(*batch, reg=1e-3)
         loss.backward()
         grads = {n: q.grad for n, q in model.named_parameters()}
         results.append((tables, loss, grads, logs))
-    (t0, l0, g0, logs0), (t1, l1, g1, _) = results
+    t0, l0, g0, logs0 = results[0]
     if kw.get("mode") == "hard":
         fused = [float(v) for k, v in logs0.items() if k.startswith("fused/")]
         assert 0 < sum(fused) < len(fused), "eps must fuse some edges and not others"
-    torch.testing.assert_close(t0.users, t1.users, rtol=0, atol=1e-10)
-    torch.testing.assert_close(t0.items, t1.items, rtol=0, atol=1e-10)
-    torch.testing.assert_close(l0, l1, rtol=0, atol=1e-12)
-    for name in g0:
-        torch.testing.assert_close(g0[name], g1[name], rtol=0, atol=1e-10, msg=name)
+    for backend, (t1, l1, g1, logs1) in zip(BACKENDS[1:], results[1:]):
+        torch.testing.assert_close(t0.users, t1.users, rtol=0, atol=1e-10, msg=backend)
+        torch.testing.assert_close(t0.items, t1.items, rtol=0, atol=1e-10, msg=backend)
+        torch.testing.assert_close(l0, l1, rtol=0, atol=1e-12, msg=backend)
+        assert logs1.keys() == logs0.keys()
+        for key in logs0:
+            torch.testing.assert_close(logs0[key], logs1[key], rtol=0, atol=1e-12, msg=f"{backend} {key}")
+        for name in g0:
+            torch.testing.assert_close(g0[name], g1[name], rtol=0, atol=1e-10, msg=f"{backend} {name}")
+
+
+class FirstLayer(torch.nn.Module):
+    """A model's layer 0 as a module call, so functional_call can swap its parameters."""
+
+    def __init__(self, model: EgoGCN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor):
+        return self.model.first_layer(users, items)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kw", [dict(mode="hard", eps=0.4), dict(mode="soft"), dict(mode="soft", gate="vector")], ids=["hard", "soft-scalar", "soft-vector"])
 def test_gradcheck_through_the_fusion_layer(backend, kw):
     model = build(small(), backend, dim=3, **kw)
-    to_users, to_items = model.relations()
     users0, items0 = (x.detach().requires_grad_() for x in model.inputs())
-    att = model.layer0(to_users, to_items, users0, items0)
+    att = model.first_layer(users0, items0)
     if att[0].affinity is not None:  # the threshold must not flip under gradcheck's steps
         gaps = [(a.affinity - kw["eps"]).abs().min() for a in att]
         assert min(gaps) > 1e-3
         assert 0 < float(att[0].fused.sum()) < att[0].fused.numel()
-    names = [n for n, _ in model.layer0.named_parameters()]
+    names = [f"model.layer0.{n}" for n, _ in model.layer0.named_parameters()]
     params = [q.detach().clone().requires_grad_() for q in model.layer0.parameters()]
+    first = FirstLayer(model)
 
     def layer0(users, items, *values):
-        out = torch.func.functional_call(model.layer0, dict(zip(names, values)), (to_users, to_items, users, items))
+        out = torch.func.functional_call(first, dict(zip(names, values)), (users, items))
         return out[0].out, out[1].out
 
     assert torch.autograd.gradcheck(layer0, (users0, items0, *params), eps=1e-6, atol=1e-6)
@@ -227,10 +246,12 @@ def test_resolve_backend():
     assert resolve_backend("torch", torch.device("cpu")) == ("torch", None)
     assert resolve_backend("auto", "cpu") == ("dgl", None)
     assert resolve_backend("dgl", "cpu") == ("dgl", None)
+    assert resolve_backend("dgl-udf", "cpu") == ("dgl-udf", None)
     backend, note = resolve_backend("auto", "meta")  # a device the installed DGL cannot use
     assert backend == "torch" and "meta" in note and "torch" in note and note.count(". ") == 0
-    with pytest.raises(ConfigError, match="--backend torch"):
-        resolve_backend("dgl", "meta")
+    for requested in ("dgl", "dgl-udf"):
+        with pytest.raises(ConfigError, match=f"--backend {requested} cannot run on meta.*--backend torch"):
+            resolve_backend(requested, "meta")
     with pytest.raises(ConfigError, match="not one of"):
         resolve_backend("jax", "cpu")
 

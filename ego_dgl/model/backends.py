@@ -17,6 +17,9 @@ None of the primitives builds per-edge [E, *S, D] messages.
   (ml100k) and 3x (Tiktok size) slower, with identical results.
 - `TorchRelation`: plain torch only (scatter softmax, the `sparse` SDDMM and SpMM), so it
   runs wherever torch does (the PyPI DGL has no CUDA).
+
+The third backend, `dgl-udf`, writes EgoGCN's multimodal layers as DGL message passing
+(`dgl_udf.py`); its other graph computations use the dgl primitives here.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from ego_dgl.errors import ConfigError
 from ego_dgl.model import sparse
 from ego_dgl.model.sparse import SparseRelation
 
-BACKENDS = ("dgl", "torch")
+BACKENDS = ("dgl", "dgl-udf", "torch")
 
 
 class Relation(Protocol):
@@ -192,19 +195,25 @@ def _dgl_runs_on(device: str) -> bool:
     return True
 
 
+def primitives(backend: str) -> str:
+    """The backend whose Relation primitives `backend` uses (dgl-udf uses dgl's)."""
+    return "dgl" if backend == "dgl-udf" else backend
+
+
 def resolve_backend(requested: str, device: torch.device | str) -> tuple[str, str | None]:
     """The backend to run on `device` and, when `auto` fell back to torch, a one-sentence
-    note saying why. `dgl` on a device DGL cannot use is a ConfigError."""
+    note saying why. `dgl` or `dgl-udf` on a device DGL cannot use is a ConfigError;
+    `auto` never picks dgl-udf (slower, see dgl_udf.py)."""
     device = torch.device(device)
     if requested == "torch":
         return "torch", None
-    if requested not in ("auto", "dgl"):
+    if requested not in ("auto", *BACKENDS):
         raise ConfigError(f"--backend {requested!r} is not one of: auto, {', '.join(BACKENDS)}")
     if _dgl_runs_on(str(device)):
-        return "dgl", None
-    if requested == "dgl":
+        return ("dgl" if requested == "auto" else requested), None
+    if requested != "auto":
         raise ConfigError(
-            f"--backend dgl cannot run on {device}: the installed DGL has no support for it "
+            f"--backend {requested} cannot run on {device}: the installed DGL has no support for it "
             "(the PyPI DGL is CPU-only); use --backend torch or --backend auto"
         )
     return "torch", f"DGL cannot run on {device} (the installed DGL lacks support for it), so the torch backend is used."

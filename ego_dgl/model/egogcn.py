@@ -8,11 +8,13 @@ import warnings
 import torch
 from torch import Tensor
 
+from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLWarning
 from ego_dgl.graphs import CLICKED_BY, CLICKS, lightgcn_weights, structure_graph
 from ego_dgl.model.allocator import keep_freed_memory
-from ego_dgl.model.backends import Edges, Relation, resolve_backend
+from ego_dgl.model import dgl_udf
+from ego_dgl.model.backends import Edges, Relation, primitives, resolve_backend
 from ego_dgl.model.base import Recommender, Tables, inner
 from ego_dgl.model.config import ModelConfig
 from ego_dgl.model.ego_fusion import DIRECTIONS, Attention, EgoLayer, shared_logits
@@ -44,6 +46,7 @@ class EgoGCN(Recommender):
         users, items = g.edges(etype=CLICKS)
         self.to_users = Edges(items, users, ds.num_items, ds.num_users, CLICKED_BY)
         self.to_items = Edges(users, items, ds.num_users, ds.num_items, CLICKS)
+        self._udf_graph = g  # moved to the model's device on first use (dgl-udf)
         if self.use_mm:
             M = len(self.modalities)
             self.item_features = ItemFeatures(ds, cfg.dim, cfg.word_dim)
@@ -66,7 +69,7 @@ class EgoGCN(Recommender):
 
     @property
     def backend(self) -> str:
-        """'dgl' or 'torch': the backend that runs on the model's current device."""
+        """'dgl', 'dgl-udf' or 'torch': the backend that runs on the model's current device."""
         return resolve_backend(self.cfg.backend, self.device)[0]
 
     @property
@@ -76,8 +79,14 @@ class EgoGCN(Recommender):
 
     def relations(self) -> tuple[Relation, Relation]:
         """The item->user and user->item relations for the current backend and device."""
-        backend = self.backend
+        backend = primitives(self.backend)
         return self.to_users.relation(backend), self.to_items.relation(backend)
+
+    def udf_graph(self) -> dgl.DGLGraph:
+        """dgl-udf: the structure heterograph on the model's current device."""
+        if self._udf_graph.device != self.device:
+            self._udf_graph = self._udf_graph.to(self.device)
+        return self._udf_graph
 
     def input_tables(self) -> Tables:
         """Layer-0 representations, concatenated as `propagate`'s: the normalised ID table
@@ -127,10 +136,22 @@ class EgoGCN(Recommender):
     def _multimodal(self, to_users: Relation, to_items: Relation, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor, tuple[Attention, Attention] | None]:
         """K multimodal layers; also layer 0's attention record (None for NA)."""
         if self.cfg.fusion == "na":
-            return (*self.node_alignment(self.backend, users, items, self.cfg.layers_mm), None)
-        att = self.layer0(to_users, to_items, users, items)
-        users, items = routing_layers(to_users, to_items, att[0].out, att[1].out, self.cfg.layers_mm - 1)
+            return (*self.node_alignment(primitives(self.backend), users, items, self.cfg.layers_mm), None)
+        att = self.first_layer(users, items, to_users, to_items)
+        if self.backend == "dgl-udf":
+            users, items = dgl_udf.routing_layers(self.udf_graph(), att[0].out, att[1].out, self.cfg.layers_mm - 1)
+        else:
+            users, items = routing_layers(to_users, to_items, att[0].out, att[1].out, self.cfg.layers_mm - 1)
         return users, items, att
+
+    def first_layer(self, users: Tensor, items: Tensor, to_users: Relation | None = None, to_items: Relation | None = None) -> tuple[Attention, Attention]:
+        """Layer 0 (EGO or GM) on both directions with the current backend: the
+        (item->user, user->item) records; the relations are the current ones if not given."""
+        if self.backend == "dgl-udf":
+            return dgl_udf.ego_layer(self.udf_graph(), self.layer0, users, items)
+        if to_users is None or to_items is None:
+            to_users, to_items = self.relations()
+        return self.layer0(to_users, to_items, users, items)
 
     def _affinities(self, to_users: Relation, to_items: Relation, users0: Tensor, items0: Tensor, att: tuple[Attention, Attention] | None) -> tuple[Tensor, Tensor]:
         """Eq. 1 per direction, reused from layer 0 where it computed them."""
