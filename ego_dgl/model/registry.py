@@ -40,6 +40,7 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "egogcn": ModelSpec("egogcn", "EgoGCN", "ModelConfig", "EgoGCN (Chen et al. MM 2022): EGO fusion, routing, LightGCN ID branch"),
+    "disengcn": ModelSpec("disengcn", "DisenGCN", "DisenGCNConfig", "DisenGCN (Ma et al. ICML 2019): factor-wise neighbourhood routing on early-fused inputs"),
     "lightgcn": ModelSpec("lightgcn", "LightGCN", "LightGCNConfig", "LightGCN (He et al. SIGIR 2020) on early-fused multimodal inputs"),
     "pop": ModelSpec("pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
 }
