@@ -40,6 +40,8 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "egogcn": ModelSpec("egogcn", "EgoGCN", "ModelConfig", "EgoGCN (Chen et al. MM 2022): EGO fusion, routing, LightGCN ID branch"),
+    "disengcn": ModelSpec("disengcn", "DisenGCN", "DisenGCNConfig", "DisenGCN (Ma et al. ICML 2019): factor-wise neighbourhood routing on early-fused inputs"),
+    "huign": ModelSpec("huign", "HUIGN", "HUIGNConfig", "HUIGN (Wei et al. 2021): hierarchical intents from co-interacted item graphs, per modality"),
     "lightgcn": ModelSpec("lightgcn", "LightGCN", "LightGCNConfig", "LightGCN (He et al. SIGIR 2020) on early-fused multimodal inputs"),
     "pop": ModelSpec("pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
 }
