@@ -40,6 +40,7 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "egogcn": ModelSpec("egogcn", "EgoGCN", "ModelConfig", "EgoGCN (Chen et al. MM 2022): EGO fusion, routing, LightGCN ID branch"),
+    "graphsage": ModelSpec("graphsage", "GraphSAGE", "GraphSAGEConfig", "GraphSAGE (Hamilton et al. NeurIPS 2017), dgl.nn.SAGEConv per edge type, early-fused inputs"),
     "lightgcn": ModelSpec("lightgcn", "LightGCN", "LightGCNConfig", "LightGCN (He et al. SIGIR 2020) on early-fused multimodal inputs"),
     "ngcf": ModelSpec("ngcf", "NGCF", "NGCFConfig", "NGCF (Wang et al. SIGIR 2019) on early-fused multimodal inputs"),
     "pop": ModelSpec("pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
