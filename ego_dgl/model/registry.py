@@ -40,6 +40,7 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "egogcn": ModelSpec("egogcn", "EgoGCN", "ModelConfig", "EgoGCN (Chen et al. MM 2022): EGO fusion, routing, LightGCN ID branch"),
+    "gat": ModelSpec("gat", "GAT", "GATConfig", "GAT (Velickovic et al. ICLR 2018), dgl.nn.GATConv per edge type, early-fused inputs"),
     "graphsage": ModelSpec("graphsage", "GraphSAGE", "GraphSAGEConfig", "GraphSAGE (Hamilton et al. NeurIPS 2017), dgl.nn.SAGEConv per edge type, early-fused inputs"),
     "lightgcn": ModelSpec("lightgcn", "LightGCN", "LightGCNConfig", "LightGCN (He et al. SIGIR 2020) on early-fused multimodal inputs"),
     "ngcf": ModelSpec("ngcf", "NGCF", "NGCFConfig", "NGCF (Wang et al. SIGIR 2019) on early-fused multimodal inputs"),
