@@ -1,7 +1,8 @@
 """Every registered model through the one interface: shapes, a finite loss with
 gradients, scores as inner products of the final tables, and a short training run whose
-validation recall (the better of two learning rates) beats the popularity ranking. Also the registry's names, presets and
-options, the popularity model against its definition, and `egodgl models`."""
+validation recall (the better of two learning rates) beats the popularity ranking. Also
+the registry's names, presets and options, the popularity model against its definition,
+and `egodgl models`."""
 
 from __future__ import annotations
 
