@@ -278,6 +278,29 @@ def compare_command(**options) -> None:
     console.print(f"comparison folder: {result.folder} ({files})", highlight=False, soft_wrap=True)
 
 
+@main.command("plot-embeddings")
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--users", type=int, default=8, show_default=True, help="how many users to plot (each with at least 3 held-out items)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the user choice, the random items and t-SNE")
+@click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True, help="the held-out items shown")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="the PNG; its .json and .csv go beside it [default: results/plots/embeddings-<split>-seed<S>.png]")
+@click.option("--overwrite", is_flag=True, help="replace existing output files")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
+def plot_embeddings_command(runs, users, seed, split, out, overwrite, device) -> None:
+    """t-SNE of a few users and their held-out items before and after propagation, one
+    column per run (the paper's figure 5), with the distances as figures."""
+    from rich.markup import escape
+
+    from ego_dgl.embeddings import figure_rows, plot_embeddings
+    from ego_dgl.train.report import embedding_table
+
+    result = plot_embeddings(list(runs), users, seed, split, out, overwrite, device)
+    title = f"{len(result.selection.users)} users and their {split} items (seed {seed}): users {result.selection.users}"
+    console.print(embedding_table(title, figure_rows(result.runs), result.note))
+    console.print(f"written: {escape(', '.join(str(p) for p in result.paths))}", highlight=False, soft_wrap=True)
+
+
 @main.command("bench")
 @click.option("--suite", "suites", multiple=True, default=("ml100k",), show_default=True,
               help="ml100k, synthetic-tiktok, scaling (synthetic at 1x-8x the ml100k edges) or synthetic-tiny; repeatable")

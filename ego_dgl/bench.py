@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ego_dgl.errors import EgoDGLError
+from ego_dgl.runs import write_png
 
 PHASES = ("t_sample", "t_forward", "t_backward", "t_optim")
 
@@ -211,7 +212,7 @@ def plot_scaling(results: list[dict[str, Any]], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_png(path, fig)
     plt.close(fig)
 
 

@@ -100,6 +100,13 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, buf.getvalue().encode())
 
 
+def write_png(path: Path, fig: Any) -> None:
+    """A matplotlib figure as a PNG, written atomically like every other record."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=120, format="png")
+    write_atomic(path, buf.getvalue())
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))

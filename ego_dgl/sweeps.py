@@ -27,7 +27,7 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import protocol_label
 from ego_dgl.memory import check_fits
-from ego_dgl.runs import DEFAULT_RESULTS, LAST, METRICS, read_csv, read_json, run_lock, slug, write_csv, write_json
+from ego_dgl.runs import DEFAULT_RESULTS, LAST, METRICS, read_csv, read_json, run_lock, slug, write_csv, write_json, write_png
 from ego_dgl.train.defaults import dataset_name, resolve_options
 from ego_dgl.train.trainer import resolve_device, train
 
@@ -271,10 +271,8 @@ def save_png(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=120, format="png")
+    write_png(path, fig)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def sweep_folder(out: str | Path | None, kind: str, dataset: str, name: str | None) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -95,4 +96,22 @@ def models_table() -> Table:
     table.add_section()
     for name, (model, opts) in PRESETS.items():
         table.add_row(name, f"preset of {model}", ", ".join(f"{k}={v}" for k, v in opts.items()))
+    return table
+
+
+def embedding_table(title: str, rows: list[dict[str, Any]], note: str | None = None) -> Table:
+    """plot-embeddings' figures, one row per run and stage: mean distances from the chosen
+    users to their held-out items and to random unseen items, and the ratio."""
+    from rich.markup import escape
+
+    caption = "distances in each model's space (not t-SNE's); ratio = held-out / random, < 1: relevant items nearer"
+    table = Table(title=escape(title), caption=escape(f"{caption}; {note}" if note else caption), caption_style="dim")
+    for col in ("run", "model", "stage", "width", "eucl held", "eucl random", "eucl ratio", "cos held", "cos random", "cos ratio"):
+        table.add_column(col, justify="left" if col in ("run", "model", "stage") else "right", no_wrap=True)
+    for row in rows:
+        figures = ["-" if row[f"{m}_{k}"] is None else f"{row[f'{m}_{k}']:.3f}"
+                   for m in ("euclidean", "cosine") for k in ("held_out", "random", "ratio")]
+        table.add_row(escape(Path(row["run"]).name), escape(row["model"]), row["stage"], str(row["width"]), *figures)
+        if row["stage"] == "after":
+            table.add_section()
     return table
