@@ -40,6 +40,7 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "egogcn": ModelSpec("egogcn", "EgoGCN", "ModelConfig", "EgoGCN (Chen et al. MM 2022): EGO fusion, routing, LightGCN ID branch"),
+    "grcn": ModelSpec("grcn", "GRCN", "GRCNConfig", "GRCN (Wei et al. MM 2020): content-refined, pruned graph under an ID GCN; ID and modalities concatenated"),
     "lightgcn": ModelSpec("lightgcn", "LightGCN", "LightGCNConfig", "LightGCN (He et al. SIGIR 2020) on early-fused multimodal inputs"),
     "mmgcn": ModelSpec("mmgcn", "MMGCN", "MMGCNConfig", "MMGCN (Wei et al. MM 2019): a graph per modality, ID-enriched combination, modality sum"),
     "pop": ModelSpec("pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
