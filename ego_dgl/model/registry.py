@@ -44,6 +44,8 @@ MODELS: dict[str, ModelSpec] = {
     "huign": ModelSpec("huign", "HUIGN", "HUIGNConfig", "HUIGN (Wei et al. 2021): hierarchical intents from co-interacted item graphs, per modality"),
     "gat": ModelSpec("gat", "GAT", "GATConfig", "GAT (Velickovic et al. ICLR 2018), dgl.nn.GATConv per edge type, early-fused inputs"),
     "graphsage": ModelSpec("graphsage", "GraphSAGE", "GraphSAGEConfig", "GraphSAGE (Hamilton et al. NeurIPS 2017), dgl.nn.SAGEConv per edge type, early-fused inputs"),
+    "mmgcn": ModelSpec("mmgcn", "MMGCN", "MMGCNConfig", "MMGCN (Wei et al. MM 2019): a graph per modality, ID-enriched combination, modality sum"),
+    "grcn": ModelSpec("grcn", "GRCN", "GRCNConfig", "GRCN (Wei et al. MM 2020): content-refined, pruned graph under an ID GCN; ID and modalities concatenated"),
     "lightgcn": ModelSpec("lightgcn", "LightGCN", "LightGCNConfig", "LightGCN (He et al. SIGIR 2020) on early-fused multimodal inputs"),
     "ngcf": ModelSpec("ngcf", "NGCF", "NGCFConfig", "NGCF (Wang et al. SIGIR 2019) on early-fused multimodal inputs"),
     "pop": ModelSpec("pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
