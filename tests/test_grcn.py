@@ -1,0 +1,180 @@
+"""GRCN against a dense, loop-by-loop float64 reference of its equations on
+synthetic-tiny (routing, affinities, pruned weights, ID convolution, concatenation),
+plus its options, word-bag text and bad configurations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ego_dgl.data import Dataset, WordBag, load_dataset
+from ego_dgl.errors import ConfigError
+from ego_dgl.model.registry import build_model
+from ego_dgl.train import resolve_options
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_dataset("synthetic-tiny")
+
+
+def float64_model(ds, **given):
+    _, cfg, _, _ = resolve_options({"dataset": ds.name, "model": "grcn", "content_dim": 10, **given})
+    torch.manual_seed(0)
+    return build_model(ds, cfg, "cpu").double()
+
+
+def neighbours(ds) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    of_user: dict[int, list[int]] = {u: [] for u in range(ds.num_users)}
+    of_item: dict[int, list[int]] = {i: [] for i in range(ds.num_items)}
+    for u, i in sorted({(int(u), int(i)) for u, i in ds.train}):
+        of_user[u].append(i)
+        of_item[i].append(u)
+    return of_user, of_item
+
+
+def softmax(logits: list[torch.Tensor]) -> list[torch.Tensor]:
+    exps = [torch.exp(x) for x in logits]
+    return [e / sum(exps) for e in exps]
+
+
+def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Steps 1-5 of the module docstring, one user, item, edge and modality at a time;
+    also the share of pruned item->user edges."""
+    cfg = model.cfg
+    P, Q, M = ds.num_users, ds.num_items, len(ds.modalities)
+    of_user, of_item = neighbours(ds)
+    users = [[F.normalize(model.preferences.tables[k][u], dim=0) for k in range(M)] for u in range(P)]
+    items = []
+    for i in range(Q):
+        row = []
+        for k, m in enumerate(ds.modalities):
+            lin = model.item_features.proj[k]
+            x = torch.as_tensor(np.asarray(ds.features[m][i]), dtype=torch.float64)
+            row.append(F.normalize(F.leaky_relu(lin.weight @ x + lin.bias), dim=0))
+        items.append(row)
+    for _ in range(cfg.routing):
+        new = []
+        for u in range(P):
+            row = []
+            for k in range(M):
+                s = softmax([users[u][k] @ items[i][k] for i in of_user[u]])
+                row.append(F.normalize(users[u][k] + sum((w * items[i][k] for w, i in zip(s, of_user[u])), torch.zeros_like(users[u][k])), dim=0))
+            new.append(row)
+        users = new
+    a_to_user, a_to_item = {}, {}  # (u, i) -> [M] affinities of each direction
+    for u in range(P):
+        for k in range(M):
+            for w, i in zip(softmax([users[u][k] @ items[i][k] for i in of_user[u]]), of_user[u]):
+                a_to_user.setdefault((u, i), [0.0] * M)[k] = w
+    for i in range(Q):
+        for k in range(M):
+            for w, u in zip(softmax([users[u][k] @ items[i][k] for u in of_item[i]]), of_item[i]):
+                a_to_item.setdefault((u, i), [0.0] * M)[k] = w
+
+    def weight(affinity: list[torch.Tensor], source: int) -> torch.Tensor:
+        if cfg.weight_mode == "mean":
+            w = sum(affinity) / M
+        elif cfg.weight_mode == "max":
+            w = max(affinity)
+        else:
+            w = max(affinity[k] * model.confidence[source, k] for k in range(M))
+        return torch.clamp(w, min=0) if cfg.pruning else w
+
+    w_to_user = {(u, i): weight(a, P + i) for (u, i), a in a_to_user.items()}
+    w_to_item = {(u, i): weight(a, u) for (u, i), a in a_to_item.items()}
+    content_u = [torch.cat([users[u][k] + sum((a_to_user[u, i][k] * items[i][k] for i in of_user[u]), torch.zeros_like(users[u][k])) for k in range(M)]) for u in range(P)]
+    content_i = [torch.cat([items[i][k] + sum((a_to_item[u, i][k] * users[u][k] for u in of_item[i]), torch.zeros_like(items[i][k])) for k in range(M)]) for i in range(Q)]
+    e_u = [F.normalize(model.ids.table[u], dim=0) for u in range(P)]
+    e_i = [F.normalize(model.ids.table[P + i], dim=0) for i in range(Q)]
+    id_u, id_i = list(e_u), list(e_i)
+    for _ in range(cfg.layers):
+        e_u, e_i = (
+            [sum((w_to_user[u, i] * e_i[i] for i in of_user[u]), torch.zeros_like(e_u[0])) for u in range(P)],
+            [sum((w_to_item[u, i] * e_u[u] for u in of_item[i]), torch.zeros_like(e_i[0])) for i in range(Q)],
+        )
+        id_u = [a + b for a, b in zip(id_u, e_u)]
+        id_i = [a + b for a, b in zip(id_i, e_i)]
+    ref_u = torch.stack([torch.cat([id_u[u], content_u[u]]) for u in range(P)])
+    ref_i = torch.stack([torch.cat([id_i[i], content_i[i]]) for i in range(Q)])
+    pruned = np.mean([float(w <= 0) for w in w_to_user.values()])
+    return ref_u, ref_i, pruned
+
+
+@pytest.mark.parametrize(
+    "given",
+    [{}, {"routing": 0, "layers": 0}, {"routing": 1, "layers": 3, "weight_mode": "max", "pruning": False}, {"layers": 1, "weight_mode": "mean"}],
+)
+def test_grcn_matches_the_reference(tiny, given):
+    model = float64_model(tiny, **given)
+    ref_u, ref_i, pruned = reference(model, tiny)
+    tables = model.final_tables()
+    assert tables.users.shape == (tiny.num_users, model.cfg.dim + 3 * model.cfg.content_dim)
+    assert torch.allclose(tables.users, ref_u, atol=1e-6) and torch.allclose(tables.items, ref_i, atol=1e-6)
+    if model.cfg.pruning:
+        assert tables.stats["pruned/item->user"].item() == pytest.approx(pruned)
+
+
+def test_confidence_pruning_cuts_edges_and_stays_trainable(tiny):
+    model = float64_model(tiny)
+    tables = model.propagate()
+    assert 0 < tables.stats["pruned/item->user"] < 1 and 0 < tables.stats["pruned/user->item"] < 1
+    (tables.users.sum() + tables.items.sum()).backward()
+    assert model.confidence.grad.abs().sum() > 0  # the surviving edges train the confidence
+
+
+def test_defaults_are_the_authors():
+    _, cfg, _, _ = resolve_options({"dataset": "ml100k", "model": "grcn"})
+    assert (cfg.dim, cfg.content_dim, cfg.routing, cfg.layers, cfg.weight_mode, cfg.pruning) == (64, 64, 3, 2, "confid", True)
+
+
+def test_loss_regularises_the_id_and_preference_rows(tiny):
+    model = float64_model(tiny)
+    users, pos, neg = torch.tensor([0, 3]), torch.tensor([1, 2]), torch.tensor([4, 5])
+    loss, parts = model.loss(users, pos, neg, 0.01)
+    t = model.propagate()
+    diffs = [(t.users[u] @ t.items[p] - t.users[u] @ t.items[n]).item() for u, p, n in zip(users, pos, neg)]
+    bpr = np.mean([math.log1p(math.exp(-d)) for d in diffs])
+    P = tiny.num_users
+    reg = model.ids.table[users].pow(2).mean() + model.ids.table[P + torch.cat([pos, neg])].pow(2).mean()
+    reg = reg + sum(table[users].pow(2).mean() for table in model.preferences.tables)
+    assert parts["bpr"].item() == pytest.approx(bpr, abs=1e-9)
+    assert loss.item() == pytest.approx(bpr + 0.01 * reg.item(), abs=1e-9)
+
+
+def test_word_bag_text_and_a_missing_modality_train():
+    rng = np.random.default_rng(3)
+    P, Q = 5, 7
+    train = np.array([(0, 0), (0, 1), (1, 1), (1, 2), (2, 3), (3, 4), (3, 5), (4, 6), (4, 0)], dtype=np.int64)
+    bag = WordBag(np.array([0, 0, 1, 2, 3, 5, 6]), np.array([1, 2, 0, 3, 3, 4, 2]), num_words=5)  # item 4: no words
+    mask = np.array([1, 1, 0, 1, 1, 1, 1], dtype=bool)  # item 2 lacks the visual modality
+    ds = Dataset("bags", P, Q, train, train[:1], train[:1], {"v": rng.normal(size=(Q, 6)).astype(np.float32), "t": bag}, {"v": mask})
+    torch.manual_seed(0)
+    model = build_model(ds, resolve_options({"dataset": "bags", "model": "grcn", "dim": 8, "content_dim": 8, "word_dim": 4})[1])
+    loss, _ = model.loss(torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([3, 4]), 1e-3)
+    loss.backward()
+    assert torch.isfinite(loss)
+    table = model.item_features.bags["1"].table
+    assert table.grad[[0, 1, 2, 3]].abs().sum(1).gt(0).all()  # every used word learns
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [({"routing": -1}, "routing must be >= 0"), ({"layers": -1}, "must be >= 0"), ({"weight_mode": "sum"}, "weight_mode='sum' is not one of")],
+)
+def test_bad_options_are_refused(given, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_options({"dataset": "synthetic-tiny", "model": "grcn", **given})
+
+
+def test_a_dataset_without_modalities_is_refused():
+    train = np.array([(0, 0), (1, 1)], dtype=np.int64)
+    ds = Dataset("plain", 2, 2, train, train[:1], train[:1], {})
+    with pytest.raises(ConfigError, match="has no modality"):
+        build_model(ds, resolve_options({"dataset": "plain", "model": "grcn"})[1])
