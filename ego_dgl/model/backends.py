@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ego_dgl._dgl import dgl, edge_softmax, fn
 from ego_dgl.errors import ConfigError
+from ego_dgl.graphs import CLICKED_BY, CLICKS, ITEM, USER
 from ego_dgl.model import sparse
 from ego_dgl.model.sparse import SparseRelation
 
@@ -217,3 +218,11 @@ def resolve_backend(requested: str, device: torch.device | str) -> tuple[str, st
             "(the PyPI DGL is CPU-only); use --backend torch or --backend auto"
         )
     return "torch", f"DGL cannot run on {device} (the installed DGL lacks support for it), so the torch backend is used."
+
+
+def interaction_edges(g: dgl.DGLGraph) -> tuple[Edges, Edges]:
+    """The item->user and user->item relations of a structure graph's interactions (edge k
+    of both is interaction k), as every graph model holds them."""
+    users, items = g.edges(etype=CLICKS)
+    num_users, num_items = g.num_nodes(USER), g.num_nodes(ITEM)
+    return Edges(items, users, num_items, num_users, CLICKED_BY), Edges(users, items, num_users, num_items, CLICKS)

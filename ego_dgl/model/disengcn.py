@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.graphs import CLICKED_BY, CLICKS, structure_graph
-from ego_dgl.model.backends import Edges, Relation
+from ego_dgl.graphs import structure_graph
+from ego_dgl.model.backends import Relation, interaction_edges
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.early_fusion import BaselineConfig, EarlyFusionInputs
 from ego_dgl.model.features import normalize
@@ -109,9 +109,7 @@ class DisenGCN(Recommender):
         super().__init__()
         self.cfg = cfg
         g = structure_graph(ds)
-        users, items = g.edges(etype=CLICKS)
-        self.to_users = Edges(items, users, ds.num_items, ds.num_users, CLICKED_BY)
-        self.to_items = Edges(users, items, ds.num_users, ds.num_items, CLICKS)
+        self.to_users, self.to_items = interaction_edges(g)
         self.inputs = EarlyFusionInputs(ds, cfg)
         self.convs = nn.ModuleList([DisenConv(cfg.dim, cfg.factors, cfg.iterations, cfg.tau) for _ in range(cfg.layers)])
 

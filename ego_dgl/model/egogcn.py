@@ -11,10 +11,10 @@ from torch import Tensor
 from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLWarning
-from ego_dgl.graphs import CLICKED_BY, CLICKS, lightgcn_weights, structure_graph
+from ego_dgl.graphs import lightgcn_weights, structure_graph
 from ego_dgl.model.allocator import keep_freed_memory
 from ego_dgl.model import dgl_udf
-from ego_dgl.model.backends import Edges, Relation, primitives, resolve_backend
+from ego_dgl.model.backends import Relation, interaction_edges, primitives, resolve_backend
 from ego_dgl.model.base import Recommender, Tables, inner
 from ego_dgl.model.config import ModelConfig
 from ego_dgl.model.ego_fusion import DIRECTIONS, Attention, EgoLayer, shared_logits
@@ -43,9 +43,8 @@ class EgoGCN(Recommender):
         if self.use_mm and not self.modalities:
             raise ConfigError(f"dataset {ds.name!r} has no modality; use --branches id")
         g = structure_graph(ds)
-        users, items = g.edges(etype=CLICKS)
-        self.to_users = Edges(items, users, ds.num_items, ds.num_users, CLICKED_BY)
-        self.to_items = Edges(users, items, ds.num_users, ds.num_items, CLICKS)
+        self.to_users, self.to_items = interaction_edges(g)
+        users, items = self.to_items.src, self.to_items.dst
         self._udf_graph = g  # moved to the model's device on first use (dgl-udf)
         if self.use_mm:
             M = len(self.modalities)

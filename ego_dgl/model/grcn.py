@@ -48,8 +48,8 @@ from torch import Tensor
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.graphs import CLICKED_BY, CLICKS, structure_graph
-from ego_dgl.model.backends import Edges, Relation
+from ego_dgl.graphs import structure_graph
+from ego_dgl.model.backends import Relation, interaction_edges
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.ego_fusion import DIRECTIONS, shared_logits
 from ego_dgl.model.features import ItemFeatures, UserPreferences, xavier_table
@@ -108,9 +108,7 @@ class GRCN(Recommender):
         self.num_users = ds.num_users
         M = len(ds.modalities)
         g = structure_graph(ds)
-        users, items = g.edges(etype=CLICKS)
-        self.to_users = Edges(items, users, ds.num_items, ds.num_users, CLICKED_BY)
-        self.to_items = Edges(users, items, ds.num_users, ds.num_items, CLICKS)
+        self.to_users, self.to_items = interaction_edges(g)
         self.item_features = ItemFeatures(ds, cfg.content_dim, cfg.word_dim)
         self.preferences = UserPreferences(ds.num_users, M, cfg.content_dim)
         self.ids = IdTable(ds.num_users, ds.num_items, cfg.dim)

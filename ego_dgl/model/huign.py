@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.graphs import ITEM, unique_pairs
-from ego_dgl.model.backends import Edges, Relation
+from ego_dgl.model.backends import Edges
 from ego_dgl.model.base import Recommender, Tables, inner
 from ego_dgl.model.features import ItemFeatures, xavier_table
 from ego_dgl.model.loss import bpr, regulariser

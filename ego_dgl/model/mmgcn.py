@@ -51,8 +51,8 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.graphs import CLICKED_BY, CLICKS, structure_graph
-from ego_dgl.model.backends import Edges
+from ego_dgl.graphs import structure_graph
+from ego_dgl.model.backends import interaction_edges
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.features import ItemFeatures, UserPreferences, xavier_table
 
@@ -147,9 +147,8 @@ class MMGCN(Recommender):
         self.num_users = ds.num_users
         M = len(ds.modalities)
         g = structure_graph(ds)
-        users, items = g.edges(etype=CLICKS)
-        self.to_users = Edges(items, users, ds.num_items, ds.num_users, CLICKED_BY)
-        self.to_items = Edges(users, items, ds.num_users, ds.num_items, CLICKS)
+        self.to_users, self.to_items = interaction_edges(g)
+        users, items = self.to_items.src, self.to_items.dst
         # [E, M]: the relations take one weight per edge and channel
         w_users = neighbour_weights(users, ds.num_users, cfg.aggregation)
         w_items = neighbour_weights(items, ds.num_items, cfg.aggregation)

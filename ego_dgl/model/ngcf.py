@@ -35,8 +35,8 @@ from torch.nn import functional as F
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.graphs import CLICKED_BY, CLICKS, lightgcn_weights, structure_graph
-from ego_dgl.model.backends import Edges
+from ego_dgl.graphs import lightgcn_weights, structure_graph
+from ego_dgl.model.backends import interaction_edges
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.early_fusion import BaselineConfig, EarlyFusionInputs
 from ego_dgl.model.features import normalize
@@ -83,9 +83,7 @@ class NGCF(Recommender):
         super().__init__()
         self.cfg = cfg
         g = structure_graph(ds)
-        users, items = g.edges(etype=CLICKS)
-        self.to_users = Edges(items, users, ds.num_items, ds.num_users, CLICKED_BY)
-        self.to_items = Edges(users, items, ds.num_users, ds.num_items, CLICKS)
+        self.to_users, self.to_items = interaction_edges(g)
         self.register_buffer("norm", lightgcn_weights(g), persistent=False)
         self.inputs = EarlyFusionInputs(ds, cfg)
         self.layers = nn.ModuleList(NGCFLayer(cfg.dim) for _ in range(cfg.layers))

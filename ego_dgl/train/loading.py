@@ -7,7 +7,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import DataError
