@@ -25,11 +25,13 @@ from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, non_finite_loss
 from ego_dgl.evaluate import evaluate, protocol_label
+from ego_dgl.graphs import structure_graph
 from ego_dgl.model.base import Recommender
+from ego_dgl.model.blocks import BlockSampler, parse_fanouts
 from ego_dgl.model.registry import build_model
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
 from ego_dgl.train.checkpoint import TrainState, load_checkpoint, load_model_state, restore_rng_state, save_checkpoint, train_state
-from ego_dgl.train.defaults import SELECT_METRIC, TrainConfig, select_split
+from ego_dgl.train.defaults import DEFAULT_FANOUT, SELECT_METRIC, TrainConfig, select_split
 from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.records import RunResult, metrics_record, note_resume, run_config
 from ego_dgl.train.sampler import Batch, NegativeSampler
@@ -86,14 +88,27 @@ def sample_epoch(sampler: NegativeSampler, rng: np.random.Generator, batch_size:
     return NegativeSampler.batches(sampler.epoch(rng), batch_size)
 
 
+def block_sampler(model: Recommender, ds: Dataset, cfg: TrainConfig) -> BlockSampler | None:
+    """The block sampler of `--sampler neighbor` (None for full-graph training); a model
+    without a sampled path is a ConfigError."""
+    if cfg.sampler == "full":
+        return None
+    if not model.supports_sampling:
+        raise ConfigError(f"--sampler {cfg.sampler} is built for EgoGCN and its variants only; use --sampler full with this model")
+    return BlockSampler(structure_graph(ds), parse_fanouts(cfg.fanouts or DEFAULT_FANOUT, model.sampling_layers()))
+
+
 def train_step(
-    model: Recommender, optimizer: torch.optim.Optimizer, batch: Batch, reg: float, clock: PhaseClock
+    model: Recommender, optimizer: torch.optim.Optimizer, batch: Batch, reg: float, clock: PhaseClock,
+    blocks: BlockSampler | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """One optimisation step on a batch: (loss, the loss parts and propagation stats)."""
+    """One optimisation step on a batch: (loss, the loss parts and propagation stats);
+    with `blocks`, the propagation runs over the batch's sampled blocks."""
     device = model.device
     users, pos, neg = (torch.from_numpy(a).to(device) for a in (batch.users, batch.pos, batch.neg))
+    sampled = None if blocks is None else blocks.sample(users, torch.cat([pos, neg]), device)
     clock.lap("t_sample")
-    loss, parts = model.loss(users, pos, neg, reg)
+    loss, parts = model.loss(users, pos, neg, reg) if sampled is None else model.sampled_loss(users, pos, neg, reg, sampled)
     clock.lap("t_forward")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -129,6 +144,7 @@ class Trainer:
         self.model = build_model(ds, model_cfg, self.device)
         self.optimizer = make_optimizer(self.model, train_cfg.lr)
         self.sampler = NegativeSampler(ds)
+        self.blocks = block_sampler(self.model, ds, self.cfg)
         self.rng = np.random.default_rng(train_cfg.seed)
         self.state = TrainState()
 
@@ -154,10 +170,12 @@ class Trainer:
         clock = PhaseClock(self.device)
         self.model.train()
         batches = sample_epoch(self.sampler, self.rng, self.cfg.batch_size) if self.model.trainable else []
+        if self.blocks is not None:  # DGL's sampling generator, from the checkpointed one: resumable
+            dgl.seed(int(self.rng.integers(2**31)))
         progress.start_epoch(epoch)
         sums: dict[str, float] = {"loss": 0.0}
         for k, batch in enumerate(batches, 1):
-            loss, parts = train_step(self.model, self.optimizer, batch, self.cfg.reg, clock)
+            loss, parts = train_step(self.model, self.optimizer, batch, self.cfg.reg, clock, self.blocks)
             if not math.isfinite(loss):
                 raise non_finite_loss(loss, epoch, k, len(batches), self.cfg.lr)
             n = len(batch.users)
