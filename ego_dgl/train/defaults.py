@@ -37,10 +37,11 @@ class TrainConfig:
     ks: tuple[int, ...] = DEFAULT_KS
     sampler: str = "full"  # full (whole-graph propagation per batch) | neighbor (DGL blocks)
     fanouts: str = ""  # neighbor: per-layer in-edges sampled, e.g. "10,10"; -1 takes all [default: 10]
+    procs: int = 1  # data-parallel processes (DDP), each with its shard of every epoch
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the first bad option."""
-        for name in ("epochs", "patience", "batch_size"):
+        for name in ("epochs", "patience", "batch_size", "procs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
