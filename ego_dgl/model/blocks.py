@@ -7,6 +7,9 @@ destination nodes first among its source nodes, so each block's sources are a pr
 the first block's (the input nodes). A fanout of -1 takes every in-edge: the blocks then
 give exactly the full-graph outputs at the seeds. With smaller fanouts each destination's
 softmax runs over its sampled in-edges only (the documented approximation).
+
+Blocks stay on the CPU with the graph they are sampled from (the PyPI DGL has no CUDA);
+the index tensors the layers use are moved to the model's device as they are read.
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ class SampledBatch:
     """A batch's blocks (input side first) and where the batch's users and items sit among
     the last block's destination nodes."""
 
-    blocks: list[dgl.DGLGraph]
-    users: Tensor  # [B] positions among the seed users
-    items: Tensor  # [B_items] positions among the seed items
+    blocks: list[dgl.DGLGraph]  # on the CPU
+    users: Tensor  # [B] positions among the seed users, on the model's device
+    items: Tensor  # [B_items] positions among the seed items, on the model's device
 
 
 class BlockSampler:
@@ -63,44 +66,42 @@ class BlockSampler:
             self.sampler = dgl.dataloading.NeighborSampler([{CLICKS: f, CLICKED_BY: f} for f in fanouts])
 
     def sample(self, users: Tensor, items: Tensor, device: torch.device) -> SampledBatch:
-        """Blocks around the distinct `users` and `items`, on `device`."""
+        """Blocks around the distinct `users` and `items`; the batch's positions among
+        them on `device`."""
         seed_users, user_pos = torch.unique(users.cpu(), return_inverse=True)
         seed_items, item_pos = torch.unique(items.cpu(), return_inverse=True)
         _, _, blocks = self.sampler.sample_blocks(self.graph, {USER: seed_users, ITEM: seed_items})
-        return SampledBatch([b.to(device) for b in blocks], user_pos.to(device), item_pos.to(device))
+        return SampledBatch(blocks, user_pos.to(device), item_pos.to(device))
 
 
-def block_relations(block: dgl.DGLGraph, backend: str) -> tuple[Relation, Relation]:
-    """The item->user and user->item relations of one block (local node indices), for the
-    backend's primitives: the same layer code as the full graph runs over them."""
+def block_relations(block: dgl.DGLGraph, backend: str, device: torch.device) -> tuple[Relation, Relation]:
+    """The item->user and user->item relations of one block (local node indices) on
+    `device`, for the backend's primitives: the same layer code as the full graph runs
+    over them."""
     out = []
     for etype in (CLICKED_BY, CLICKS):
         src, dst = block.edges(etype=etype, order="eid")
         stype, _, dtype = etype
-        out.append(build_relation(backend, src, dst, block.num_src_nodes(stype), block.num_dst_nodes(dtype), etype))
+        out.append(build_relation(backend, src.to(device), dst.to(device), block.num_src_nodes(stype), block.num_dst_nodes(dtype), etype))
     return out[0], out[1]
 
 
-def input_ids(block: dgl.DGLGraph, ntype: str) -> Tensor:
-    """Global ids of a block's source nodes of `ntype`."""
-    return block.srcnodes[ntype].data[dgl.NID]
+def input_ids(block: dgl.DGLGraph, ntype: str, device: torch.device) -> Tensor:
+    """Global ids of a block's source nodes of `ntype`, on `device`."""
+    return block.srcnodes[ntype].data[dgl.NID].to(device)
 
 
-def dst_ids(block: dgl.DGLGraph, ntype: str) -> Tensor:
-    """Global ids of a block's destination nodes of `ntype`."""
-    return block.dstnodes[ntype].data[dgl.NID]
-
-
-def edge_ids(block: dgl.DGLGraph, etype: tuple[str, str, str]) -> Tensor:
-    """Global (parent graph) ids of a block's edges of `etype`, in block edge order."""
-    return block.edges[etype].data[dgl.EID]
+def edge_ids(block: dgl.DGLGraph, etype: tuple[str, str, str], device: torch.device) -> Tensor:
+    """Global (parent graph) ids of a block's edges of `etype`, in block edge order, on `device`."""
+    return block.edges[etype].data[dgl.EID].to(device)
 
 
 def sampled_share(block: dgl.DGLGraph, etype: tuple[str, str, str], full_in_degrees: Tensor, dtype: torch.dtype) -> Tensor:
     """Per edge of `etype`, the destination's full in-degree over its in-degree in the block
-    (1 where every in-edge was taken): the factor that makes a sampled neighbour sum an
-    unbiased estimate of the full one."""
+    (1 where every in-edge was taken), on the degrees' device: the factor that makes a
+    sampled neighbour sum an unbiased estimate of the full one."""
+    device = full_in_degrees.device
     _, dst = block.edges(etype=etype, order="eid")
-    sampled = block.in_degrees(etype=etype).to(dtype).clamp(min=1)
-    full = full_in_degrees[dst_ids(block, etype[2])].to(dtype)
-    return (full / sampled)[dst]
+    sampled = block.in_degrees(etype=etype).to(device, dtype).clamp(min=1)
+    full = full_in_degrees[block.dstnodes[etype[2]].data[dgl.NID].to(device)].to(dtype)
+    return (full / sampled)[dst.to(device)]

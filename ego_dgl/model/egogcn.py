@@ -223,7 +223,7 @@ class EgoGCN(Recommender):
         """`_parts` over blocks: the seed users' and items' rows of each part. A branch of
         k layers runs on the last k blocks; node features of a block's sources are a
         prefix of the first block's (blocks.py)."""
-        rels = [block_relations(b, primitives(self.backend)) for b in blocks]
+        rels = [block_relations(b, primitives(self.backend), self.device) for b in blocks]
         first_mm = len(blocks) - self.cfg.layers_mm if self.use_mm else len(blocks)
         first_id = len(blocks) - self.cfg.layers_id if self.use_id else len(blocks)
         user_parts, item_parts, stats = [], [], {}
@@ -232,7 +232,7 @@ class EgoGCN(Recommender):
         if self.use_mm:
             outer = blocks[min(first_mm, first_id) if self.soft_pruning else first_mm]
             users0, items0 = self.inputs()
-            users0, items0 = users0[input_ids(outer, USER)], items0[input_ids(outer, ITEM)]
+            users0, items0 = users0[input_ids(outer, USER, self.device)], items0[input_ids(outer, ITEM, self.device)]
             users, items, att = self._multimodal_blocks(blocks[first_mm:], rels[first_mm:], users0, items0)
             stats = self._fused_stats(att)
             if self.soft_pruning:
@@ -265,7 +265,7 @@ class EgoGCN(Recommender):
         destination's full over sampled in-degree (1 with every neighbour taken)."""
         dtype = self.id_norm.dtype
         return tuple(
-            self.id_norm[edge_ids(block, etype)] * sampled_share(block, etype, degrees, dtype)
+            self.id_norm[edge_ids(block, etype, self.device)] * sampled_share(block, etype, degrees, dtype)
             for etype, degrees in ((CLICKED_BY, self.user_degrees), (CLICKS, self.item_degrees))
         )
 
@@ -281,7 +281,7 @@ class EgoGCN(Recommender):
     def _lightgcn_blocks(self, blocks: list[dgl.DGLGraph], rels: list[tuple[Relation, Relation]], weights: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
         """The ID branch (Eq. 10-11) over blocks: the seeds' sum of layers 0..L."""
         e_users, e_items = self.ids()
-        users, items = e_users[input_ids(blocks[0], USER)], e_items[input_ids(blocks[0], ITEM)]
+        users, items = e_users[input_ids(blocks[0], USER, self.device)], e_items[input_ids(blocks[0], ITEM, self.device)]
         n_users, n_items = blocks[-1].num_dst_nodes(USER), blocks[-1].num_dst_nodes(ITEM)
         out_u, out_i = users[:n_users], items[:n_items]
         for (to_users, to_items), (w_users, w_items) in zip(rels, weights):

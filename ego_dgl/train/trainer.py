@@ -32,8 +32,8 @@ from ego_dgl.model.blocks import BlockSampler, parse_fanouts
 from ego_dgl.model.registry import build_model
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
 from ego_dgl.train.checkpoint import TrainState, load_checkpoint, load_model_state, restore_rng_state, save_checkpoint, train_state
-from ego_dgl.train.parallel import Rank, free_port, join_group, objective, shard_batches, steps_per_epoch, total
 from ego_dgl.train.defaults import DEFAULT_FANOUT, SELECT_METRIC, TrainConfig, select_split
+from ego_dgl.train.parallel import Rank, free_port, join_group, objective, shard_batches, steps_per_epoch, total
 from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.records import RunResult, metrics_record, note_resume, run_config
 from ego_dgl.train.sampler import Batch, NegativeSampler
@@ -266,6 +266,8 @@ def train(
     if train_cfg.procs > 1:
         if on_epoch is not None:
             raise ConfigError("an on_epoch hook runs in one process; train with procs=1")
+        if resolve_device(train_cfg.device).type == "cuda" and train_cfg.procs > torch.cuda.device_count():
+            raise ConfigError(f"--procs {train_cfg.procs} on CUDA needs one device per process, but {torch.cuda.device_count()} are present")
         return spawn_ranks(train_cfg.procs, kwargs)
     return train_rank(Rank(), on_epoch=on_epoch, **kwargs)
 
