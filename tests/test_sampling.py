@@ -145,6 +145,7 @@ def test_sampled_training_through_the_cli_is_recorded_and_resumable(tmp_path):
     whole = run_cli(*base, "--epochs", 3, "--out", tmp_path / "whole")
     assert whole.exit_code == 0, whole.output
     (run_dir,) = (tmp_path / "whole" / "runs").iterdir()
+    assert run_dir.name.endswith("-synthetic-tiny-hard-neighbor")
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["train"]["sampler"], config["train"]["fanouts"]) == ("neighbor", "5,5")
     cut = run_cli(*base, "--epochs", 2, "--out", tmp_path / "cut")

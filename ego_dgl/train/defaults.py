@@ -180,6 +180,8 @@ def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
 
 
 def run_label(model: Any, train: TrainConfig) -> str:
-    """Short name of what a run trains, used in run ids: hard, soft, gm, na, id, lightgcn..."""
+    """Short name of what a run trains, used in run ids: hard, soft, gm, na, id, lightgcn...,
+    with -legacy for the legacy protocol and -neighbor for sampled training."""
     label = model.label()
-    return f"{label}-legacy" if train.protocol == "legacy" else label
+    label = f"{label}-legacy" if train.protocol == "legacy" else label
+    return f"{label}-{train.sampler}" if train.sampler != "full" else label
