@@ -82,10 +82,13 @@ TRAIN_OPTION_HELP = {
     "device": "auto, cpu, cuda or cuda:N [default: auto = cuda when available]",
     "backend": "graph backend: auto, dgl, dgl-udf (EGO as DGL edge functions, slower) or torch [default: auto]",
     "protocol": "full, or legacy (the authors' evaluator, labelled as such) [default: full]",
+    "sampler": "full (every batch propagates the whole graph, the paper's) or neighbor (DGL blocks around the batch, EgoGCN only) [default: full]",
+    "procs": "data-parallel training in this many processes on this machine (DDP: gloo on CPU, nccl on CUDA), each with its share of every epoch's batches of --batch-size [default: 1]",
+    "fanouts": "--sampler neighbor: in-edges sampled per node and layer, comma-separated per layer or one for all; -1 takes every neighbour [default: 10]",
     "layers": "propagation layers of a baseline model (not EgoGCN: --layers-mm, --layers-id) [default: per model]",
 }
 TRAIN_OPTION_TYPES = {"eps": float, "layers-mm": int, "layers-id": int, "layers": int, "epochs": int, "patience": int,
-                      "batch-size": int, "lr": float, "reg": float, "dim": int, "seed": int}
+                      "batch-size": int, "procs": int, "lr": float, "reg": float, "dim": int, "seed": int}
 
 
 def training_options(names: list[str]):

@@ -171,16 +171,22 @@ class Edges(nn.Module):
         return view
 
     def _build(self, backend: str) -> Relation:
-        sparse_rel = SparseRelation(self.src, self.dst, self.num_src, self.num_dst)
-        if backend == "torch":
-            return TorchRelation(sparse_rel)
-        stype, _, dtype = self.etype
-        if stype == dtype:
-            g = dgl.graph((self.src, self.dst), num_nodes=self.num_src)
-        else:
-            g = dgl.heterograph({self.etype: (self.src, self.dst)}, num_nodes_dict={stype: self.num_src, dtype: self.num_dst})
-        g.create_formats_()
-        return DGLRelation(g, sparse_rel)
+        return build_relation(backend, self.src, self.dst, self.num_src, self.num_dst, self.etype)
+
+
+def build_relation(backend: str, src: Tensor, dst: Tensor, num_src: int, num_dst: int, etype: tuple[str, str, str]) -> Relation:
+    """The relation of `backend` ('dgl' or 'torch') over the edges src[k] -> dst[k]:
+    a whole graph's (`Edges`) or one sampled block's (`ego_dgl.model.blocks`)."""
+    sparse_rel = SparseRelation(src, dst, num_src, num_dst)
+    if backend == "torch":
+        return TorchRelation(sparse_rel)
+    stype, _, dtype = etype
+    if stype == dtype:
+        g = dgl.graph((src, dst), num_nodes=num_src)
+    else:
+        g = dgl.heterograph({etype: (src, dst)}, num_nodes_dict={stype: num_src, dtype: num_dst})
+    g.create_formats_()
+    return DGLRelation(g, sparse_rel)
 
 
 @lru_cache(maxsize=None)

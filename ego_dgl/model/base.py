@@ -6,7 +6,9 @@ calculate_loss / predict / full_sort_predict):
 - `loss(users, pos, neg, reg)`: the training objective of one BPR batch and its logged parts;
 - `final_tables()`: the tables for full ranking, without autograd; scores are inner
   products of their rows (`score`);
-- `input_tables()`: the representations before propagation (for the embedding plots).
+- `input_tables()`: the representations before propagation (for the embedding plots);
+- `sampled_loss(users, pos, neg, reg, batch)`: `loss` over sampled DGL blocks
+  (`train --sampler neighbor`), for models with `supports_sampling` (EgoGCN).
 
 A model is built as `Model(ds, cfg)` from its dataset and its config dataclass
 (`ego_dgl.model.registry`). The default `loss` is BPR on the propagated tables plus
@@ -16,12 +18,15 @@ A model is built as `Model(ds, cfg)` from its dataset and its config dataclass
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ego_dgl.model.loss import bpr, regulariser
+
+if TYPE_CHECKING:
+    from ego_dgl.model.blocks import SampledBatch
 
 
 def inner(users: Tensor, items: Tensor) -> Tensor:
@@ -43,6 +48,7 @@ class Recommender(nn.Module):
     """Base class of every model: one small uniform interface (module docstring)."""
 
     trainable: ClassVar[bool] = True  # False: nothing to optimise (e.g. popularity); one epoch
+    supports_sampling: ClassVar[bool] = False  # True: `sampling_layers` and `sampled_loss` exist
 
     @property
     def device(self) -> torch.device:
@@ -85,6 +91,14 @@ class Recommender(nn.Module):
         raw_users, raw_items = self.reg_rows(users, items)
         reg_term = reg * regulariser(raw_users, raw_items) if raw_users or raw_items else bpr_term.new_zeros(())
         return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach(), **tables.stats}
+
+    def sampling_layers(self) -> int:
+        """How many blocks a sampled batch needs (models with `supports_sampling`)."""
+        raise NotImplementedError
+
+    def sampled_loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float, batch: "SampledBatch") -> tuple[Tensor, dict[str, Tensor]]:
+        """`loss` with propagation over the sampled blocks of `batch` only."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def final_tables(self) -> Tables:

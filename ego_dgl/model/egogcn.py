@@ -11,18 +11,19 @@ from torch import Tensor
 from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLWarning
-from ego_dgl.graphs import lightgcn_weights, structure_graph
+from ego_dgl.graphs import CLICKED_BY, CLICKS, ITEM, USER, lightgcn_weights, structure_graph
 from ego_dgl.model.allocator import keep_freed_memory
 from ego_dgl.model import dgl_udf
 from ego_dgl.model.backends import Relation, interaction_edges, primitives, resolve_backend
 from ego_dgl.model.base import Recommender, Tables, inner
+from ego_dgl.model.blocks import SampledBatch, block_relations, edge_ids, input_ids, sampled_share
 from ego_dgl.model.config import ModelConfig
 from ego_dgl.model.ego_fusion import DIRECTIONS, Attention, EgoLayer, shared_logits
 from ego_dgl.model.features import ItemFeatures, UserPreferences
 from ego_dgl.model.id_branch import IdTable, lightgcn, soft_pruning_weights
 from ego_dgl.model.loss import bpr, regulariser
 from ego_dgl.model.node_alignment import NodeAlignment
-from ego_dgl.model.routing import routing_layers
+from ego_dgl.model.routing import route, routing_layers
 
 
 class EgoGCN(Recommender):
@@ -30,7 +31,10 @@ class EgoGCN(Recommender):
 
     Graph indices are buffers, so `model.to(device)` moves them; the backend (`model.backend`)
     is resolved for the device the model is on, and its graph views are cached per device.
+    Sampled training (`sampled_loss`) runs the same layers over DGL blocks (`blocks`).
     """
+
+    supports_sampling = True
 
     def __init__(self, ds: Dataset, cfg: ModelConfig):
         super().__init__()
@@ -65,6 +69,8 @@ class EgoGCN(Recommender):
         if self.use_id:
             self.ids = IdTable(ds.num_users, ds.num_items, cfg.dim)
             self.register_buffer("id_norm", lightgcn_weights(g), persistent=False)
+            self.register_buffer("user_degrees", g.in_degrees(etype=CLICKED_BY), persistent=False)
+            self.register_buffer("item_degrees", g.in_degrees(etype=CLICKS), persistent=False)
 
     @property
     def backend(self) -> str:
@@ -184,8 +190,100 @@ class EgoGCN(Recommender):
         never are, and their gradients stay contiguous per part."""
         user_parts, item_parts, stats = self._parts()
         items = torch.cat([pos, neg])
-        user_rows = torch.cat([p[users] for p in user_parts], 1)
-        item_rows = torch.cat([p[items] for p in item_parts], 1)
-        bpr_term = bpr(inner(user_rows, item_rows[: len(pos)]), inner(user_rows, item_rows[len(pos) :]))
+        return self._batch_loss(user_parts, item_parts, stats, users, items, users, items, reg)
+
+    def _batch_loss(
+        self, user_parts: list[Tensor], item_parts: list[Tensor], stats: dict[str, Tensor],
+        user_index: Tensor, item_index: Tensor, users: Tensor, items: Tensor, reg: float,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """BPR over the rows `user_index` and `item_index` (positives, then negatives) of the
+        parts, plus reg times the regulariser of the raw rows of `users` and `items`."""
+        user_rows = torch.cat([p[user_index] for p in user_parts], 1)
+        item_rows = torch.cat([p[item_index] for p in item_parts], 1)
+        n = len(user_index)
+        bpr_term = bpr(inner(user_rows, item_rows[:n]), inner(user_rows, item_rows[n:]))
         reg_term = reg * regulariser(*self.reg_rows(users, items))
         return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach(), **stats}
+
+    def sampling_layers(self) -> int:
+        """Blocks per sampled batch: the deeper branch's layer count. Node alignment has
+        no block form (it aligns over the whole graph)."""
+        if self.use_mm and self.cfg.fusion == "na":
+            raise ConfigError("--sampler neighbor does not support --fusion na (node alignment runs over the whole graph); use --sampler full")
+        return max(self.cfg.layers_mm if self.use_mm else 0, self.cfg.layers_id if self.use_id else 0)
+
+    def sampled_loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float, batch: SampledBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """`loss` with both branches propagated over the batch's blocks only: each layer
+        runs on its block's (sampled) in-edges; the regulariser is the full path's."""
+        user_parts, item_parts, stats = self._block_parts(batch.blocks)
+        return self._batch_loss(user_parts, item_parts, stats, batch.users, batch.items, users, torch.cat([pos, neg]), reg)
+
+    def _block_parts(self, blocks: list[dgl.DGLGraph]) -> tuple[list[Tensor], list[Tensor], dict[str, Tensor]]:
+        """`_parts` over blocks: the seed users' and items' rows of each part. A branch of
+        k layers runs on the last k blocks; node features of a block's sources are a
+        prefix of the first block's (blocks.py)."""
+        rels = [block_relations(b, primitives(self.backend), self.device) for b in blocks]
+        first_mm = len(blocks) - self.cfg.layers_mm if self.use_mm else len(blocks)
+        first_id = len(blocks) - self.cfg.layers_id if self.use_id else len(blocks)
+        user_parts, item_parts, stats = [], [], {}
+        if self.use_id:
+            weights = [self._lightgcn_weights(b) for b in blocks[first_id:]]
+        if self.use_mm:
+            outer = blocks[min(first_mm, first_id) if self.soft_pruning else first_mm]
+            users0, items0 = self.inputs()
+            users0, items0 = users0[input_ids(outer, USER, self.device)], items0[input_ids(outer, ITEM, self.device)]
+            users, items, att = self._multimodal_blocks(blocks[first_mm:], rels[first_mm:], users0, items0)
+            stats = self._fused_stats(att)
+            if self.soft_pruning:
+                weights = [self._block_affinities(b, rel, users0, items0) for b, rel in zip(blocks[first_id:], rels[first_id:])]
+            user_parts.append(users.flatten(1))
+            item_parts.append(items.flatten(1))
+        if self.use_id:
+            e_users, e_items = self._lightgcn_blocks(blocks[first_id:], rels[first_id:], weights)
+            user_parts.insert(0, e_users)
+            item_parts.insert(0, e_items)
+        return user_parts, item_parts, stats
+
+    def _multimodal_blocks(self, blocks: list[dgl.DGLGraph], rels: list[tuple[Relation, Relation]], users: Tensor, items: Tensor) -> tuple[Tensor, Tensor, tuple[Attention, Attention]]:
+        """Layer 0 on the first block, routing on the others: the seeds' [n, M, D] outputs
+        and layer 0's attention record. Each direction computes its own logits (a block's
+        two edge types sample different interactions)."""
+        b, (to_users, to_items) = blocks[0], rels[0]
+        users, items = users[: b.num_src_nodes(USER)], items[: b.num_src_nodes(ITEM)]
+        att = (
+            self.layer0.direction(to_users, items, users[: b.num_dst_nodes(USER)], "to_users"),
+            self.layer0.direction(to_items, users, items[: b.num_dst_nodes(ITEM)], "to_items"),
+        )
+        users, items = att[0].out, att[1].out
+        for b, (to_users, to_items) in zip(blocks[1:], rels[1:]):
+            users, items = route(to_users, items, users[: b.num_dst_nodes(USER)]), route(to_items, users, items[: b.num_dst_nodes(ITEM)])
+        return users, items, att
+
+    def _lightgcn_weights(self, block: dgl.DGLGraph) -> tuple[Tensor, Tensor]:
+        """A block's LightGCN weights per direction: the full graph's, scaled by the
+        destination's full over sampled in-degree (1 with every neighbour taken)."""
+        dtype = self.id_norm.dtype
+        return tuple(
+            self.id_norm[edge_ids(block, etype, self.device)] * sampled_share(block, etype, degrees, dtype)
+            for etype, degrees in ((CLICKED_BY, self.user_degrees), (CLICKS, self.item_degrees))
+        )
+
+    def _block_affinities(self, block: dgl.DGLGraph, rels: tuple[Relation, Relation], users0: Tensor, items0: Tensor) -> tuple[Tensor, Tensor]:
+        """Soft-pruning weights of a block: Eq. 1's softmax over its in-edges per direction."""
+        to_users, to_items = rels
+        users, items = users0[: block.num_src_nodes(USER)], items0[: block.num_src_nodes(ITEM)]
+        return soft_pruning_weights(
+            to_users.softmax(to_users.edge_dot(items, users[: block.num_dst_nodes(USER)])),
+            to_items.softmax(to_items.edge_dot(users, items[: block.num_dst_nodes(ITEM)])),
+        )
+
+    def _lightgcn_blocks(self, blocks: list[dgl.DGLGraph], rels: list[tuple[Relation, Relation]], weights: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """The ID branch (Eq. 10-11) over blocks: the seeds' sum of layers 0..L."""
+        e_users, e_items = self.ids()
+        users, items = e_users[input_ids(blocks[0], USER, self.device)], e_items[input_ids(blocks[0], ITEM, self.device)]
+        n_users, n_items = blocks[-1].num_dst_nodes(USER), blocks[-1].num_dst_nodes(ITEM)
+        out_u, out_i = users[:n_users], items[:n_items]
+        for (to_users, to_items), (w_users, w_items) in zip(rels, weights):
+            users, items = to_users.aggregate(items, w_users), to_items.aggregate(users, w_items)
+            out_u, out_i = out_u + users[:n_users], out_i + items[:n_items]
+        return out_u, out_i

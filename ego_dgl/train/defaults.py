@@ -18,6 +18,8 @@ from ego_dgl.model.registry import all_option_types, config_fields, config_type,
 DEFAULT_DATASET = "ml100k"
 MAX_SEED = 2**32 - 1  # numpy accepts seeds in 0..2**32-1; torch and DGL accept more
 SELECT_METRIC = "recall@10"
+SAMPLERS = ("full", "neighbor")
+DEFAULT_FANOUT = "10"
 
 
 @dataclass
@@ -33,10 +35,13 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     protocol: str = "full"  # full | legacy (authors' evaluator, epoch picked by test recall)
     ks: tuple[int, ...] = DEFAULT_KS
+    sampler: str = "full"  # full (whole-graph propagation per batch) | neighbor (DGL blocks)
+    fanouts: str = ""  # neighbor: per-layer in-edges sampled, e.g. "10,10"; -1 takes all [default: 10]
+    procs: int = 1  # data-parallel processes (DDP), each with its shard of every epoch
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the first bad option."""
-        for name in ("epochs", "patience", "batch_size"):
+        for name in ("epochs", "patience", "batch_size", "procs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -47,6 +52,10 @@ class TrainConfig:
             raise ConfigError(f"--seed must lie in 0..{MAX_SEED} (numpy's seed range), got {self.seed}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"--device {self.device!r} is not one of: auto, cpu, cuda (or cuda:N)")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"--sampler {self.sampler!r} is not one of: {', '.join(SAMPLERS)}")
+        if self.fanouts and self.sampler != "neighbor":
+            raise ConfigError("--fanouts applies to --sampler neighbor; add it or drop --fanouts")
         self.ks = check_eval_options(self.ks, self.protocol)
         if 10 not in self.ks:
             raise ConfigError("the cut-offs must include 10: early stopping watches recall@10")
@@ -171,6 +180,8 @@ def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
 
 
 def run_label(model: Any, train: TrainConfig) -> str:
-    """Short name of what a run trains, used in run ids: hard, soft, gm, na, id, lightgcn..."""
+    """Short name of what a run trains, used in run ids: hard, soft, gm, na, id, lightgcn...,
+    with -legacy for the legacy protocol and -neighbor for sampled training."""
     label = model.label()
-    return f"{label}-legacy" if train.protocol == "legacy" else label
+    label = f"{label}-legacy" if train.protocol == "legacy" else label
+    return f"{label}-{train.sampler}" if train.sampler != "full" else label

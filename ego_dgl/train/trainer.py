@@ -11,6 +11,7 @@ in `records`, and how a finished run is loaded back in `loading`.
 from __future__ import annotations
 
 import math
+import queue
 import random
 import time
 from dataclasses import replace
@@ -23,13 +24,16 @@ from rich.markup import escape
 
 from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
-from ego_dgl.errors import ConfigError, non_finite_loss
+from ego_dgl.errors import ConfigError, EgoDGLError, non_finite_loss
 from ego_dgl.evaluate import evaluate, protocol_label
+from ego_dgl.graphs import structure_graph
 from ego_dgl.model.base import Recommender
+from ego_dgl.model.blocks import BlockSampler, parse_fanouts
 from ego_dgl.model.registry import build_model
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
 from ego_dgl.train.checkpoint import TrainState, load_checkpoint, load_model_state, restore_rng_state, save_checkpoint, train_state
-from ego_dgl.train.defaults import SELECT_METRIC, TrainConfig, select_split
+from ego_dgl.train.defaults import DEFAULT_FANOUT, SELECT_METRIC, TrainConfig, select_split
+from ego_dgl.train.parallel import Rank, free_port, join_group, objective, shard_batches, steps_per_epoch, total
 from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.records import RunResult, metrics_record, note_resume, run_config
 from ego_dgl.train.sampler import Batch, NegativeSampler
@@ -86,14 +90,28 @@ def sample_epoch(sampler: NegativeSampler, rng: np.random.Generator, batch_size:
     return NegativeSampler.batches(sampler.epoch(rng), batch_size)
 
 
+def block_sampler(model: Recommender, ds: Dataset, cfg: TrainConfig) -> BlockSampler | None:
+    """The block sampler of `--sampler neighbor` (None for full-graph training); a model
+    without a sampled path is a ConfigError."""
+    if cfg.sampler == "full":
+        return None
+    if not model.supports_sampling:
+        raise ConfigError(f"--sampler {cfg.sampler} is built for EgoGCN and its variants only; use --sampler full with this model")
+    return BlockSampler(structure_graph(ds), parse_fanouts(cfg.fanouts or DEFAULT_FANOUT, model.sampling_layers()))
+
+
 def train_step(
-    model: Recommender, optimizer: torch.optim.Optimizer, batch: Batch, reg: float, clock: PhaseClock
+    model: Recommender, optimizer: torch.optim.Optimizer, batch: Batch, reg: float, clock: PhaseClock,
+    blocks: BlockSampler | None = None, batch_loss: torch.nn.Module | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """One optimisation step on a batch: (loss, the loss parts and propagation stats)."""
+    """One optimisation step on a batch: (loss, the loss parts and propagation stats);
+    with `blocks`, the propagation runs over the batch's sampled blocks; `batch_loss` is
+    the model's objective as a module (DDP-wrapped under --procs), by default the plain one."""
     device = model.device
     users, pos, neg = (torch.from_numpy(a).to(device) for a in (batch.users, batch.pos, batch.neg))
+    sampled = None if blocks is None else blocks.sample(users, torch.cat([pos, neg]), device)
     clock.lap("t_sample")
-    loss, parts = model.loss(users, pos, neg, reg)
+    loss, parts = (batch_loss or objective(model, Rank()))(users, pos, neg, reg, sampled)
     clock.lap("t_forward")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -122,13 +140,15 @@ def mean_parts(sums: dict[str, float], count: int) -> dict[str, float]:
 class Trainer:
     """The state of one run: model, optimizer, sampler, generator and early stopping."""
 
-    def __init__(self, ds: Dataset, model_cfg: Any, train_cfg: TrainConfig, run_dir: Path):
-        self.ds, self.model_cfg, self.cfg, self.run_dir = ds, model_cfg, train_cfg.validate(), Path(run_dir)
-        self.device = resolve_device(train_cfg.device)
+    def __init__(self, ds: Dataset, model_cfg: Any, train_cfg: TrainConfig, run_dir: Path, place: Rank = Rank()):
+        self.ds, self.model_cfg, self.cfg, self.run_dir, self.place = ds, model_cfg, train_cfg.validate(), Path(run_dir), place
+        self.device = rank_device(resolve_device(train_cfg.device), place)
         seed_everything(train_cfg.seed)
         self.model = build_model(ds, model_cfg, self.device)
         self.optimizer = make_optimizer(self.model, train_cfg.lr)
         self.sampler = NegativeSampler(ds)
+        self.blocks = block_sampler(self.model, ds, self.cfg)
+        self.batch_loss = objective(self.model, place)
         self.rng = np.random.default_rng(train_cfg.seed)
         self.state = TrainState()
 
@@ -153,11 +173,13 @@ class Trainer:
         start = time.perf_counter()
         clock = PhaseClock(self.device)
         self.model.train()
-        batches = sample_epoch(self.sampler, self.rng, self.cfg.batch_size) if self.model.trainable else []
+        batches = self.epoch_batches() if self.model.trainable else []
+        if self.blocks is not None:  # DGL's sampling generator, from the checkpointed one: resumable
+            dgl.seed(int(self.rng.integers(2**31)))
         progress.start_epoch(epoch)
         sums: dict[str, float] = {"loss": 0.0}
         for k, batch in enumerate(batches, 1):
-            loss, parts = train_step(self.model, self.optimizer, batch, self.cfg.reg, clock)
+            loss, parts = train_step(self.model, self.optimizer, batch, self.cfg.reg, clock, self.blocks, self.batch_loss)
             if not math.isfinite(loss):
                 raise non_finite_loss(loss, epoch, k, len(batches), self.cfg.lr)
             n = len(batch.users)
@@ -165,6 +187,7 @@ class Trainer:
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value * n
             progress.batch(loss)
+        sums = total(sums, self.place, self.device)
         splits = ("valid", "test") if self.cfg.protocol == "legacy" else ("valid",)
         metrics = evaluate_model(self.model, self.ds, splits, self.cfg)
         clock.lap("t_eval")
@@ -175,6 +198,12 @@ class Trainer:
         record.update(clock.seconds)
         self.advance(record, metrics[select_split(self.cfg)][SELECT_METRIC])
         return record
+
+    def epoch_batches(self) -> list[Batch]:
+        """The epoch's batches, or this rank's shard of them under --procs."""
+        if self.place.world == 1:
+            return sample_epoch(self.sampler, self.rng, self.cfg.batch_size)
+        return shard_batches(self.sampler.epoch(self.rng), self.place, self.cfg.batch_size)
 
     def advance(self, record: dict[str, Any], value: float) -> None:
         """Record the epoch, update early stopping, write best.pt (on improvement), last.pt
@@ -188,6 +217,8 @@ class Trainer:
             state.bad_epochs += 1
         record["best"] = int(improved)
         state.history.append(record)
+        if not self.place.writes:
+            return
         if improved:
             save_checkpoint(self.run_dir / BEST, self.model, self.optimizer, state, self.rng)
         save_checkpoint(self.run_dir / LAST, self.model, self.optimizer, state, self.rng)
@@ -205,6 +236,11 @@ class Trainer:
         return result
 
 
+def rank_device(device: torch.device, place: Rank) -> torch.device:
+    """The device of one rank: CUDA device `rank` when several processes share CUDA."""
+    return torch.device("cuda", place.rank) if device.type == "cuda" and place.world > 1 else device
+
+
 def train(
     ds: Dataset,
     model_cfg: Any,
@@ -220,24 +256,42 @@ def train(
     `resume`, continue from its last.pt. `source` records how to reload the dataset
     (default: its name); `on_epoch` sees every epoch's record once its checkpoint is saved.
     `progress`: True (a live bar on a terminal, else a line per epoch), False, or one of
-    progress.DISPLAYS; `tag` starts each plain line (e.g. a sweep cell's key)."""
+    progress.DISPLAYS; `tag` starts each plain line (e.g. a sweep cell's key).
+    With `train_cfg.procs` > 1 the epochs run data-parallel in that many processes."""
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume and (run_dir / CONFIG).exists():
         raise ConfigError(f"{run_dir} already holds a run; resume it with --resume or pick a new folder")
-    trainer = Trainer(ds, model_cfg, train_cfg, run_dir)
+    kwargs = dict(ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, run_dir=run_dir, resume=resume, progress=progress, source=source, tag=tag)
+    if train_cfg.procs > 1:
+        if on_epoch is not None:
+            raise ConfigError("an on_epoch hook runs in one process; train with procs=1")
+        if resolve_device(train_cfg.device).type == "cuda" and train_cfg.procs > torch.cuda.device_count():
+            raise ConfigError(f"--procs {train_cfg.procs} on CUDA needs one device per process, but {torch.cuda.device_count()} are present")
+        return spawn_ranks(train_cfg.procs, kwargs)
+    return train_rank(Rank(), on_epoch=on_epoch, **kwargs)
+
+
+def train_rank(
+    place: Rank, ds: Dataset, model_cfg: Any, train_cfg: TrainConfig, run_dir: Path, resume: bool,
+    progress: bool | str, source: dict[str, Any] | None, tag: str | None, on_epoch: EpochHook | None = None,
+) -> RunResult | None:
+    """`train` in one process (rank 0 of 1, or one rank of --procs): the result on the
+    rank that writes the run folder, None on the others."""
+    trainer = Trainer(ds, model_cfg, train_cfg, run_dir, place)
     if resume:
         trainer.resume()
         if trainer.done() and (run_dir / METRICS).exists():
             raise ConfigError(
                 f"run {run_dir} already finished at epoch {trainer.state.epoch}; raise --epochs or --patience to continue it"
             )
-        note_resume(run_dir, trainer.cfg, trainer.state.epoch, trainer.device)
-    else:
+        if place.writes:
+            note_resume(run_dir, trainer.cfg, trainer.state.epoch, trainer.device)
+    elif place.writes:
         write_json(run_dir / CONFIG, run_config(ds, source or {"source": ds.name}, model_cfg, trainer.cfg, trainer.device, trainer.model))
     split = select_split(trainer.cfg)
-    batches = trainer.sampler.num_batches(trainer.cfg.batch_size)
-    display = {True: "auto", False: "off"}.get(progress, progress)
+    batches = steps_per_epoch(len(trainer.sampler.pairs), place, trainer.cfg.batch_size)
+    display = {True: "auto", False: "off"}.get(progress, progress) if place.writes else "off"
     with EpochProgress(display, trainer.max_epochs, trainer.state.epoch, batches, trainer.cfg.patience, tag) as bar:
         if trainer.model.backend_note:
             bar.note(f"note: {escape(trainer.model.backend_note)}")
@@ -248,4 +302,50 @@ def train(
             bar.end_epoch(record, trainer.state, split)
             if on_epoch is not None:
                 on_epoch(record)
-    return trainer.finish()
+    return trainer.finish() if place.writes else None
+
+
+def _rank_main(rank: int, world: int, port: int, results: Any, kwargs: dict[str, Any]) -> None:
+    """One spawned rank: join the group, train, hand rank 0's result (or any project
+    error, to be raised as is) to the parent."""
+    place = Rank(rank, world)
+    join_group(place, port, rank_device(resolve_device(kwargs["train_cfg"].device), place))
+    try:
+        result = train_rank(place, **kwargs)
+        if place.writes:
+            results.put(result)
+    except EgoDGLError as err:
+        results.put(err)
+        raise
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def spawn_ranks(world: int, kwargs: dict[str, Any]) -> RunResult:
+    """Run `train_rank` in `world` spawned processes joined over a free localhost port;
+    rank 0's result, or the first project error a rank raised."""
+    ctx = torch.multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = torch.multiprocessing.start_processes(_rank_main, (world, free_port(), results, kwargs), nprocs=world, join=False, start_method="spawn")
+    received: list[Any] = []
+    try:
+        while not procs.join(timeout=0.2):
+            while not results.empty():  # read while the ranks run: a full pipe would block them
+                received.append(results.get())
+    except torch.multiprocessing.ProcessRaisedException:
+        errors = [r for r in received + drain(results) if isinstance(r, EgoDGLError)]
+        if errors:
+            raise errors[0] from None
+        raise
+    received += drain(results)
+    return next(r for r in received if isinstance(r, RunResult))
+
+
+def drain(results: Any) -> list[Any]:
+    """What is left in a multiprocessing queue, waiting briefly for items in flight."""
+    out = []
+    while True:
+        try:
+            out.append(results.get(timeout=1.0))
+        except queue.Empty:
+            return out
