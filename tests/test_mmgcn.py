@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ego_dgl.data import Dataset, WordBag, load_dataset
+from ego_dgl.data import Dataset, load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options
@@ -97,22 +97,6 @@ def test_loss_regularises_the_id_and_preference_rows(tiny):
     reg = reg + sum(table[users].pow(2).mean() for table in model.preferences.tables)
     assert parts["bpr"].item() == pytest.approx(bpr, abs=1e-9)
     assert loss.item() == pytest.approx(bpr + 0.01 * reg.item(), abs=1e-9)
-
-
-def test_word_bag_text_and_a_missing_modality_train():
-    rng = np.random.default_rng(3)
-    P, Q = 5, 7
-    train = np.array([(0, 0), (0, 1), (1, 1), (1, 2), (2, 3), (3, 4), (3, 5), (4, 6), (4, 0)], dtype=np.int64)
-    bag = WordBag(np.array([0, 0, 1, 2, 3, 5, 6]), np.array([1, 2, 0, 3, 3, 4, 2]), num_words=5)  # item 4: no words
-    mask = np.array([1, 1, 0, 1, 1, 1, 1], dtype=bool)  # item 2 lacks the visual modality
-    ds = Dataset("bags", P, Q, train, train[:1], train[:1], {"v": rng.normal(size=(Q, 6)).astype(np.float32), "t": bag}, {"v": mask})
-    torch.manual_seed(0)
-    model = build_model(ds, resolve_options({"dataset": "bags", "model": "mmgcn", "dim": 8, "latent_dim": 8, "word_dim": 4})[1])
-    loss, _ = model.loss(torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([3, 4]), 1e-3)
-    loss.backward()
-    assert torch.isfinite(loss)
-    table = model.item_features.bags["1"].table
-    assert table.grad[[0, 1, 2, 3]].abs().sum(1).gt(0).all()  # every used word learns
 
 
 @pytest.mark.parametrize(

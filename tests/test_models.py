@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from cli import main
 from ego_dgl.config_file import parse_params
-from ego_dgl.data import load_dataset
+from ego_dgl.data import Dataset, WordBag, load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Recommender
 from ego_dgl.model.registry import MODELS, PRESETS, build_model, resolve_model
@@ -156,3 +156,22 @@ def test_cli_models_and_train_with_a_model(tmp_path):
     configs = [json.loads((d / "config.json").read_text()) for d in (tmp_path / "runs").iterdir()]
     assert sorted(c["model_name"] for c in configs) == ["egogcn", "pop"]
     assert [c["model"]["layers_mm"] for c in configs if c["model_name"] == "egogcn"] == [1]
+
+
+@pytest.mark.parametrize("name, width", [("grcn", {"content_dim": 8}), ("mmgcn", {"latent_dim": 8})])
+def test_word_bag_text_and_a_missing_modality_train(name, width):
+    """The multimodal-by-design models take any modality through ItemFeatures: a word-bag
+    text (item 4 without words) beside a dense modality that item 2 lacks."""
+    rng = np.random.default_rng(3)
+    P, Q = 5, 7
+    train = np.array([(0, 0), (0, 1), (1, 1), (1, 2), (2, 3), (3, 4), (3, 5), (4, 6), (4, 0)], dtype=np.int64)
+    bag = WordBag(np.array([0, 0, 1, 2, 3, 5, 6]), np.array([1, 2, 0, 3, 3, 4, 2]), num_words=5)  # item 4: no words
+    mask = np.array([1, 1, 0, 1, 1, 1, 1], dtype=bool)  # item 2 lacks the visual modality
+    ds = Dataset("bags", P, Q, train, train[:1], train[:1], {"v": rng.normal(size=(Q, 6)).astype(np.float32), "t": bag}, {"v": mask})
+    torch.manual_seed(0)
+    model = build_model(ds, resolve_options({"dataset": "bags", "model": name, "dim": 8, "word_dim": 4, **width})[1])
+    loss, _ = model.loss(torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([3, 4]), 1e-3)
+    loss.backward()
+    assert torch.isfinite(loss)
+    table = model.item_features.bags["1"].table
+    assert table.grad[[0, 1, 2, 3]].abs().sum(1).gt(0).all()  # every used word learns
