@@ -83,7 +83,7 @@ TRAIN_OPTION_HELP = {
     "backend": "graph backend: auto, dgl, dgl-udf (EGO as DGL edge functions, slower) or torch [default: auto]",
     "protocol": "full, or legacy (the authors' evaluator, labelled as such) [default: full]",
     "sampler": "full (every batch propagates the whole graph, the paper's) or neighbor (DGL blocks around the batch, EgoGCN only) [default: full]",
-    "procs": "data-parallel training in this many processes on this machine (DDP: gloo on CPU, nccl on CUDA), each with its share of every epoch's batches of --batch-size [default: 1]",
+    "procs": "data-parallel training in this many processes on this machine (DDP: gloo on CPU, nccl on CUDA), each with its share of every epoch's batches of --batch-size; under torchrun leave it out (torchrun starts the processes) [default: 1]",
     "fanouts": "--sampler neighbor: in-edges sampled per node and layer, comma-separated per layer or one for all; -1 takes every neighbour [default: 10]",
     "layers": "propagation layers of a baseline model (not EgoGCN: --layers-mm, --layers-id) [default: per model]",
 }
@@ -123,6 +123,8 @@ def train_command(config_path, out, resume, params, **options) -> None:
         result = resume_run(resume, given)
     else:
         result = start_run(merge_options(load_config_file(config_path) if config_path else {}, {**given, "out": out}))
+    if result is None:  # a launcher's rank other than 0: rank 0 reports
+        return
     title = f"best epoch {result.best_epoch} of {result.epochs_run}"
     console.print(metrics_table(title, {"valid": result.valid, "test": result.test}, result.protocol))
     console.print(f"run folder: {escape(str(result.run_dir))}", highlight=False, soft_wrap=True)

@@ -1,26 +1,32 @@
-"""Data-parallel training (`train --procs N`): two CPU processes with gloo and DDP on
-synthetic-tiny stay in sync (every rank ends with the same parameters), cover the epoch
-between them, and only rank 0 writes the run folder."""
+"""Data-parallel training (`train --procs N`, or the same ranks under torchrun): two CPU
+processes with gloo and DDP on synthetic-tiny stay in sync (every rank ends with the same
+parameters), cover the epoch between them, and only rank 0 writes the run folder."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
+from cli import main
 from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options, train
-from ego_dgl.train.parallel import Rank, free_port, join_group, shard_batches, steps_per_epoch
+from ego_dgl.train.parallel import LAUNCH_VARIABLES, Rank, free_port, join_group, launched_rank, shard_batches, steps_per_epoch
 from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.sampler import Batch
 from ego_dgl.train.trainer import Trainer, seed_everything
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shards_cover_the_epoch_once_in_equal_steps():
@@ -84,3 +90,60 @@ def test_a_rank_error_is_one_project_error(tmp_path):
     _, model_cfg, train_cfg, _ = resolve_options({"dataset": "synthetic-tiny", "device": "cpu", "procs": 2, "sampler": "neighbor", "model": "na"})
     with pytest.raises(ConfigError, match="--fusion na"):
         train(ds, model_cfg, train_cfg, tmp_path / "run", progress=False)
+
+
+# ---------------------------------------------------------------- under torchrun
+
+
+def cli_run(*args: str, out: Path, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`egodgl train` on synthetic-tiny for 2 epochs in a fresh interpreter (one thread),
+    optionally under a launcher."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, *launcher, "-m", "cli", "train", "--dataset", "synthetic-tiny", "--device", "cpu", "--epochs", "2",
+           "--out", str(out), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def only_run(out: Path) -> Path:
+    (run_dir,) = (out / "runs").iterdir()
+    return run_dir
+
+
+def test_torchrun_trains_like_procs_and_writes_the_run_once(tmp_path):
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+    launched = cli_run(out=tmp_path / "torchrun", launcher=torchrun)
+    assert launched.returncode == 0, launched.stderr
+    assert launched.stdout.count("run folder:") == 1, "rank 0 alone reports"
+    spawned = cli_run("--procs", "2", out=tmp_path / "procs")
+    assert spawned.returncode == 0, spawned.stderr
+    run_dir = only_run(tmp_path / "torchrun")
+    assert {p.name for p in run_dir.iterdir()} == {"config.json", "history.csv", "metrics.json", "best.pt", "last.pt"}
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in (run_dir, only_run(tmp_path / "procs"))]
+    assert metrics[0]["valid"] == metrics[1]["valid"] and metrics[0]["test"] == metrics[1]["test"]
+
+
+def test_procs_under_torchrun_is_one_line(tmp_path):
+    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        result = CliRunner().invoke(main, ["train", "--dataset", "synthetic-tiny", "--procs", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--procs 2 spawns its own processes" in lines[0], result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RANK": "1"}, "sets RANK but not WORLD_SIZE"),
+        ({"RANK": "2", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "x", "MASTER_PORT": "1"}, "does not lie in"),
+        ({"RANK": "a", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "x", "MASTER_PORT": "1"}, "must be integers"),
+    ],
+)
+def test_a_broken_launcher_environment_is_a_config_error(env, message):
+    with pytest.raises(ConfigError, match=message):
+        launched_rank(1, env)
+    assert launched_rank(1, {}) is None
+    assert launched_rank(1, {**dict.fromkeys(LAUNCH_VARIABLES, "1"), "RANK": "0"}) == Rank(0, 1, 1)

@@ -1,5 +1,8 @@
 """What `egodgl train` does around the trainer: resolve options, load the dataset, make
-the run folder, train or resume, and turn an interruption into a resume hint."""
+the run folder, train or resume, and turn an interruption into a resume hint.
+
+In a process a launcher started (torchrun), rank 0 makes, locks and writes the run
+folder and shows progress; the other ranks train beside it and return None."""
 
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ from ego_dgl.memory import check_fits
 from ego_dgl.runs import LAST, check_run_dir, create_run_dir, ensure_folder, run_lock, runs_root
 from ego_dgl.train.defaults import resolve_options, run_label
 from ego_dgl.train.loading import configs_of, load_run_dataset
+from ego_dgl.train.parallel import Rank, from_rank0, launched_group, launched_rank
 from ego_dgl.train.records import RunResult, load_run_config
-from ego_dgl.train.trainer import resolve_device, train
+from ego_dgl.train.trainer import rank_device, resolve_device, train
 
 # options that may change when a run is resumed: they do not alter what an epoch computes
 RESUME_OPTIONS = ("epochs", "patience", "device")
@@ -47,24 +51,37 @@ def guarded_train(run_dir: Path, fresh: bool, **kwargs: Any) -> RunResult:
         raise
 
 
-def start_run(given: dict[str, Any], progress: bool = True) -> RunResult:
-    """A new run from the explicitly given options (command line over config file)."""
+def rank_train(place: Rank | None, run_dir: Path, fresh: bool, **kwargs: Any) -> RunResult | None:
+    """`guarded_train` in the process that writes the run folder; plain `train` (which
+    writes nothing) on the other ranks of a launcher's group."""
+    if place is None or place.writes:
+        return guarded_train(run_dir, fresh, **kwargs)
+    return train(out_dir=run_dir, **kwargs)
+
+
+def start_run(given: dict[str, Any], progress: bool = True) -> RunResult | None:
+    """A new run from the explicitly given options (command line over config file); None
+    on a launcher's ranks other than 0."""
     from ego_dgl.data import load_dataset
 
     dataset, model_cfg, train_cfg, _ = resolve_options(given)
-    resolve_device(train_cfg.device)  # fail before anything is written
+    device = resolve_device(train_cfg.device)  # fail before anything is written
+    place = launched_rank(train_cfg.procs)
+    progress = progress and (place is None or place.writes)
     root = ensure_folder(runs_root(given.get("out")))  # and before the dataset is loaded
     ds = load_dataset(dataset, progress=progress)
-    check_fits(ds, model_cfg, str(resolve_device(train_cfg.device)))
-    run_dir = create_run_dir(root, dataset, run_label(model_cfg, train_cfg))
-    return guarded_train(
-        run_dir, True, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, progress=progress, source=dataset_source(dataset)
-    )
+    check_fits(ds, model_cfg, str(device))
+    with launched_group(place, rank_device(device, place or Rank())):
+        made = create_run_dir(root, dataset, run_label(model_cfg, train_cfg)) if place is None or place.writes else None
+        run_dir = Path(from_rank0(str(made), place))
+        return rank_train(
+            place, run_dir, True, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, progress=progress, source=dataset_source(dataset)
+        )
 
 
-def resume_run(run_dir: str | Path, given: dict[str, Any], progress: bool = True) -> RunResult:
+def resume_run(run_dir: str | Path, given: dict[str, Any], progress: bool = True) -> RunResult | None:
     """Continue a run from its last checkpoint with its saved options; only the stopping
-    options and the device may be changed."""
+    options and the device may be changed. None on a launcher's ranks other than 0."""
     extra = sorted(k for k in given if k not in RESUME_OPTIONS)
     if extra:
         name = extra[0].replace("_", "-")
@@ -73,7 +90,9 @@ def resume_run(run_dir: str | Path, given: dict[str, Any], progress: bool = True
     config = load_run_config(run_dir)
     model_cfg, train_cfg = configs_of(config)
     train_cfg = replace(train_cfg, **given)
-    resolve_device(train_cfg.device)
+    device = resolve_device(train_cfg.device)
+    place = launched_rank(train_cfg.procs)
+    progress = progress and (place is None or place.writes)
     ds = load_run_dataset(config, progress)
-    check_fits(ds, model_cfg, str(resolve_device(train_cfg.device)))
-    return guarded_train(run_dir, False, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, resume=True, progress=progress)
+    check_fits(ds, model_cfg, str(device))
+    return rank_train(place, run_dir, False, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, resume=True, progress=progress)

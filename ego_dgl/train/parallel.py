@@ -1,6 +1,8 @@
 """Data-parallel training on one machine (`train --procs N`): N processes, each with the
 same model, a shard of every epoch's BPR triples and DDP averaging the gradients (gloo
-on CPU, nccl on CUDA, one device per process).
+on CPU, nccl on CUDA, one device per process). The same ranks run under a launcher
+that starts the processes itself (torchrun, DGL's launch tools): `launched_rank` reads
+their place from the environment and `launched_group` joins the launcher's group.
 
 Every rank draws the same epoch from the same generator and keeps the triples r, r + N,
 r + 2N, ...; the shards are cut into the same number of batches so that the ranks step
@@ -11,7 +13,10 @@ stopping agrees without messages); only rank 0 writes the run folder.
 from __future__ import annotations
 
 import math
+import os
 import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Recommender
 from ego_dgl.train.sampler import Batch
 
@@ -30,6 +36,12 @@ class Rank:
 
     rank: int = 0
     world: int = 1
+    local: int | None = None  # the rank among this machine's processes (a launcher's LOCAL_RANK); default: rank
+
+    @property
+    def device_index(self) -> int:
+        """The CUDA device this rank uses when the ranks share CUDA: its local rank."""
+        return self.rank if self.local is None else self.local
 
     @property
     def writes(self) -> bool:
@@ -81,10 +93,62 @@ def objective(model: Recommender, place: Rank) -> nn.Module:
     return nn.parallel.DistributedDataParallel(loss, device_ids=device_ids, find_unused_parameters=True)
 
 
+def backend_for(device: torch.device) -> str:
+    """The collective backend of a device: nccl on CUDA, gloo on the CPU."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
 def join_group(place: Rank, port: int, device: torch.device) -> None:
     """Join the process group of the run on localhost:`port`."""
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=place.rank, world_size=place.world)
+    dist.init_process_group(backend_for(device), init_method=f"tcp://127.0.0.1:{port}", rank=place.rank, world_size=place.world)
+
+
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launched_rank(procs: int = 1, env: Mapping[str, str] = os.environ) -> Rank | None:
+    """This process's place when a launcher (torchrun) started it, from RANK, WORLD_SIZE
+    and LOCAL_RANK; None when they are not set. --procs N (which spawns its own
+    processes) under a launcher, or a partial launcher environment, is a ConfigError."""
+    present = [v for v in LAUNCH_VARIABLES if v in env]
+    if not present:
+        return None
+    if len(present) < len(LAUNCH_VARIABLES):
+        missing = ", ".join(v for v in LAUNCH_VARIABLES if v not in env)
+        raise ConfigError(f"the environment sets {present[0]} but not {missing}: start the processes with torchrun, or unset {present[0]}")
+    if procs > 1:
+        raise ConfigError(f"--procs {procs} spawns its own processes, but this one was started by a launcher (torchrun sets RANK); "
+                          "drop --procs and give the process count to the launcher (--nproc_per_node)")
+    try:
+        place = Rank(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]))
+    except ValueError:
+        raise ConfigError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (the launcher sets them)") from None
+    if not 0 <= place.rank < place.world:
+        raise ConfigError(f"RANK {place.rank} does not lie in 0..WORLD_SIZE-1 (WORLD_SIZE {place.world})")
+    return place
+
+
+@contextmanager
+def launched_group(place: Rank | None, device: torch.device) -> Iterator[None]:
+    """Inside the block, this process is in the launcher's process group (joined from the
+    environment, env://, unless it already is, and left at the end); no-op for None."""
+    join = place is not None and not dist.is_initialized()
+    if join:
+        dist.init_process_group(backend_for(device), init_method="env://", rank=place.rank, world_size=place.world)
+    try:
+        yield
+    finally:
+        if join:
+            dist.destroy_process_group()
+
+
+def from_rank0(value: Any, place: Rank | None) -> Any:
+    """Rank 0's `value` on every rank (e.g. the run folder rank 0 created)."""
+    if place is None or place.world == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def total(values: dict[str, float], place: Rank, device: torch.device) -> dict[str, float]:

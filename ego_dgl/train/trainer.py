@@ -33,7 +33,9 @@ from ego_dgl.model.registry import build_model
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
 from ego_dgl.train.checkpoint import TrainState, load_checkpoint, load_model_state, restore_rng_state, save_checkpoint, train_state
 from ego_dgl.train.defaults import DEFAULT_FANOUT, SELECT_METRIC, TrainConfig, select_split
-from ego_dgl.train.parallel import Rank, free_port, join_group, objective, shard_batches, steps_per_epoch, total
+from ego_dgl.train.parallel import (
+    Rank, free_port, join_group, launched_group, launched_rank, objective, shard_batches, steps_per_epoch, total,
+)
 from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.records import RunResult, metrics_record, note_resume, run_config
 from ego_dgl.train.sampler import Batch, NegativeSampler
@@ -237,8 +239,8 @@ class Trainer:
 
 
 def rank_device(device: torch.device, place: Rank) -> torch.device:
-    """The device of one rank: CUDA device `rank` when several processes share CUDA."""
-    return torch.device("cuda", place.rank) if device.type == "cuda" and place.world > 1 else device
+    """The device of one rank: CUDA device `local rank` when several processes share CUDA."""
+    return torch.device("cuda", place.device_index) if device.type == "cuda" and place.world > 1 else device
 
 
 def train(
@@ -257,12 +259,19 @@ def train(
     (default: its name); `on_epoch` sees every epoch's record once its checkpoint is saved.
     `progress`: True (a live bar on a terminal, else a line per epoch), False, or one of
     progress.DISPLAYS; `tag` starts each plain line (e.g. a sweep cell's key).
-    With `train_cfg.procs` > 1 the epochs run data-parallel in that many processes."""
+    With `train_cfg.procs` > 1 the epochs run data-parallel in that many processes; in a
+    process a launcher started (torchrun), as its rank of the launcher's group (the result
+    on rank 0, None on the others)."""
     run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume and (run_dir / CONFIG).exists():
-        raise ConfigError(f"{run_dir} already holds a run; resume it with --resume or pick a new folder")
+    place = launched_rank(train_cfg.procs)
+    if place is None or place.writes:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume and (run_dir / CONFIG).exists():
+            raise ConfigError(f"{run_dir} already holds a run; resume it with --resume or pick a new folder")
     kwargs = dict(ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, run_dir=run_dir, resume=resume, progress=progress, source=source, tag=tag)
+    if place is not None:
+        with launched_group(place, rank_device(resolve_device(train_cfg.device), place)):
+            return train_rank(place, on_epoch=on_epoch, **kwargs)
     if train_cfg.procs > 1:
         if on_epoch is not None:
             raise ConfigError("an on_epoch hook runs in one process; train with procs=1")
