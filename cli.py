@@ -84,6 +84,8 @@ TRAIN_OPTION_HELP = {
     "protocol": "full, or legacy (the authors' evaluator, labelled as such) [default: full]",
     "sampler": "full (every batch propagates the whole graph, the paper's) or neighbor (DGL blocks around the batch, EgoGCN only) [default: full]",
     "procs": "data-parallel training in this many processes on this machine (DDP: gloo on CPU, nccl on CUDA), each with its share of every epoch's batches of --batch-size; under torchrun leave it out (torchrun starts the processes) [default: 1]",
+    "dist": "DistDGL: train on the partitions of this config (egodgl data partition writes OUT/<name>.json), started by egodgl dist-launch "
+            "or DGL's tools/launch.py; --dataset defaults to the partitioned one and --sampler to neighbor",
     "fanouts": "--sampler neighbor: in-edges sampled per node and layer, comma-separated per layer or one for all; -1 takes every neighbour [default: 10]",
     "layers": "propagation layers of a baseline model (not EgoGCN: --layers-mm, --layers-id) [default: per model]",
 }
@@ -459,6 +461,47 @@ def data_convert(src: str, dst: Path, layout: str, root: Path | None, overwrite:
     ds = load_dataset(src, root)
     (write_mmrec if layout == "mmrec" else write_grcn)(ds, dst, overwrite=overwrite)
     console.print(f"wrote {escape(ds.name)} to {escape(str(dst))} ({layout} layout)", highlight=False)
+
+
+@data.command("partition")
+@click.argument("dataset")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--parts", type=int, required=True, help="Number of partitions (one per machine of the DistDGL job).")
+@click.option("--method", type=click.Choice(["metis", "random"]), default="metis", show_default=True, help="How nodes are assigned to partitions.")
+@DATASETS_ROOT
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it is a folder ego-dgl wrote (any other is refused).")
+def data_partition(dataset: str, out: Path, parts: int, method: str, root: Path | None, overwrite: bool) -> None:
+    """Cut DATASET's training graph (users, items, both edge directions) into DistDGL
+    partitions in folder OUT; train on them with egodgl dist-launch ... -- train --dist OUT/<name>.json."""
+    from ego_dgl.data import load_dataset
+    from ego_dgl.dist.partition import partition_dataset
+    from ego_dgl.train.launch import dataset_source
+
+    if Path(dataset).is_dir():
+        from ego_dgl.data.files import check_separate
+
+        check_separate(Path(dataset), out)
+    ds = load_dataset(dataset, root)
+    config = partition_dataset(ds, dataset_source(dataset)["source"], out, parts, method, overwrite)
+    console.print(f"wrote {parts} {method} partition(s) of {escape(ds.name)} to {escape(str(out))}; train on them with: "
+                  f"egodgl dist-launch --parts-config {escape(str(config))} --trainers {parts} -- train", highlight=False, soft_wrap=True)
+
+
+@main.command("dist-launch", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--parts-config", type=click.Path(dir_okay=False), required=True, help="The partition config, OUT/<name>.json of egodgl data partition.")
+@click.option("--trainers", type=int, default=1, show_default=True, help="Trainer processes in all (a multiple of the partitions).")
+@click.option("--servers", type=int, default=1, show_default=True, help="Graph server processes per partition.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def dist_launch_command(parts_config: str, trainers: int, servers: int, command: tuple[str, ...]) -> None:
+    """Run a DistDGL training job on this machine: graph servers for every partition and
+    the trainers, all on 127.0.0.1; COMMAND is a train command (after --), e.g.
+    egodgl dist-launch --parts-config parts/tiny.json --trainers 2 -- train --epochs 5.
+    On a cluster, run the same train command with DGL's tools/launch.py."""
+    from ego_dgl.dist.launch import launch
+
+    code = launch(parts_config, list(command), trainers, servers)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

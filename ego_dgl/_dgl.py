@@ -6,7 +6,8 @@ Two environment fixes must happen before DGL's first import:
   wheel on PyPI) loads graphbolt on import, and graphbolt ships compiled libraries only
   for the torch versions DGL was built against; with a newer torch the import fails.
   ego-dgl uses no graphbolt API (heterographs, apply_edges, edge_softmax and update_all
-  live in DGL's core), so a stub keeps the rest of DGL usable.
+  live in DGL's core), so a stub keeps the rest of DGL usable. The stub defines the one
+  graphbolt name DistDGL's graph server reads without graphbolt enabled.
 """
 
 import os
@@ -14,8 +15,17 @@ import sys
 import types
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
+
+
+class FusedCSCSamplingGraph:
+    """Placeholder for graphbolt's graph class: DistDGL's server asks whether its
+    partition is one (isinstance) before serving it; with graphbolt off, none ever is."""
+
+
 if "dgl.graphbolt" not in sys.modules:
-    sys.modules["dgl.graphbolt"] = types.ModuleType("dgl.graphbolt")
+    _graphbolt = types.ModuleType("dgl.graphbolt")
+    _graphbolt.FusedCSCSamplingGraph = FusedCSCSamplingGraph
+    sys.modules["dgl.graphbolt"] = _graphbolt
 
 import dgl  # noqa: E402
 import dgl.function as fn  # noqa: E402

@@ -70,8 +70,12 @@ class BlockSampler:
         them on `device`."""
         seed_users, user_pos = torch.unique(users.cpu(), return_inverse=True)
         seed_items, item_pos = torch.unique(items.cpu(), return_inverse=True)
-        _, _, blocks = self.sampler.sample_blocks(self.graph, {USER: seed_users, ITEM: seed_items})
+        blocks = self.blocks_around({USER: seed_users, ITEM: seed_items})
         return SampledBatch(blocks, user_pos.to(device), item_pos.to(device))
+
+    def blocks_around(self, seeds: dict[str, Tensor]) -> list[dgl.DGLGraph]:
+        """The blocks whose last destination nodes are `seeds` (per node type, in order)."""
+        return self.sampler.sample_blocks(self.graph, seeds)[2]
 
 
 def block_relations(block: dgl.DGLGraph, backend: str, device: torch.device) -> tuple[Relation, Relation]:

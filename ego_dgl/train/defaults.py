@@ -38,6 +38,7 @@ class TrainConfig:
     sampler: str = "full"  # full (whole-graph propagation per batch) | neighbor (DGL blocks)
     fanouts: str = ""  # neighbor: per-layer in-edges sampled, e.g. "10,10"; -1 takes all [default: 10]
     procs: int = 1  # data-parallel processes (DDP), each with its shard of every epoch
+    dist: str = ""  # DistDGL partition config (OUT/<name>.json): train on the partitioned graph's servers
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the first bad option."""
@@ -56,6 +57,10 @@ class TrainConfig:
             raise ConfigError(f"--sampler {self.sampler!r} is not one of: {', '.join(SAMPLERS)}")
         if self.fanouts and self.sampler != "neighbor":
             raise ConfigError("--fanouts applies to --sampler neighbor; add it or drop --fanouts")
+        if self.dist and self.sampler != "neighbor":
+            raise ConfigError("--dist samples blocks on the partitioned graph; use it with --sampler neighbor")
+        if self.dist and self.procs > 1:
+            raise ConfigError("--dist runs one process per trainer, started by the launcher (--trainers); drop --procs")
         self.ks = check_eval_options(self.ks, self.protocol)
         if 10 not in self.ks:
             raise ConfigError("the cut-offs must include 10: early stopping watches recall@10")
@@ -181,7 +186,9 @@ def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
 
 def run_label(model: Any, train: TrainConfig) -> str:
     """Short name of what a run trains, used in run ids: hard, soft, gm, na, id, lightgcn...,
-    with -legacy for the legacy protocol and -neighbor for sampled training."""
+    with -legacy for the legacy protocol, -neighbor for sampled training and -dist on
+    DistDGL partitions."""
     label = model.label()
     label = f"{label}-legacy" if train.protocol == "legacy" else label
-    return f"{label}-{train.sampler}" if train.sampler != "full" else label
+    label = f"{label}-{train.sampler}" if train.sampler != "full" else label
+    return f"{label}-dist" if train.dist else label

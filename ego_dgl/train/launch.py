@@ -2,19 +2,21 @@
 the run folder, train or resume, and turn an interruption into a resume hint.
 
 In a process a launcher started (torchrun), rank 0 makes, locks and writes the run
-folder and shows progress; the other ranks train beside it and return None."""
+folder and shows progress; the other ranks train beside it and return None. With --dist
+the process first joins DistDGL's graph servers (a server process serves there and exits)."""
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLError
 from ego_dgl.memory import check_fits
 from ego_dgl.runs import LAST, check_run_dir, create_run_dir, ensure_folder, run_lock, runs_root
-from ego_dgl.train.defaults import resolve_options, run_label
+from ego_dgl.train.defaults import TrainConfig, resolve_options, run_label
 from ego_dgl.train.loading import configs_of, load_run_dataset
 from ego_dgl.train.parallel import Rank, from_rank0, launched_group, launched_rank
 from ego_dgl.train.records import RunResult, load_run_config
@@ -59,23 +61,57 @@ def rank_train(place: Rank | None, run_dir: Path, fresh: bool, **kwargs: Any) ->
     return train(out_dir=run_dir, **kwargs)
 
 
+def dist_defaults(given: dict[str, Any]) -> dict[str, Any]:
+    """With --dist: the partition config as an absolute path, and --dataset (the
+    partitioned one) and --sampler (neighbor) when not given."""
+    if not given.get("dist"):
+        return given
+    from ego_dgl.dist.partition import read_partitions
+
+    parts = read_partitions(given["dist"])
+    return {"dataset": parts.dataset, "sampler": "neighbor", **given, "dist": str(parts.config)}
+
+
+def dist_training(train_cfg: TrainConfig) -> Callable[[Dataset, Rank], Any] | None:
+    """Under --dist: join the graph servers now (before the dataset is loaded: a server
+    process serves its partition there and exits) and return what makes this trainer's
+    DistTraining from the dataset (which must be the partitioned one); None otherwise."""
+    if not train_cfg.dist:
+        return None
+    from ego_dgl.dist.graph import DistTraining, connect
+    from ego_dgl.dist.partition import read_partitions
+    from ego_dgl.train.sampler import NegativeSampler
+
+    parts = read_partitions(train_cfg.dist)
+    graph = connect(parts)
+
+    def share(ds: Dataset, place: Rank) -> DistTraining:
+        parts.check_dataset(ds)
+        return DistTraining.of(graph, parts, NegativeSampler(ds).pairs, place)
+
+    return share
+
+
 def start_run(given: dict[str, Any], progress: bool = True) -> RunResult | None:
     """A new run from the explicitly given options (command line over config file); None
     on a launcher's ranks other than 0."""
     from ego_dgl.data import load_dataset
 
-    dataset, model_cfg, train_cfg, _ = resolve_options(given)
+    dataset, model_cfg, train_cfg, _ = resolve_options(dist_defaults(given))
     device = resolve_device(train_cfg.device)  # fail before anything is written
+    share = dist_training(train_cfg)
     place = launched_rank(train_cfg.procs)
     progress = progress and (place is None or place.writes)
     root = ensure_folder(runs_root(given.get("out")))  # and before the dataset is loaded
     ds = load_dataset(dataset, progress=progress)
     check_fits(ds, model_cfg, str(device))
+    dist = share(ds, place or Rank()) if share else None
     with launched_group(place, rank_device(device, place or Rank())):
         made = create_run_dir(root, dataset, run_label(model_cfg, train_cfg)) if place is None or place.writes else None
         run_dir = Path(from_rank0(str(made), place))
         return rank_train(
-            place, run_dir, True, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, progress=progress, source=dataset_source(dataset)
+            place, run_dir, True, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, progress=progress, source=dataset_source(dataset),
+            dist=dist,
         )
 
 
@@ -91,8 +127,12 @@ def resume_run(run_dir: str | Path, given: dict[str, Any], progress: bool = True
     model_cfg, train_cfg = configs_of(config)
     train_cfg = replace(train_cfg, **given)
     device = resolve_device(train_cfg.device)
+    share = dist_training(train_cfg)
     place = launched_rank(train_cfg.procs)
     progress = progress and (place is None or place.writes)
     ds = load_run_dataset(config, progress)
     check_fits(ds, model_cfg, str(device))
-    return rank_train(place, run_dir, False, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, resume=True, progress=progress)
+    return rank_train(
+        place, run_dir, False, ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, resume=True, progress=progress,
+        dist=share(ds, place or Rank()) if share else None,
+    )

@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from ego_dgl.train.parallel import (
 from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.records import RunResult, metrics_record, note_resume, run_config
 from ego_dgl.train.sampler import Batch, NegativeSampler
+
+if TYPE_CHECKING:
+    from ego_dgl.dist.graph import DistTraining
 
 EpochHook = Callable[[dict[str, Any]], None]
 SHORT = {"precision": "P", "recall": "R", "ndcg": "N", "hit": "H"}
@@ -92,14 +95,15 @@ def sample_epoch(sampler: NegativeSampler, rng: np.random.Generator, batch_size:
     return NegativeSampler.batches(sampler.epoch(rng), batch_size)
 
 
-def block_sampler(model: Recommender, ds: Dataset, cfg: TrainConfig) -> BlockSampler | None:
-    """The block sampler of `--sampler neighbor` (None for full-graph training); a model
-    without a sampled path is a ConfigError."""
+def block_sampler(model: Recommender, ds: Dataset, cfg: TrainConfig, dist: DistTraining | None = None) -> BlockSampler | None:
+    """The block sampler of `--sampler neighbor` (None for full-graph training), on the
+    partitioned graph under --dist; a model without a sampled path is a ConfigError."""
     if cfg.sampler == "full":
         return None
     if not model.supports_sampling:
         raise ConfigError(f"--sampler {cfg.sampler} is built for EgoGCN and its variants only; use --sampler full with this model")
-    return BlockSampler(structure_graph(ds), parse_fanouts(cfg.fanouts or DEFAULT_FANOUT, model.sampling_layers()))
+    fanouts = parse_fanouts(cfg.fanouts or DEFAULT_FANOUT, model.sampling_layers())
+    return BlockSampler(structure_graph(ds), fanouts) if dist is None else dist.block_sampler(fanouts)
 
 
 def train_step(
@@ -142,14 +146,17 @@ def mean_parts(sums: dict[str, float], count: int) -> dict[str, float]:
 class Trainer:
     """The state of one run: model, optimizer, sampler, generator and early stopping."""
 
-    def __init__(self, ds: Dataset, model_cfg: Any, train_cfg: TrainConfig, run_dir: Path, place: Rank = Rank()):
+    def __init__(
+        self, ds: Dataset, model_cfg: Any, train_cfg: TrainConfig, run_dir: Path, place: Rank = Rank(), dist: DistTraining | None = None
+    ):
         self.ds, self.model_cfg, self.cfg, self.run_dir, self.place = ds, model_cfg, train_cfg.validate(), Path(run_dir), place
+        self.dist = dist
         self.device = rank_device(resolve_device(train_cfg.device), place)
         seed_everything(train_cfg.seed)
         self.model = build_model(ds, model_cfg, self.device)
         self.optimizer = make_optimizer(self.model, train_cfg.lr)
         self.sampler = NegativeSampler(ds)
-        self.blocks = block_sampler(self.model, ds, self.cfg)
+        self.blocks = block_sampler(self.model, ds, self.cfg, dist)
         self.batch_loss = objective(self.model, place)
         self.rng = np.random.default_rng(train_cfg.seed)
         self.state = TrainState()
@@ -202,7 +209,10 @@ class Trainer:
         return record
 
     def epoch_batches(self) -> list[Batch]:
-        """The epoch's batches, or this rank's shard of them under --procs."""
+        """The epoch's batches, or this rank's shard of them under --procs (its share of
+        the edges under --dist)."""
+        if self.dist is not None:
+            return self.dist.batches(self.sampler, self.rng, self.place, self.cfg.batch_size)
         if self.place.world == 1:
             return sample_epoch(self.sampler, self.rng, self.cfg.batch_size)
         return shard_batches(self.sampler.epoch(self.rng), self.place, self.cfg.batch_size)
@@ -253,12 +263,14 @@ def train(
     source: dict[str, Any] | None = None,
     on_epoch: EpochHook | None = None,
     tag: str | None = None,
-) -> RunResult:
+    dist: DistTraining | None = None,
+) -> RunResult | None:
     """Train to early stopping (or the epoch limit) in the run folder `out_dir`; with
     `resume`, continue from its last.pt. `source` records how to reload the dataset
     (default: its name); `on_epoch` sees every epoch's record once its checkpoint is saved.
     `progress`: True (a live bar on a terminal, else a line per epoch), False, or one of
-    progress.DISPLAYS; `tag` starts each plain line (e.g. a sweep cell's key).
+    progress.DISPLAYS; `tag` starts each plain line (e.g. a sweep cell's key); `dist`: this
+    trainer's DistDGL graph and edge share (`train --dist`, in a launched process).
     With `train_cfg.procs` > 1 the epochs run data-parallel in that many processes; in a
     process a launcher started (torchrun), as its rank of the launcher's group (the result
     on rank 0, None on the others)."""
@@ -271,23 +283,24 @@ def train(
     kwargs = dict(ds=ds, model_cfg=model_cfg, train_cfg=train_cfg, run_dir=run_dir, resume=resume, progress=progress, source=source, tag=tag)
     if place is not None:
         with launched_group(place, rank_device(resolve_device(train_cfg.device), place)):
-            return train_rank(place, on_epoch=on_epoch, **kwargs)
+            return train_rank(place, on_epoch=on_epoch, dist=dist, **kwargs)
     if train_cfg.procs > 1:
         if on_epoch is not None:
             raise ConfigError("an on_epoch hook runs in one process; train with procs=1")
         if resolve_device(train_cfg.device).type == "cuda" and train_cfg.procs > torch.cuda.device_count():
             raise ConfigError(f"--procs {train_cfg.procs} on CUDA needs one device per process, but {torch.cuda.device_count()} are present")
         return spawn_ranks(train_cfg.procs, kwargs)
-    return train_rank(Rank(), on_epoch=on_epoch, **kwargs)
+    return train_rank(Rank(), on_epoch=on_epoch, dist=dist, **kwargs)
 
 
 def train_rank(
     place: Rank, ds: Dataset, model_cfg: Any, train_cfg: TrainConfig, run_dir: Path, resume: bool,
     progress: bool | str, source: dict[str, Any] | None, tag: str | None, on_epoch: EpochHook | None = None,
+    dist: DistTraining | None = None,
 ) -> RunResult | None:
     """`train` in one process (rank 0 of 1, or one rank of --procs): the result on the
     rank that writes the run folder, None on the others."""
-    trainer = Trainer(ds, model_cfg, train_cfg, run_dir, place)
+    trainer = Trainer(ds, model_cfg, train_cfg, run_dir, place, dist)
     if resume:
         trainer.resume()
         if trainer.done() and (run_dir / METRICS).exists():

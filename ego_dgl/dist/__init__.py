@@ -1,0 +1,1 @@
+"""Distributed training over DistDGL partitions: partitioning, the trainer side and a one-machine launcher."""
