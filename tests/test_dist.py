@@ -93,6 +93,7 @@ def test_launch_options_and_command():
     with pytest.raises(ConfigError, match="runs a training command"):
         train_command(["eval", "run"], Path("p.json"))
     assert train_command(["train", "--epochs", "1"], Path("p.json"))[-2:] == ["--dist", "p.json"]
+    assert "--dist" not in train_command(["train", "--resume", "run"], Path("p.json")), "a resumed run has its partitions"
 
 
 def test_dist_misuse_is_one_line(parts, tmp_path, monkeypatch):
@@ -108,13 +109,23 @@ def best_valid_recall(run_dir: Path) -> float:
     return json.loads((run_dir / "metrics.json").read_text())["valid"]["recall@10"]
 
 
-def test_two_partitions_two_trainers_train_like_one_process(parts, tmp_path):
+def dist_launch(parts: Path, *train: str) -> subprocess.CompletedProcess:
+    """`egodgl dist-launch` with 1 server per partition and 2 trainers, in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "cli", "dist-launch", "--parts-config", str(parts), "--trainers", "2", "--servers", "1", "--", *train]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_failing_trainer_stops_the_job_with_its_exit_code(parts, tmp_path):
+    launched = dist_launch(parts, "train", "--model", "lightgcn", "--device", "cpu", "--out", str(tmp_path))
+    assert launched.returncode == 2, launched.stderr[-3000:]
+    assert "EgoGCN and its variants only" in launched.stderr
+    assert not any((tmp_path / "runs").iterdir()), "the failed run left no folder"
+
+
+def test_two_partitions_two_trainers_train_like_one_process(parts, tmp_path):
     train = ("train", "--epochs", "2", "--device", "cpu")
-    launched = subprocess.run(
-        [sys.executable, "-m", "cli", "dist-launch", "--parts-config", str(parts), "--trainers", "2", "--servers", "1", "--",
-         *train, "--out", str(tmp_path / "dist")], env=env, capture_output=True, text=True, timeout=300,
-    )
+    launched = dist_launch(parts, *train, "--out", str(tmp_path / "dist"))
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert launched.stdout.count("run folder:") == 1, "rank 0 alone reports"
     (run_dir,) = (tmp_path / "dist" / "runs").iterdir()

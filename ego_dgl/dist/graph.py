@@ -141,6 +141,10 @@ class DistTraining:
     def block_sampler(self, fanouts: list[int]) -> DistBlockSampler:
         return DistBlockSampler(self.graph, fanouts, self.ids)
 
+    def steps(self, batch_size: int) -> int:
+        """Batches per epoch on every trainer: what the longest share needs."""
+        return steps_per_epoch(self.longest, Rank(), batch_size)
+
     def batches(self, sampler: NegativeSampler, rng: np.random.Generator, place: Rank, batch_size: int) -> list[Batch]:
         """This trainer's batches of an epoch: its pairs shuffled, each with a fresh negative,
         cut into as many batches as every trainer takes (those of the longest share). The
@@ -149,6 +153,6 @@ class DistTraining:
         own = np.random.default_rng([int(rng.integers(2**63)), place.rank])
         pairs = self.pairs[own.permutation(len(self.pairs))]
         epoch = Batch(pairs[:, 0], pairs[:, 1], sampler.negatives(pairs[:, 0], own))
-        count = steps_per_epoch(self.longest, Rank(), batch_size)
+        count = self.steps(batch_size)
         parts = [np.array_split(a, count) for a in (epoch.users, epoch.pos, epoch.neg)]
         return [Batch(u, p, n) for u, p, n in zip(*parts)]

@@ -81,10 +81,10 @@ def trainer_env(cfg: LaunchConfig, ip_config: Path, rank: int, master_port: int)
 
 def train_command(args: list[str], part_config: Path) -> list[str]:
     """`egodgl ARGS` as this Python runs it, with --dist naming the partitions (added when
-    missing); only `train` can run distributed."""
+    missing; a resumed run has it in its config); only `train` can run distributed."""
     if not args or args[0] != "train":
         raise ConfigError("dist-launch runs a training command: egodgl dist-launch --parts-config FILE -- train [options]")
-    if "--dist" not in args:
+    if "--dist" not in args and "--resume" not in args:
         args = [*args, "--dist", str(part_config)]
     return [sys.executable, "-m", "cli", *args]
 

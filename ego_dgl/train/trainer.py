@@ -208,6 +208,12 @@ class Trainer:
         self.advance(record, metrics[select_split(self.cfg)][SELECT_METRIC])
         return record
 
+    def steps(self) -> int:
+        """Batches per epoch on this rank (the same on every rank)."""
+        if self.dist is not None:
+            return self.dist.steps(self.cfg.batch_size)
+        return steps_per_epoch(len(self.sampler.pairs), self.place, self.cfg.batch_size)
+
     def epoch_batches(self) -> list[Batch]:
         """The epoch's batches, or this rank's shard of them under --procs (its share of
         the edges under --dist)."""
@@ -312,7 +318,7 @@ def train_rank(
     elif place.writes:
         write_json(run_dir / CONFIG, run_config(ds, source or {"source": ds.name}, model_cfg, trainer.cfg, trainer.device, trainer.model))
     split = select_split(trainer.cfg)
-    batches = steps_per_epoch(len(trainer.sampler.pairs), place, trainer.cfg.batch_size)
+    batches = trainer.steps()
     display = {True: "auto", False: "off"}.get(progress, progress) if place.writes else "off"
     with EpochProgress(display, trainer.max_epochs, trainer.state.epoch, batches, trainer.cfg.patience, tag) as bar:
         if trainer.model.backend_note:
