@@ -17,9 +17,12 @@ from click.testing import CliRunner
 
 from cli import main
 from ego_dgl._dgl import dgl
-from ego_dgl.dist.graph import trainer_edges
+from ego_dgl.dist.graph import DistBlockSampler, IdMaps, trainer_edges
 from ego_dgl.dist.launch import LaunchConfig, train_command
+from ego_dgl.dist.partition import read_partitions
 from ego_dgl.errors import ConfigError
+from ego_dgl.graphs import CLICKED_BY, CLICKS, ITEM, USER, structure_graph, unique_pairs
+from ego_dgl.model.blocks import BlockSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 # seed-to-seed spread of the best validation R@10 of 2 sampled epochs on synthetic-tiny
@@ -137,3 +140,61 @@ def test_two_partitions_two_trainers_train_like_one_process(parts, tmp_path):
     assert single.exit_code == 0, single.output
     (single_dir,) = (tmp_path / "single" / "runs").iterdir()
     assert abs(best_valid_recall(run_dir) - best_valid_recall(single_dir)) <= TOLERANCE
+
+
+def test_original_ids_name_the_datasets_nodes_and_edges(parts, tiny):
+    """Every edge of every partition, read through the id maps, is the training pair the
+    dataset's edge id names, in both directions: what lets blocks sampled on the DistGraph
+    run the model's block layers unchanged."""
+    ids = IdMaps.of(read_partitions(parts))
+    pairs = torch.from_numpy(unique_pairs(tiny.train))
+    checked = 0
+    for part in range(2):
+        g, _, _, book, *_ = dgl.distributed.load_partition(str(parts), part, load_feats=False)
+        inner = g.edata["inner_edge"].bool()
+        src, dst = (g.ndata[dgl.NID][end[inner]] for end in g.edges())
+        etype, eid = book.map_to_per_etype(g.edata[dgl.EID][inner])
+        (src_type, src_new), (dst_type, dst_new) = book.map_to_per_ntype(src), book.map_to_per_ntype(dst)
+        for k, name in enumerate(book.canonical_etypes):
+            here = etype == k
+            s_type, _, d_type = name
+            assert (src_type[here] == book.ntypes.index(s_type)).all() and (dst_type[here] == book.ntypes.index(d_type)).all()
+            s, d = ids.nodes[s_type][src_new[here]], ids.nodes[d_type][dst_new[here]]
+            users, items = (s, d) if s_type == USER else (d, s)
+            assert torch.equal(pairs[ids.edges[name][eid[here]]], torch.stack([users, items], 1))
+            checked += int(here.sum())
+    assert checked == 2 * len(pairs)
+
+
+def renumbered(ids: IdMaps, pairs: torch.Tensor, num_users: int, num_items: int) -> dgl.DGLGraph:
+    """The structure graph in partition ids (nodes and edges renumbered as DistDGL does)."""
+    data = {}
+    for name in (CLICKS, CLICKED_BY):
+        users, items = pairs[ids.edges[name]].T
+        u, i = ids.new_nodes[USER][users], ids.new_nodes[ITEM][items]
+        data[name] = (u, i) if name == CLICKS else (i, u)
+    return dgl.heterograph(data, num_nodes_dict={USER: num_users, ITEM: num_items})
+
+
+def block_edges(block: dgl.DGLGraph, name) -> set[tuple[int, int, int]]:
+    src, dst = block.edges(etype=name)
+    s_type, _, d_type = name
+    s, d = block.srcnodes[s_type].data[dgl.NID][src], block.dstnodes[d_type].data[dgl.NID][dst]
+    return set(zip(s.tolist(), d.tolist(), block.edges[name].data[dgl.EID].tolist()))
+
+
+def test_blocks_sampled_in_partition_ids_come_back_in_the_datasets(parts, tiny):
+    ids = IdMaps.of(read_partitions(parts))
+    pairs = torch.from_numpy(unique_pairs(tiny.train))
+    local = BlockSampler(structure_graph(tiny), [-1, -1])
+    dist = DistBlockSampler(renumbered(ids, pairs, tiny.num_users, tiny.num_items), [-1, -1], ids)
+    users, items = torch.tensor([3, 7, 3, 41]), torch.tensor([5, 0, 77, 5, 12])
+    want, got = local.sample(users, items, torch.device("cpu")), dist.sample(users, items, torch.device("cpu"))
+    assert torch.equal(want.users, got.users) and torch.equal(want.items, got.items)
+    for t in (USER, ITEM):  # the seeds, in order; inner blocks may list their nodes in another order
+        assert torch.equal(want.blocks[-1].dstnodes[t].data[dgl.NID], got.blocks[-1].dstnodes[t].data[dgl.NID])
+    for a, b in zip(want.blocks, got.blocks):
+        for t in (USER, ITEM):
+            assert sorted(a.srcnodes[t].data[dgl.NID].tolist()) == sorted(b.srcnodes[t].data[dgl.NID].tolist())
+        for name in (CLICKS, CLICKED_BY):
+            assert block_edges(a, name) == block_edges(b, name)
