@@ -25,10 +25,12 @@ from ego_dgl.graphs import CLICKED_BY, CLICKS, ITEM, USER, structure_graph, uniq
 from ego_dgl.model.blocks import BlockSampler
 
 ROOT = Path(__file__).resolve().parents[1]
-# seed-to-seed spread of the best validation R@10 of 2 sampled epochs on synthetic-tiny
-# (seeds 0 and 1: 0.339 and 0.288); the distributed run draws its own batches and samples
-# on the servers, so it is one more draw from that spread
-TOLERANCE = 0.05
+# Measured best validation R@10 after 2 sampled epochs on synthetic-tiny: one process,
+# seeds 0-4: 0.339 0.288 0.367 0.297 0.331 (range 0.079, sd 0.033); --procs 2, seeds 0-1:
+# 0.368 0.331; dist-launch (2 partitions, 2 trainers, seed 0; the servers' sampling is not
+# seeded): 0.368 0.360 0.385. The tolerance is the one-process seed range: the distributed
+# run is one more draw from that spread, not the same computation.
+TOLERANCE = 0.08
 
 
 def run_cli(*args):
