@@ -262,6 +262,8 @@ def sweep_eps_command(**options) -> None:
               help="repeatable: per model that has KEY free, try the values on the first seed, keep the best by validation recall@10")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the comparison goes to OUT/compare/<name> [default: results]")
 @click.option("--name", default=None, help="comparison folder name; rerunning with the same name skips finished cells [default: <dataset>]")
+@click.option("--finished-only", is_flag=True,
+              help="train nothing: tabulate the cells finished so far (e.g. while a long study runs), each model over the seeds it has")
 def compare_command(**options) -> None:
     """Train models side by side with the same seeds and tabulate them like the paper's
     Table 3: test P/R/NDCG@10 and @20 (mean ± std), the improvement of the best EgoGCN
@@ -270,7 +272,8 @@ def compare_command(**options) -> None:
     A name is a model or preset with optional options: NAME+KEY=VALUE+KEY=VALUE (no
     quoting needed), e.g. lightgcn+layers=3 or egogcn-hard+threshold=relative+eps=2.
     Writes cells.csv, tuning.csv, summary.csv, paired.csv, table.md and compare.png;
-    rerunning skips finished cells and resumes an interrupted one."""
+    rerunning skips finished cells and resumes an interrupted one; --finished-only
+    tabulates what has finished without training."""
     from ego_dgl.compare import launch_compare
     from ego_dgl.train.report import compare_table
 
