@@ -175,3 +175,30 @@ def test_bad_names_and_options_are_one_line_and_train_nothing(tmp_path, extra, f
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
     assert not (tmp_path / "compare").exists()
+
+
+def test_ctrl_c_with_jobs_2_starts_no_new_cell_and_stops_the_workers(tmp_path):
+    """SIGINT to the compare process alone: the two running cells stop at once (no
+    metrics, a checkpoint to resume from), the other two never start, exit code 2."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-c", "from cli import main; main()", "compare", "--dataset", "synthetic-tiny",
+           "--models", "lightgcn,gm,na,pop", "--seeds", "1", "--jobs", "2", "--epochs", "100000", "--patience", "100000",
+           "--device", "cpu", "--out", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
+    cells = tmp_path / "compare" / "synthetic-tiny" / "cells"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(cells.glob("*/last.pt"))) < 2:
+        time.sleep(0.2)
+    assert len(list(cells.glob("*/last.pt"))) == 2, proc.communicate(timeout=60)[0].decode()
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 2, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert sorted(p.name for p in cells.iterdir()) == ["gm-s0", "lightgcn-s0"]
+    assert not list(cells.glob("*/metrics.json")) and not (cells.parent / "cells.csv").exists()
