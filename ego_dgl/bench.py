@@ -138,17 +138,26 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     }
 
 
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none). VMs name
+    their CPUs vaguely ("AMD EPYC"): family, model and stepping tell generations apart."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    first = text.split("\n\n", 1)[0]
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines()) if k.strip()}
+
+
 def machine(threads: int, device: str) -> dict[str, Any]:
     """What the figures were measured on."""
     from ego_dgl._dgl import dgl
 
-    cpu = platform.processor()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    info = cpu_info()
     return {
-        "cpu": cpu,
+        "cpu": info.get("model name", platform.processor()),
+        "cpu_id": {k: info[k] for k in ("cpu family", "model", "stepping", "cache size") if k in info},
+        "hypervisor": "hypervisor" in info.get("flags", "").split(),
         "cores": os.cpu_count(),
         "threads": threads,
         "device": device,
@@ -295,10 +304,12 @@ def report_table(report: dict[str, Any]):
     from rich.table import Table
 
     m = report["machine"]
+    cpu_id = m.get("cpu_id") or {}
+    cpu = m["cpu"] + (f" (family {cpu_id['cpu family']} model {cpu_id['model']})" if "model" in cpu_id else "")
     first = report["results"][0]
     table = Table(
         title=escape(f"bench {report['suite']}: EgoGCN K={first['layers_mm']} L={first['layers_id']}, batch {first['batch_size']}; "
-        f"{m['cpu']}, {m['threads']} threads, {m['device_name']}, torch {m['torch']}, dgl {m['dgl']}")
+        f"{cpu}, {m['threads']} threads, {m['device_name']}, torch {m['torch']}, dgl {m['dgl']}")
     )
     table.add_column("case", no_wrap=True)
     for col in ("edges", "sample", "fwd", "bwd", "optim", "epoch s", "step s", "eval s", "peak MB"):

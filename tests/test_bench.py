@@ -2,6 +2,7 @@
 and the command writes a report that the next run compares against."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -62,6 +63,8 @@ def test_bench_command_writes_the_report_and_compares_with_the_last(tmp_path):
     assert first.exit_code == 0, first.output
     report = json.loads((tmp_path / "synthetic-tiny.json").read_text())
     assert report["machine"]["threads"] == 1 and report["machine"]["torch"]
+    if Path("/proc/cpuinfo").exists():  # the CPU told apart beyond its vague VM name
+        assert report["machine"]["cpu_id"]["cpu family"] and "model" in report["machine"]["cpu_id"]
     assert {Case(**r["case"]).name for r in report["results"]} == {
         f"synthetic-tiny/{b}/{m}" for b in ("dgl", "torch") for m in ("hard", "soft")
     }
