@@ -73,6 +73,11 @@ def test_layerwise_tables_equal_the_whole_graph_on_a_larger_graph(larger, option
     assert_same_tables(model_of(larger, "dgl", options), (13, 10_000))
 
 
+def test_layerwise_tables_equal_the_dgl_udf_layers(tiny):
+    """dgl-udf's whole-graph layers are DGL message passing; the chunks run its dgl primitives."""
+    assert_same_tables(model_of(tiny, "dgl-udf", CASES[4]), (9,))
+
+
 def test_chunks_cover_every_node_with_its_full_in_neighbourhood(larger):
     g = structure_graph(larger)
     for ntype, etype in ((USER, CLICKED_BY), (ITEM, CLICKS)):
