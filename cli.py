@@ -85,10 +85,12 @@ TRAIN_OPTION_HELP = {
     "sampler": "full (every batch propagates the whole graph, the paper's) or neighbor (DGL blocks around the batch, EgoGCN only) [default: full]",
     "procs": "data-parallel training in this many processes on this machine (DDP: gloo on CPU, nccl on CUDA), each with its share of every epoch's batches of --batch-size [default: 1]",
     "fanouts": "--sampler neighbor: in-edges sampled per node and layer, comma-separated per layer or one for all; -1 takes every neighbour [default: 10]",
+    "eval-chunk": "evaluate by exact layer-wise inference over chunks of this many nodes (EgoGCN; memory of one layer, not the whole "
+                  "graph's propagation) [default: 0 = the whole graph at once]",
     "layers": "propagation layers of a baseline model (not EgoGCN: --layers-mm, --layers-id) [default: per model]",
 }
 TRAIN_OPTION_TYPES = {"eps": float, "layers-mm": int, "layers-id": int, "layers": int, "epochs": int, "patience": int,
-                      "batch-size": int, "procs": int, "lr": float, "reg": float, "dim": int, "seed": int}
+                      "batch-size": int, "procs": int, "eval-chunk": int, "lr": float, "reg": float, "dim": int, "seed": int}
 
 
 def training_options(names: list[str]):
@@ -144,7 +146,8 @@ def models_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder to take the most recent run from [default: results]")
-def eval_command(run_dir, split, protocol, ks, as_json, device, out) -> None:
+@click.option("--eval-chunk", type=int, default=None, help=TRAIN_OPTION_HELP["eval-chunk"].replace("[default: 0", "[default: the run's; 0"))
+def eval_command(run_dir, split, protocol, ks, as_json, device, out, eval_chunk) -> None:
     """Recompute the metrics of a run's best checkpoint (default: the most recent run)."""
     import json
 
@@ -155,7 +158,7 @@ def eval_command(run_dir, split, protocol, ks, as_json, device, out) -> None:
 
     run = load_run(run_dir if run_dir is not None else latest_run(runs_root(out)), device)
     used = protocol or run.train_cfg.protocol
-    results = evaluate_run(run, (split,) if split else ("valid", "test"), used, ks or None)
+    results = evaluate_run(run, (split,) if split else ("valid", "test"), used, ks or None, eval_chunk)
     if as_json:
         payload = {"run": str(run.run_dir), "epoch": run.epoch, "protocol": used, "protocol_label": protocol_label(used), **results}
         click.echo(json.dumps(payload, indent=2))
