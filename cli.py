@@ -87,10 +87,12 @@ TRAIN_OPTION_HELP = {
     "dist": "DistDGL: train on the partitions of this config (egodgl data partition writes OUT/<name>.json), started by egodgl dist-launch "
             "or DGL's tools/launch.py; --dataset defaults to the partitioned one and --sampler to neighbor",
     "fanouts": "--sampler neighbor: in-edges sampled per node and layer, comma-separated per layer or one for all; -1 takes every neighbour [default: 10]",
+    "eval-chunk": "evaluate by exact layer-wise inference over chunks of this many nodes (EgoGCN; memory of one layer, not the whole "
+                  "graph's propagation) [default: 0 = the whole graph at once]",
     "layers": "propagation layers of a baseline model (not EgoGCN: --layers-mm, --layers-id) [default: per model]",
 }
 TRAIN_OPTION_TYPES = {"eps": float, "layers-mm": int, "layers-id": int, "layers": int, "epochs": int, "patience": int,
-                      "batch-size": int, "procs": int, "lr": float, "reg": float, "dim": int, "seed": int}
+                      "batch-size": int, "procs": int, "eval-chunk": int, "lr": float, "reg": float, "dim": int, "seed": int}
 
 
 def training_options(names: list[str]):
@@ -148,7 +150,8 @@ def models_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder to take the most recent run from [default: results]")
-def eval_command(run_dir, split, protocol, ks, as_json, device, out) -> None:
+@click.option("--eval-chunk", type=int, default=None, help=TRAIN_OPTION_HELP["eval-chunk"].replace("[default: 0", "[default: the run's; 0"))
+def eval_command(run_dir, split, protocol, ks, as_json, device, out, eval_chunk) -> None:
     """Recompute the metrics of a run's best checkpoint (default: the most recent run)."""
     import json
 
@@ -159,7 +162,7 @@ def eval_command(run_dir, split, protocol, ks, as_json, device, out) -> None:
 
     run = load_run(run_dir if run_dir is not None else latest_run(runs_root(out)), device)
     used = protocol or run.train_cfg.protocol
-    results = evaluate_run(run, (split,) if split else ("valid", "test"), used, ks or None)
+    results = evaluate_run(run, (split,) if split else ("valid", "test"), used, ks or None, eval_chunk)
     if as_json:
         payload = {"run": str(run.run_dir), "epoch": run.epoch, "protocol": used, "protocol_label": protocol_label(used), **results}
         click.echo(json.dumps(payload, indent=2))
@@ -266,6 +269,8 @@ def sweep_eps_command(**options) -> None:
               help="repeatable: per model that has KEY free, try the values on the first seed, keep the best by validation recall@10")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the comparison goes to OUT/compare/<name> [default: results]")
 @click.option("--name", default=None, help="comparison folder name; rerunning with the same name skips finished cells [default: <dataset>]")
+@click.option("--finished-only", is_flag=True,
+              help="train nothing: tabulate the cells finished so far (e.g. while a long study runs), each model over the seeds it has")
 def compare_command(**options) -> None:
     """Train models side by side with the same seeds and tabulate them like the paper's
     Table 3: test P/R/NDCG@10 and @20 (mean ± std), the improvement of the best EgoGCN
@@ -274,7 +279,8 @@ def compare_command(**options) -> None:
     A name is a model or preset with optional options: NAME+KEY=VALUE+KEY=VALUE (no
     quoting needed), e.g. lightgcn+layers=3 or egogcn-hard+threshold=relative+eps=2.
     Writes cells.csv, tuning.csv, summary.csv, paired.csv, table.md and compare.png;
-    rerunning skips finished cells and resumes an interrupted one."""
+    rerunning skips finished cells and resumes an interrupted one; --finished-only
+    tabulates what has finished without training."""
     from ego_dgl.compare import launch_compare
     from ego_dgl.train.report import compare_table
 
@@ -310,7 +316,8 @@ def plot_embeddings_command(runs, users, seed, split, out, overwrite, device) ->
 
 @main.command("bench")
 @click.option("--suite", "suites", multiple=True, default=("ml100k",), show_default=True,
-              help="ml100k, synthetic-tiktok, scaling (synthetic at 1x-8x the ml100k edges) or synthetic-tiny; repeatable")
+              help="ml100k, models (every baseline beside EgoGCN-hard on ml100k), synthetic-tiktok, scaling (synthetic at 1x-8x "
+                   "the ml100k edges) or synthetic-tiny; repeatable")
 @click.option("--repeats", type=int, default=3, show_default=True, help="repetitions per figure (the median is reported)")
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads per case")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")

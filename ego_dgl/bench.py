@@ -32,24 +32,37 @@ PHASES = ("t_sample", "t_forward", "t_backward", "t_optim")
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark cell: a dataset trained with the paper's profile for it."""
+    """One benchmark cell: a model (EgoGCN in `mode`, or a baseline with its defaults)
+    trained on a dataset with the dataset's training profile."""
 
     dataset: str
     backend: str
     mode: str
     batches: int | None = None  # time this many batches and project the epoch; None = all
+    model: str = "egogcn"
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}/{self.backend}/{self.mode}"
+        if self.model == "egogcn":
+            return f"{self.dataset}/{self.backend}/{self.mode}"
+        return f"{self.dataset}/{self.model}"
+
+    def options(self, device: str) -> dict[str, Any]:
+        """The training options the case resolves (`train.resolve_options`)."""
+        given = {"dataset": self.dataset, "model": self.model, "device": device}
+        return {**given, "mode": self.mode, "backend": self.backend} if self.model == "egogcn" else given
 
 
 def _grid(dataset: str, batches: int | None) -> list[Case]:
     return [Case(dataset, b, m, batches) for m in ("hard", "soft") for b in ("dgl", "torch")]
 
 
+# Every trained baseline with its defaults, beside EgoGCN-hard, for the per-epoch ratios.
+BASELINES = ("lightgcn", "ngcf", "graphsage", "gat", "disengcn", "mmgcn", "grcn", "huign")
+
 SUITES: dict[str, list[Case]] = {
     "ml100k": _grid("ml100k", None) + [Case("ml100k", "dgl-udf", "hard")],
+    "models": [Case("ml100k", "auto", "hard")] + [Case("ml100k", "auto", "", model=m) for m in BASELINES],
     "synthetic-tiktok": _grid("synthetic-tiktok", 12),
     "scaling": [Case(f"synthetic-x{s}", "dgl", "hard", 12) for s in (1, 2, 4, 8)],
     "synthetic-tiny": _grid("synthetic-tiny", None),
@@ -67,9 +80,7 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     )
 
     ds = load_dataset(case.dataset, progress=False)
-    _, model_cfg, train_cfg, profile = resolve_options(
-        {"dataset": case.dataset, "mode": case.mode, "backend": case.backend, "device": device}
-    )
+    _, model_cfg, train_cfg, profile = resolve_options(case.options(device))
     torch_device = resolve_device(device)
     seed_everything(0)
     model = build_model(ds, model_cfg, torch_device)
@@ -106,8 +117,10 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     return {
         "case": asdict(case),
         "profile": profile,
-        "layers_mm": model_cfg.layers_mm,
-        "layers_id": model_cfg.layers_id,
+        "model": case.model,
+        "layers_mm": getattr(model_cfg, "layers_mm", None),
+        "layers_id": getattr(model_cfg, "layers_id", None),
+        "layers": getattr(model_cfg, "layers", None),
         "batch_size": train_cfg.batch_size,
         "train_edges": len(sampler.pairs),
         "batches_per_epoch": per_epoch,
@@ -121,21 +134,30 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
         "eval_users": int((np.bincount(ds.valid[:, 0], minlength=ds.num_users) > 0).sum()),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if torch_device.type == "cuda" else None,
-        "backend": model.backend,
+        "backend": getattr(model, "backend", "torch"),
     }
+
+
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none). VMs name
+    their CPUs vaguely ("AMD EPYC"): family, model and stepping tell generations apart."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    first = text.split("\n\n", 1)[0]
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines()) if k.strip()}
 
 
 def machine(threads: int, device: str) -> dict[str, Any]:
     """What the figures were measured on."""
     from ego_dgl._dgl import dgl
 
-    cpu = platform.processor()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    info = cpu_info()
     return {
-        "cpu": cpu,
+        "cpu": info.get("model name", platform.processor()),
+        "cpu_id": {k: info[k] for k in ("cpu family", "model", "stepping", "cache size") if k in info},
+        "hypervisor": "hypervisor" in info.get("flags", "").split(),
         "cores": os.cpu_count(),
         "threads": threads,
         "device": device,
@@ -160,15 +182,20 @@ def run_case(case: Case, repeats: int, threads: int, device: str) -> dict[str, A
 
 def ratios(results: list[dict[str, Any]], previous: dict[str, Any] | None) -> dict[str, float]:
     """Within this run: the torch/dgl (and torch/dgl-udf) epoch-time ratio per dataset and
-    mode (above 1 = the DGL backend faster); against the previous record of the suite:
-    old/new epoch time per case."""
+    mode (above 1 = the DGL backend faster), and each baseline's epoch time over
+    EgoGCN-hard's; against the previous record of the suite: old/new epoch time per case."""
     by_name = {Case(**r["case"]).name: r for r in results}
+    egogcn = {(c.dataset, c.mode): r for r in results if (c := Case(**r["case"])).model == "egogcn"}
     out = {}
     for name, r in by_name.items():
-        dataset, backend, mode = name.split("/")
-        other = by_name.get(f"{dataset}/torch/{mode}")
-        if backend != "torch" and other:
-            out[f"torch_over_{backend}/{dataset}/{mode}"] = other["epoch_s"] / r["epoch_s"]
+        case = Case(**r["case"])
+        if case.model != "egogcn":
+            if (case.dataset, "hard") in egogcn:
+                out[f"{case.model}_over_egogcn-hard/{case.dataset}"] = r["epoch_s"] / egogcn[(case.dataset, "hard")]["epoch_s"]
+            continue
+        other = by_name.get(f"{case.dataset}/torch/{case.mode}")
+        if case.backend != "torch" and other:
+            out[f"torch_over_{case.backend}/{case.dataset}/{case.mode}"] = other["epoch_s"] / r["epoch_s"]
     for old in (previous or {}).get("results", []):
         name = Case(**old["case"]).name
         if name in by_name:
@@ -250,7 +277,7 @@ def run_suite(
         raise EgoDGLError("--repeats, --threads and --batches must be positive integers")
     if suite not in SUITES:
         raise EgoDGLError(f"unknown benchmark suite {suite!r}; use one of {', '.join(SUITES)}")
-    cases = [Case(c.dataset, c.backend, c.mode, batches or c.batches) for c in SUITES[suite]]
+    cases = [Case(c.dataset, c.backend, c.mode, batches or c.batches, c.model) for c in SUITES[suite]]
     skipped = {c.name: why for c in cases if (why := runnable(c, device)) is not None}
     cases = [c for c in cases if c.name not in skipped]
     for dataset in dict.fromkeys(c.dataset for c in cases):
@@ -277,10 +304,12 @@ def report_table(report: dict[str, Any]):
     from rich.table import Table
 
     m = report["machine"]
+    cpu_id = m.get("cpu_id") or {}
+    cpu = m["cpu"] + (f" (family {cpu_id['cpu family']} model {cpu_id['model']})" if "model" in cpu_id else "")
     first = report["results"][0]
     table = Table(
-        title=escape(f"bench {report['suite']}: K={first['layers_mm']} L={first['layers_id']} batch {first['batch_size']}; "
-        f"{m['cpu']}, {m['threads']} threads, {m['device_name']}, torch {m['torch']}, dgl {m['dgl']}")
+        title=escape(f"bench {report['suite']}: EgoGCN K={first['layers_mm']} L={first['layers_id']}, batch {first['batch_size']}; "
+        f"{cpu}, {m['threads']} threads, {m['device_name']}, torch {m['torch']}, dgl {m['dgl']}")
     )
     table.add_column("case", no_wrap=True)
     for col in ("edges", "sample", "fwd", "bwd", "optim", "epoch s", "step s", "eval s", "peak MB"):

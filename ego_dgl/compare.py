@@ -26,7 +26,7 @@ import math
 import re
 import shlex
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from ego_dgl.evaluate import protocol_label
 from ego_dgl.model.config import ModelConfig
 from ego_dgl.model.registry import MODELS, config_fields, model_names, resolve_model
 from ego_dgl.runs import DEFAULT_RESULTS, slug, write_atomic, write_csv
-from ego_dgl.sweeps import SHARED_OPTIONS, CellProgress, check_sweep_options, parse_values, run_cells, save_png
+from ego_dgl.sweeps import SHARED_OPTIONS, CellProgress, check_sweep_options, finished_rows, parse_values, run_cells, save_png
 from ego_dgl.train.defaults import SELECT_METRIC, TrainConfig, flag, ignored_options, option_types, profile_for, resolve_options
 
 SET_BY_COMPARE = ("dataset", "out", "model", "seed")  # never per model: compare sets them
@@ -189,6 +189,7 @@ class Plan:
     seeds: list[int]
     grid: dict[str, list[Any]]
     tuned: dict[str, list[str]]  # entry label -> the grid keys it tunes
+    untrained: list[str] = field(default_factory=list)  # --finished-only: entries with no finished cell
 
     def grid_cells(self, entry: Entry) -> list[ModelCell]:
         """The entry's tuning cells on the first seed (none when it tunes nothing)."""
@@ -250,18 +251,20 @@ def summarize_entries(entries: list[Entry], finals: dict[str, list[ModelCell]], 
             values = np.array([float(r[f"test/{m}"]) for r in members])
             row[f"{m}_mean"] = float(values.mean())
             row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        row[f"valid/{SELECT_METRIC}_mean"] = float(np.mean([float(r[f"valid/{SELECT_METRIC}"]) for r in members]))
         out.append(row)
     return out
 
 
 def best_pair(summary: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(best EgoGCN variant, best baseline) by mean test recall@10; popularity is the floor
+    """(best EgoGCN variant, best baseline) by mean VALIDATION recall@10, so that picking
+    the pair out of many models does not flatter the test figures; popularity is the floor
     and counts as the baseline only when no other baseline is listed. None without both."""
     variants = [e for e in summary if e["role"] == EGOGCN]
     baselines = [e for e in summary if e["role"] == "baseline"] or [e for e in summary if e["role"] == "floor"]
     if not variants or not baselines:
         return None
-    best = lambda group: max(group, key=lambda e: e[f"{SELECT_METRIC}_mean"])  # noqa: E731
+    best = lambda group: max(group, key=lambda e: e[f"valid/{SELECT_METRIC}_mean"])  # noqa: E731
     return best(variants), best(baselines)
 
 
@@ -285,11 +288,14 @@ def paired_p(a: list[float], b: list[float]) -> tuple[float | None, float | None
 
 def paired_rows(variant: str, baseline: str, finals: dict[str, list[ModelCell]], rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """paired.csv: per metric, the two means, the relative improvement in % and the
-    p-values across the shared seeds ('n/a' where undefined)."""
+    p-values across the seeds both have ('n/a' where undefined)."""
+    shared = sorted({c.seed for c in finals[variant]} & {c.seed for c in finals[baseline]})
+    by_seed = lambda label: {c.seed: rows[c.key] for c in finals[label]}  # noqa: E731
+    ours, theirs = by_seed(variant), by_seed(baseline)
     out = []
     for m in TABLE_METRICS:
-        a = [float(rows[c.key][f"test/{m}"]) for c in finals[variant]]
-        b = [float(rows[c.key][f"test/{m}"]) for c in finals[baseline]]
+        a = [float(ours[k][f"test/{m}"]) for k in shared]
+        b = [float(theirs[k][f"test/{m}"]) for k in shared]
         t, w = paired_p(a, b)
         mean_a, mean_b = float(np.mean(a)), float(np.mean(b))
         out.append({"metric": m, "variant": variant, "baseline": baseline, "variant_mean": mean_a, "baseline_mean": mean_b,
@@ -313,13 +319,17 @@ def caption(plan: Plan, summary: list[dict[str, Any]], paired: list[dict[str, An
     patience = shared.get("patience", TrainConfig.patience)
     lines = [f"Test figures at the best validation epoch (validation recall@10, patience {patience}), mean ± standard deviation "
              f"(ddof 1) over seeds {seeds}; {protocol_label(shared.get('protocol', 'full'))}."]
+    short = [e["name"] for e in summary if e["seeds"] < len(plan.seeds)]
+    if short or plan.untrained:
+        lines.append(f"Cells finished so far only (--finished-only): {', '.join(short) or 'no model'} with fewer seeds than asked "
+                     f"(the seeds column); not trained yet: {', '.join(plan.untrained) or 'none'}.")
     if paired:
         variant, baseline = paired[0]["variant"], paired[0]["baseline"]
         floor_only = not any(e["role"] == "baseline" for e in summary)
-        lines.append(f"%improv.: the best EgoGCN variant ({variant}) over the best baseline ({baseline}), both chosen by mean test "
-                     "recall@10; pop (popularity) is the floor, shown but not counted as a baseline"
+        lines.append(f"%improv.: the best EgoGCN variant ({variant}) over the best baseline ({baseline}), both chosen by mean "
+                     "validation recall@10; pop (popularity) is the floor, shown but not counted as a baseline"
                      + (" unless it is the only one, as here." if floor_only else "."))
-        lines.append(f"p: two-sided paired t-test across the {len(plan.seeds)} seeds both models share (scipy.stats.ttest_rel), the main "
+        lines.append(f"p: two-sided paired t-test across the {paired[0]['seeds']} seeds both models share (scipy.stats.ttest_rel), the main "
                      "test; the Wilcoxon signed-rank test (scipy.stats.wilcoxon, exact) for reference: with n seeds its smallest "
                      "two-sided p is 2/2^n. n/a: fewer than 2 seeds, or no difference to test.")
     else:
@@ -408,32 +418,36 @@ def compare_folder(out: str | Path | None, dataset: str, name: str | None) -> Pa
 def launch_compare(opts: dict[str, Any], progress: bool = True) -> Comparison:
     """Plan and check, load the dataset once, train the tuning grids (first seed), choose
     by validation, train every seed, then write the summary, the paired tests, the table
-    and the plot."""
+    and the plot. With opts["finished_only"], train nothing: tabulate the cells finished
+    so far (a long study in progress), each model over the seeds it has."""
     from ego_dgl.data import load_dataset
     from ego_dgl.train.trainer import resolve_device
 
     plan = plan_compare(opts)
     shared, jobs = plan.shared, opts.get("jobs", 1)
-    resolve_device(shared.get("device", "auto"))
-    ds = load_dataset(shared["dataset"], progress=progress)
     folder = compare_folder(opts.get("out"), opts.get("dataset") or "ml100k", opts.get("name"))
-    check_sweep_options(folder, {"kind": "compare", **shared}, "compare.json")
     grids = {e.label: plan.grid_cells(e) for e in plan.entries}
-    total = sum(map(len, grids.values())) + len(plan.entries) * len(plan.seeds)
-    tuning: list[dict[str, Any]] = []
-    with CellProgress("compare", total, progress) as display:
-        rows = run_cells(ds, [c for cells in grids.values() for c in cells], shared, folder, display, display.cell_display, jobs)
-        choices = {}
-        for entry in plan.entries:
-            cells = grids[entry.label]
-            chosen = choose(cells, rows) if cells else None
-            choices[entry.label] = chosen.tuned if chosen else ()
-            tuning += tuning_rows(cells, rows, chosen) if chosen else []
-        finals = {e.label: plan.final_cells(e, choices[e.label]) for e in plan.entries}
-        rows = run_cells(ds, [c for cells in finals.values() for c in cells], shared, folder, display, display.cell_display, jobs)
+    if opts.get("finished_only"):
+        if not (folder / "compare.json").exists():
+            raise ConfigError(f"--finished-only: {folder} holds no comparison yet; run it without --finished-only first")
+        check_sweep_options(folder, {"kind": "compare", **shared}, "compare.json")
+        rows = finished_rows(folder)
+        tuning, finals = choose_finals(plan, grids, rows, finished_only=True)
+    else:
+        resolve_device(shared.get("device", "auto"))
+        ds = load_dataset(shared["dataset"], progress=progress)
+        check_sweep_options(folder, {"kind": "compare", **shared}, "compare.json")
+        total = sum(map(len, grids.values())) + len(plan.entries) * len(plan.seeds)
+        with CellProgress("compare", total, progress) as display:
+            train = lambda cells: run_cells(ds, cells, shared, folder, display, display.cell_display, jobs)  # noqa: E731
+            rows = train([c for cells in grids.values() for c in cells])
+            tuning, finals = choose_finals(plan, grids, rows)
+            rows = train([c for cells in finals.values() for c in cells])
     if tuning:
         write_csv(folder / "tuning.csv", tuning)
-    summary = summarize_entries(plan.entries, finals, rows)
+    summary = summarize_entries([e for e in plan.entries if finals[e.label]], finals, rows)
+    if not summary:
+        raise ConfigError(f"--finished-only: no cell of these models has finished in {folder} yet")
     write_csv(folder / "summary.csv", summary)
     pair = best_pair(summary)
     paired = paired_rows(pair[0]["name"], pair[1]["name"], finals, rows) if pair else []
@@ -443,3 +457,26 @@ def launch_compare(opts: dict[str, Any], progress: bool = True) -> Comparison:
     write_atomic(folder / "table.md", table.encode())
     plot_bars(summary, folder / "compare.png", f"{shared['dataset']}: test at the best validation epoch, {protocol_label(shared.get('protocol', 'full'))}")
     return Comparison(folder, summary, paired, table)
+
+
+def choose_finals(
+    plan: Plan, grids: dict[str, list[ModelCell]], rows: dict[str, dict[str, Any]], finished_only: bool = False
+) -> tuple[list[dict[str, Any]], dict[str, list[ModelCell]]]:
+    """tuning.csv's rows and each entry's cells over the seeds, with the grid values chosen
+    on validation; `finished_only` keeps only cells in `rows` (and notes entries without any
+    in plan.untrained)."""
+    tuning: list[dict[str, Any]] = []
+    finals: dict[str, list[ModelCell]] = {}
+    for entry in plan.entries:
+        cells = [c for c in grids[entry.label] if c.key in rows]
+        chosen = choose(cells, rows) if cells and (finished_only or len(cells) == len(grids[entry.label])) else None
+        tuning += tuning_rows(cells, rows, chosen) if chosen else []
+        if grids[entry.label] and chosen is None and finished_only:
+            finals[entry.label] = []
+        else:
+            finals[entry.label] = plan.final_cells(entry, chosen.tuned if chosen else ())
+        if finished_only:
+            finals[entry.label] = [c for c in finals[entry.label] if c.key in rows]
+            if not finals[entry.label]:
+                plan.untrained.append(entry.label)
+    return tuning, finals

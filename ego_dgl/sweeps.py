@@ -15,7 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -208,18 +208,42 @@ def train_missing(
         for cell in todo:
             record(cell, run_cell(ds, cell, shared, folder, display))
         return rows
+    train_parallel(shared["dataset"], todo, shared, folder, display, jobs, record)
+    return rows
+
+
+def train_parallel(
+    dataset: str, todo: list[StudyCell], shared: dict[str, Any], folder: Path, display: str, jobs: int,
+    record: Callable[[StudyCell, dict[str, Any]], None],
+) -> None:
+    """Train `todo` in `jobs` worker processes, handing a worker its next cell only when it
+    is free (nothing waits in the pool's queue), so that after Ctrl-C no new cell starts;
+    the workers are stopped at once and their cells resume from last.pt on the next run."""
     context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
     pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=context, initializer=_start_worker,
-                               initargs=(shared["dataset"], worker_threads(jobs)))
+                               initargs=(dataset, worker_threads(jobs)))
+    queue = iter(todo)
+    running: dict[Future, StudyCell] = {}
+
+    def hand_out() -> None:
+        cell = next(queue, None)
+        if cell is not None:
+            running[pool.submit(_worker_cell, cell, shared, folder, display)] = cell
+
     try:
-        pending = {pool.submit(_worker_cell, cell, shared, folder, display): cell for cell in todo}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for _ in range(min(jobs, len(todo))):
+            hand_out()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                record(pending.pop(future), future.result())
+                record(running.pop(future), future.result())
+                hand_out()
+    except KeyboardInterrupt:
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return rows
 
 
 def summarize(cells: list[Cell], rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

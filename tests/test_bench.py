@@ -2,6 +2,7 @@
 and the command writes a report that the next run compares against."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -43,6 +44,16 @@ def test_ratios_within_a_run_and_against_the_previous_record():
     before = {"results": [_result("d", "dgl", "hard", 6.0), _result("other", "dgl", "hard", 1.0)]}
     assert ratios(now, before) == {"torch_over_dgl/d/hard": 2.5, "previous_over_now/d/dgl/hard": 3.0}
     assert ratios(now, None) == {"torch_over_dgl/d/hard": 2.5}
+    baseline = {"case": {**_result("d", "auto", "", 0)["case"], "model": "ngcf"}, "epoch_s": 3.0}
+    assert ratios([_result("d", "auto", "hard", 2.0), baseline], None) == {"ngcf_over_egogcn-hard/d": 1.5}
+
+
+def test_a_baseline_case_is_timed_through_the_same_trainer():
+    r = measure(Case("synthetic-tiny", "auto", "", model="ngcf"), repeats=1)
+    assert r["model"] == "ngcf" and r["layers"] == 3 and r["layers_mm"] is None
+    assert r["epoch_s"] > r["t_forward"] > 0 and r["t_backward"] > 0
+    assert Case("ml100k", "auto", "", model="ngcf").name == "ml100k/ngcf"
+    assert {c.model for c in SUITES["models"]} >= {"egogcn", "lightgcn", "grcn", "mmgcn", "disengcn"}
 
 
 def test_bench_command_writes_the_report_and_compares_with_the_last(tmp_path):
@@ -52,6 +63,8 @@ def test_bench_command_writes_the_report_and_compares_with_the_last(tmp_path):
     assert first.exit_code == 0, first.output
     report = json.loads((tmp_path / "synthetic-tiny.json").read_text())
     assert report["machine"]["threads"] == 1 and report["machine"]["torch"]
+    if Path("/proc/cpuinfo").exists():  # the CPU told apart beyond its vague VM name
+        assert report["machine"]["cpu_id"]["cpu family"] and "model" in report["machine"]["cpu_id"]
     assert {Case(**r["case"]).name for r in report["results"]} == {
         f"synthetic-tiny/{b}/{m}" for b in ("dgl", "torch") for m in ("hard", "soft")
     }

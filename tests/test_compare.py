@@ -45,9 +45,9 @@ def test_table_against_numpy_and_scipy_and_a_rerun_trains_nothing(tmp_path):
             values = [by_seed[s][metric] for s in range(3)]
             assert float(summary[name][f"{metric}_mean"]) == pytest.approx(np.mean(values), abs=1e-12)
             assert float(summary[name][f"{metric}_std"]) == pytest.approx(np.std(values, ddof=1), abs=1e-12)
-    # the best EgoGCN variant and the best baseline by mean test recall@10; pop never the baseline here
-    mean_r10 = {name: np.mean([by_seed[s]["recall@10"] for s in range(3)]) for name, by_seed in test.items()}
-    variant = max(("egogcn-hard", "gm"), key=mean_r10.get)
+    # the best EgoGCN variant and the best baseline by mean VALIDATION recall@10; pop never the baseline here
+    valid_r10 = {m: np.mean([float(c["valid/recall@10"]) for c in cells if c["name"] == m]) for m in test}
+    variant = max(("egogcn-hard", "gm"), key=valid_r10.get)
     paired = {r["metric"]: r for r in rows(folder / "paired.csv")}
     assert {r["variant"] for r in paired.values()} == {variant} and {r["baseline"] for r in paired.values()} == {"lightgcn"}
     for metric in TABLE_METRICS:
@@ -69,6 +69,30 @@ def test_table_against_numpy_and_scipy_and_a_rerun_trains_nothing(tmp_path):
     assert again.exit_code == 0, again.output
     assert {p: p.stat().st_mtime_ns for p in folder.glob("cells/*/metrics.json")} == stamps
     assert {s["name"]: s for s in rows(folder / "summary.csv")} == summary
+    # --finished-only trains nothing: with two of lightgcn's cells and all of gm's gone
+    # from cells.csv, it tabulates each model over the seeds it has, pairs over shared seeds
+    kept = [c for c in cells if not (c["name"] == "lightgcn" and c["seed"] != "1") and c["name"] != "gm"]
+    with open(folder / "cells.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(cells[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    partial = run(*args, "--finished-only")
+    assert partial.exit_code == 0, partial.output
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("cells/*/metrics.json")} == stamps
+    seeds = {s["name"]: int(s["seeds"]) for s in rows(folder / "summary.csv")}
+    assert seeds == {"pop": 3, "lightgcn": 1, "egogcn-hard": 3}
+    lone = rows(folder / "paired.csv")
+    assert {(r["variant"], r["baseline"], r["seeds"], r["p_ttest"]) for r in lone} == {("egogcn-hard", "lightgcn", "1", "n/a")}
+    assert float(lone[0]["variant_mean"]) == test["egogcn-hard"][1][lone[0]["metric"]]
+    table = (folder / "table.md").read_text()
+    assert "lightgcn with fewer seeds than asked" in table and "not trained yet: gm" in table
+    assert "--finished-only" not in table.splitlines()[2]  # the command shown trains the whole study
+
+
+def test_finished_only_needs_a_comparison(tmp_path):
+    result = CliRunner().invoke(main, ["compare", "--dataset", "synthetic-tiny", "--models", "pop", "--finished-only", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "holds no comparison yet" in result.output
+    assert not (tmp_path / "compare").exists()
 
 
 def test_one_seed_prints_na_and_pop_is_the_baseline_only_when_alone(tmp_path):
@@ -151,3 +175,30 @@ def test_bad_names_and_options_are_one_line_and_train_nothing(tmp_path, extra, f
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
     assert not (tmp_path / "compare").exists()
+
+
+def test_ctrl_c_with_jobs_2_starts_no_new_cell_and_stops_the_workers(tmp_path):
+    """SIGINT to the compare process alone: the two running cells stop at once (no
+    metrics, a checkpoint to resume from), the other two never start, exit code 2."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-c", "from cli import main; main()", "compare", "--dataset", "synthetic-tiny",
+           "--models", "lightgcn,gm,na,pop", "--seeds", "1", "--jobs", "2", "--epochs", "100000", "--patience", "100000",
+           "--device", "cpu", "--out", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
+    cells = tmp_path / "compare" / "synthetic-tiny" / "cells"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(cells.glob("*/last.pt"))) < 2:
+        time.sleep(0.2)
+    assert len(list(cells.glob("*/last.pt"))) == 2, proc.communicate(timeout=60)[0].decode()
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 2, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert sorted(p.name for p in cells.iterdir()) == ["gm-s0", "lightgcn-s0"]
+    assert not list(cells.glob("*/metrics.json")) and not (cells.parent / "cells.csv").exists()

@@ -33,23 +33,31 @@ def sage_node(conv, aggregator: str, own: torch.Tensor, others: list[torch.Tenso
     return conv.fc_self.weight @ own + conv.fc_self.bias + conv.fc_neigh.weight @ h_n
 
 
-def sage_layer(conv, aggregator, own, other, own_nb) -> torch.Tensor:
-    """h(k)_v = normalise(ReLU(SAGEConv(h(k-1)_v, {h(k-1)_j : j in N(v)}))), node by node."""
+def sage_layer(conv, aggregator, own, other, own_nb, linear: bool = False) -> torch.Tensor:
+    """h(k)_v = normalise(ReLU(SAGEConv(h(k-1)_v, {h(k-1)_j : j in N(v)}))), node by node;
+    `linear`: SAGEConv's output as it is (the last layer with output=linear)."""
     rows = []
     for v in range(own.shape[0]):
-        h = torch.relu(sage_node(conv, aggregator, own[v], [other[j] for j in own_nb[v]]))
-        rows.append(h / h.norm() if h.norm() > 0 else h)
+        h = sage_node(conv, aggregator, own[v], [other[j] for j in own_nb[v]])
+        if not linear:
+            h = torch.relu(h)
+            h = h / h.norm() if h.norm() > 0 else h
+        rows.append(h)
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize(("aggregator", "layers"), [("mean", 0), ("mean", 1), ("mean", 3), ("gcn", 2), ("pool", 2)])
-def test_graphsage_matches_the_reference(tiny, aggregator, layers):
-    model = float64_model(tiny, "graphsage", layers=layers, aggregator=aggregator)
+@pytest.mark.parametrize(("aggregator", "layers", "output"),
+                         [("mean", 0, "linear"), ("mean", 1, "linear"), ("mean", 3, "linear"), ("mean", 2, "paper"),
+                          ("gcn", 2, "linear"), ("pool", 2, "paper")])
+def test_graphsage_matches_the_reference(tiny, aggregator, layers, output):
+    model = float64_model(tiny, "graphsage", layers=layers, aggregator=aggregator, output=output)
     users, items = early_fusion_reference(model, tiny)
     of_user, of_item = neighbours(tiny)
-    for conv in model.convs:
+    for k, conv in enumerate(model.convs):
         to_items, to_users = conv.mods["clicks"], conv.mods["clicked_by"]
-        users, items = sage_layer(to_users, aggregator, users, items, of_user), sage_layer(to_items, aggregator, items, users, of_item)
+        linear = output == "linear" and k == layers - 1
+        users, items = (sage_layer(to_users, aggregator, users, items, of_user, linear),
+                        sage_layer(to_items, aggregator, items, users, of_item, linear))
     tables = model.final_tables()
     assert tables.users.shape == (tiny.num_users, model.cfg.dim)
     assert torch.allclose(tables.users, users, atol=1e-6) and torch.allclose(tables.items, items, atol=1e-6)
@@ -62,9 +70,11 @@ def test_each_edge_type_has_its_own_layer(tiny):
         assert conv.mods["clicks"].fc_self.weight.data_ptr() != conv.mods["clicked_by"].fc_self.weight.data_ptr()
 
 
-def test_bad_aggregator_is_refused():
+def test_bad_aggregator_or_output_is_refused():
     with pytest.raises(ConfigError, match="aggregator='lstm' is not one of"):
         resolve_options({"dataset": "synthetic-tiny", "model": "graphsage", "aggregator": "lstm"})
+    with pytest.raises(ConfigError, match="output='tanh' is not one of: linear, paper"):
+        resolve_options({"dataset": "synthetic-tiny", "model": "graphsage", "output": "tanh"})
 
 
 def test_a_device_dgl_cannot_run_on_is_refused(tiny, monkeypatch):

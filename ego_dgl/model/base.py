@@ -8,7 +8,9 @@ calculate_loss / predict / full_sort_predict):
   products of their rows (`score`);
 - `input_tables()`: the representations before propagation (for the embedding plots);
 - `sampled_loss(users, pos, neg, reg, batch)`: `loss` over sampled DGL blocks
-  (`train --sampler neighbor`), for models with `supports_sampling` (EgoGCN).
+  (`train --sampler neighbor`), for models with `supports_sampling` (EgoGCN);
+- `layerwise_tables(chunk_size)`: `final_tables` computed layer by layer over chunks of
+  nodes (`--eval-chunk`), for the models whose `check_layerwise` passes (EgoGCN).
 
 A model is built as `Model(ds, cfg)` from its dataset and its config dataclass
 (`ego_dgl.model.registry`). The default `loss` is BPR on the propagated tables plus
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ego_dgl.errors import ConfigError
 from ego_dgl.model.loss import bpr, regulariser
 
 if TYPE_CHECKING:
@@ -104,3 +107,12 @@ class Recommender(nn.Module):
     def final_tables(self) -> Tables:
         """The propagated tables for full ranking, without autograd."""
         return self.propagate()
+
+    def check_layerwise(self) -> None:
+        """Raise ConfigError unless `layerwise_tables` runs for this model."""
+        raise ConfigError("--eval-chunk (layer-wise inference) is built for EgoGCN and its variants only; drop it with this model")
+
+    def layerwise_tables(self, chunk_size: int) -> Tables:
+        """`final_tables` computed one layer at a time over chunks of `chunk_size` nodes."""
+        self.check_layerwise()
+        raise NotImplementedError

@@ -82,12 +82,14 @@ def block_relations(block: dgl.DGLGraph, backend: str, device: torch.device) -> 
     """The item->user and user->item relations of one block (local node indices) on
     `device`, for the backend's primitives: the same layer code as the full graph runs
     over them."""
-    out = []
-    for etype in (CLICKED_BY, CLICKS):
-        src, dst = block.edges(etype=etype, order="eid")
-        stype, _, dtype = etype
-        out.append(build_relation(backend, src.to(device), dst.to(device), block.num_src_nodes(stype), block.num_dst_nodes(dtype), etype))
-    return out[0], out[1]
+    return block_relation(block, CLICKED_BY, backend, device), block_relation(block, CLICKS, backend, device)
+
+
+def block_relation(block: dgl.DGLGraph, etype: tuple[str, str, str], backend: str, device: torch.device) -> Relation:
+    """The relation of one edge type of a block (local node indices, block edge order) on `device`."""
+    src, dst = block.edges(etype=etype, order="eid")
+    stype, _, dtype = etype
+    return build_relation(backend, src.to(device), dst.to(device), block.num_src_nodes(stype), block.num_dst_nodes(dtype), etype)
 
 
 def input_ids(block: dgl.DGLGraph, ntype: str, device: torch.device) -> Tensor:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -13,14 +15,14 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLWarning
 from ego_dgl.graphs import CLICKED_BY, CLICKS, ITEM, USER, lightgcn_weights, structure_graph
 from ego_dgl.model.allocator import keep_freed_memory
-from ego_dgl.model import dgl_udf
+from ego_dgl.model import dgl_udf, inference
 from ego_dgl.model.backends import Relation, interaction_edges, primitives, resolve_backend
 from ego_dgl.model.base import Recommender, Tables, inner
 from ego_dgl.model.blocks import SampledBatch, block_relations, edge_ids, input_ids, sampled_share
 from ego_dgl.model.config import ModelConfig
 from ego_dgl.model.ego_fusion import DIRECTIONS, Attention, EgoLayer, shared_logits
 from ego_dgl.model.features import ItemFeatures, UserPreferences
-from ego_dgl.model.id_branch import IdTable, lightgcn, soft_pruning_weights
+from ego_dgl.model.id_branch import IdTable, lightgcn, pruning_weights, soft_pruning_weights
 from ego_dgl.model.loss import bpr, regulariser
 from ego_dgl.model.node_alignment import NodeAlignment
 from ego_dgl.model.routing import route, routing_layers
@@ -50,6 +52,7 @@ class EgoGCN(Recommender):
         self.to_users, self.to_items = interaction_edges(g)
         users, items = self.to_items.src, self.to_items.dst
         self._udf_graph = g  # moved to the model's device on first use (dgl-udf)
+        self._structure = g  # stays on the CPU: layer-wise inference builds its chunks' blocks from it
         if self.use_mm:
             M = len(self.modalities)
             self.item_features = ItemFeatures(ds, cfg.dim, cfg.word_dim)
@@ -127,7 +130,7 @@ class EgoGCN(Recommender):
             users0, items0 = self.inputs()
             users, items, att = self._multimodal(to_users, to_items, users0, items0)
             if att is not None:
-                stats = self._fused_stats(att)
+                stats = self._fused_stats(fused_shares(att))
             if self.soft_pruning:
                 weights = soft_pruning_weights(*self._affinities(to_users, to_items, users0, items0, att))
             user_parts.append(users.flatten(1))
@@ -165,12 +168,12 @@ class EgoGCN(Recommender):
         logits = shared_logits(to_items, users0, items0)
         return to_users.softmax(logits), to_items.softmax(logits)
 
-    def _fused_stats(self, att: tuple[Attention, Attention]) -> dict[str, Tensor]:
-        """Hard mode: the fraction of edges carrying the fused message, per modality and direction."""
+    def _fused_stats(self, shares: Sequence[Tensor | None]) -> dict[str, Tensor]:
+        """Hard mode: the fraction of edges carrying the fused message [M] of each direction
+        (DIRECTIONS order; None where nothing fuses by design), per modality and direction."""
         stats = {}
-        for direction, a in zip(DIRECTIONS, att):
-            if a.fused is not None:
-                share = a.fused.detach().mean(0)
+        for direction, share in zip(DIRECTIONS, shares):
+            if share is not None:
                 stats.update({f"fused/{m}/{direction}": share[k] for k, m in enumerate(self.modalities)})
         return stats
 
@@ -233,7 +236,7 @@ class EgoGCN(Recommender):
             users0, items0 = self.inputs()
             users0, items0 = users0[input_ids(outer, USER, self.device)], items0[input_ids(outer, ITEM, self.device)]
             users, items, att = self._multimodal_blocks(blocks[first_mm:], rels[first_mm:], users0, items0)
-            stats = self._fused_stats(att)
+            stats = self._fused_stats(fused_shares(att))
             if self.soft_pruning:
                 weights = [self._block_affinities(b, rel, users0, items0) for b, rel in zip(blocks[first_id:], rels[first_id:])]
             user_parts.append(users.flatten(1))
@@ -287,3 +290,61 @@ class EgoGCN(Recommender):
             users, items = to_users.aggregate(items, w_users), to_items.aggregate(users, w_items)
             out_u, out_i = out_u + users[:n_users], out_i + items[:n_items]
         return out_u, out_i
+
+    def check_layerwise(self) -> None:
+        """Node alignment has no layer-wise form (it aligns over the whole graph)."""
+        if self.use_mm and self.cfg.fusion == "na":
+            raise ConfigError("--eval-chunk does not support --fusion na (node alignment runs over the whole graph); drop --eval-chunk")
+
+    @torch.no_grad()
+    def layerwise_tables(self, chunk_size: int) -> Tables:
+        """`final_tables` layer by layer over chunks of `chunk_size` destination nodes
+        (inference.py): the same tables and stats, one layer's tables held at a time."""
+        self.check_layerwise()
+        run = partial(inference.layer, self._structure, chunk_size, primitives(self.backend), self.device)
+        user_parts, item_parts, stats = [], [], {}
+        weights = {CLICKED_BY: self.id_norm, CLICKS: self.id_norm} if self.use_id else {}
+        if self.use_mm:
+            x, stats, pruning = self._first_layer_chunks(run, dict(zip((USER, ITEM), self.inputs())))
+            weights = pruning or weights
+            for _ in range(self.cfg.layers_mm - 1):
+                x = run(x, lambda chunk, src, dst: route(chunk.rel, src, dst))
+            user_parts.append(x[USER].flatten(1))
+            item_parts.append(x[ITEM].flatten(1))
+        if self.use_id:
+            x = total = dict(zip((USER, ITEM), self.ids()))
+            for _ in range(self.cfg.layers_id):
+                x = run(x, lambda chunk, src, dst: chunk.rel.aggregate(src, weights[chunk.etype][chunk.edges]))
+                total = {ntype: total[ntype] + x[ntype] for ntype in total}
+            user_parts.insert(0, total[USER])
+            item_parts.insert(0, total[ITEM])
+        return Tables(torch.cat(user_parts, 1), torch.cat(item_parts, 1), stats)
+
+    def _first_layer_chunks(self, run: Callable, inputs: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor], dict | None]:
+        """Layer 0 in chunks: its output tables, the fused shares (hard mode) and, with soft
+        pruning, the ID weights of every edge per edge type (None without)."""
+        fused: dict[tuple, Tensor] = {}
+        pruning = {etype: torch.empty_like(self.id_norm) for etype in (CLICKED_BY, CLICKS)} if self.soft_pruning else None
+
+        def step(chunk: inference.Chunk, src: Tensor, dst: Tensor) -> Tensor:
+            att = self.layer0.direction(chunk.rel, src, dst, SIDES[chunk.ntype])
+            if att.fused is not None:
+                fused[chunk.etype] = fused.get(chunk.etype, 0) + att.fused.sum(0)
+            if pruning is not None:
+                affinity = att.affinity if att.affinity is not None else chunk.rel.softmax(chunk.rel.edge_dot(src, dst))
+                pruning[chunk.etype][chunk.edges] = pruning_weights(affinity)
+            return att.out
+
+        out = run(inputs, step)
+        edges = self.to_users.num_edges
+        shares = [fused[etype] / edges if etype in fused else None for etype in (CLICKED_BY, CLICKS)]
+        return out, self._fused_stats(shares), pruning
+
+
+SIDES = {USER: "to_users", ITEM: "to_items"}  # layer 0's name for the direction into each node type
+
+
+def fused_shares(att: tuple[Attention, Attention]) -> list[Tensor | None]:
+    """Per direction, the fraction of edges carrying the fused message [M] (None where
+    layer 0 does not fuse)."""
+    return [None if a.fused is None else a.fused.detach().mean(0) for a in att]

@@ -11,6 +11,13 @@ user u (items alike, with their own weights: one SAGEConv per edge type):
 final z_u = h(K)_u (the last layer's output), score <z_u, z_i>; BPR with the regulariser
 on the batch's raw ID rows. With K = 0 the inputs are the output.
 
+[impl] `output` (default `linear`): the last layer is left linear and unnormalised, so
+scores are unbounded inner products as BPR needs; `paper` applies ReLU and L2
+normalisation after the last layer too (Algorithm 1 as written), which bounds every score
+to [0, 1] and, measured on ml100k (seed 0, lr 1e-3, 20 epochs), kept validation R@10
+at 0.09 (below popularity, 0.13) against 0.20 for `linear`; normalising the linear last
+layer (the authors' TensorFlow code) gave 0.12. Earlier layers follow the paper.
+
 Aggregators (`aggregator`, SAGEConv's): mean (default; h_N = the neighbours' mean), gcn
 (W_neigh (h_u + sum of h_i) / (|N(u)| + 1), with no W_self), pool (max over the neighbours
 of ReLU(W_pool h_i + b_pool)). The paper's LSTM aggregator is not offered: it needs a
@@ -43,6 +50,7 @@ from ego_dgl.model.features import normalize
 from ego_dgl.model.hetero_conv import HeteroConvRecommender
 
 AGGREGATORS = ("mean", "gcn", "pool")
+OUTPUTS = ("linear", "paper")
 
 
 @dataclass
@@ -51,16 +59,20 @@ class GraphSAGEConfig(BaselineConfig):
 
     name: ClassVar[str] = "graphsage"
     aggregator: str = "mean"  # mean | gcn | pool
+    output: str = "linear"  # linear (last layer unnormalised) | paper (ReLU + L2 after it too)
 
     def validate(self) -> "GraphSAGEConfig":
         super().validate()
         if self.aggregator not in AGGREGATORS:
             raise ConfigError(f"--param aggregator={self.aggregator!r} is not one of: {', '.join(AGGREGATORS)}")
+        if self.output not in OUTPUTS:
+            raise ConfigError(f"--param output={self.output!r} is not one of: {', '.join(OUTPUTS)}")
         return self
 
 
 class GraphSAGE(HeteroConvRecommender):
-    """K SAGEConv layers per edge type; ReLU then L2 normalisation after each."""
+    """K SAGEConv layers per edge type; ReLU then L2 normalisation after each (but the
+    last, with output=linear)."""
 
     def __init__(self, ds: Dataset, cfg: GraphSAGEConfig):
         convs = [
@@ -68,6 +80,9 @@ class GraphSAGE(HeteroConvRecommender):
             for _ in range(cfg.layers)
         ]
         super().__init__(ds, cfg, convs)
+        self.linear_output = cfg.output == "linear"
 
     def after_layer(self, k: int, h: Tensor) -> Tensor:
+        if self.linear_output and k == len(self.convs) - 1:
+            return h
         return normalize(F.relu(h))

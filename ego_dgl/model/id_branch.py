@@ -18,9 +18,14 @@ from ego_dgl.model.backends import Relation
 from ego_dgl.model.features import normalize, xavier_table
 
 
+def pruning_weights(affinity: Tensor) -> Tensor:
+    """Per-edge ID weights [E] of one direction: the modality mean of Eq. 1's [E, M]."""
+    return affinity.mean(-1)
+
+
 def soft_pruning_weights(affinity_to_users: Tensor, affinity_to_items: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-edge ID weights [E] for each direction: the modality mean of Eq. 1's [E, M]."""
-    return affinity_to_users.mean(-1), affinity_to_items.mean(-1)
+    """Per-edge ID weights [E] for each direction (`pruning_weights`)."""
+    return pruning_weights(affinity_to_users), pruning_weights(affinity_to_items)
 
 
 def lightgcn(to_users: Relation, to_items: Relation, users: Tensor, items: Tensor, w_to_users: Tensor, w_to_items: Tensor, layers: int) -> tuple[Tensor, Tensor]:

@@ -39,6 +39,7 @@ class TrainConfig:
     fanouts: str = ""  # neighbor: per-layer in-edges sampled, e.g. "10,10"; -1 takes all [default: 10]
     procs: int = 1  # data-parallel processes (DDP), each with its shard of every epoch
     dist: str = ""  # DistDGL partition config (OUT/<name>.json): train on the partitioned graph's servers
+    eval_chunk: int = 0  # evaluation: nodes per chunk of exact layer-wise inference; 0 propagates the whole graph at once
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the first bad option."""
@@ -55,6 +56,7 @@ class TrainConfig:
             raise ConfigError(f"--device {self.device!r} is not one of: auto, cpu, cuda (or cuda:N)")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"--sampler {self.sampler!r} is not one of: {', '.join(SAMPLERS)}")
+        check_eval_chunk(self.eval_chunk)
         if self.fanouts and self.sampler != "neighbor":
             raise ConfigError("--fanouts applies to --sampler neighbor; add it or drop --fanouts")
         if self.dist and self.sampler != "neighbor":
@@ -65,6 +67,12 @@ class TrainConfig:
         if 10 not in self.ks:
             raise ConfigError("the cut-offs must include 10: early stopping watches recall@10")
         return self
+
+
+def check_eval_chunk(value: int) -> None:
+    """Refuse a negative --eval-chunk (0 means the whole graph at once)."""
+    if value < 0:
+        raise ConfigError(f"--eval-chunk must be a positive number of nodes per chunk (0: the whole graph at once), got {value}")
 
 
 # The paper's hyper-parameters (SPEC.md); synthetic presets get small, fast values.

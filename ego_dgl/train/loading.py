@@ -15,7 +15,7 @@ from ego_dgl.model.base import Recommender
 from ego_dgl.model.registry import build_model, config_type
 from ego_dgl.runs import BEST, check_run_dir
 from ego_dgl.train.checkpoint import load_checkpoint, load_model_state
-from ego_dgl.train.defaults import TrainConfig
+from ego_dgl.train.defaults import TrainConfig, check_eval_chunk
 from ego_dgl.train.records import load_run_config
 from ego_dgl.train.trainer import evaluate_model, resolve_device
 
@@ -69,9 +69,15 @@ def load_run(run_dir: str | Path, device: str = "auto", progress: bool = False) 
 
 
 def evaluate_run(
-    run: LoadedRun, splits: tuple[str, ...] = ("valid", "test"), protocol: str | None = None, ks: tuple[int, ...] | None = None
+    run: LoadedRun, splits: tuple[str, ...] = ("valid", "test"), protocol: str | None = None, ks: tuple[int, ...] | None = None,
+    eval_chunk: int | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Metrics of a run's best checkpoint, by default with the options it was trained with."""
-    cfg = replace(run.train_cfg, protocol=protocol or run.train_cfg.protocol, ks=tuple(ks) if ks else run.train_cfg.ks)
+    """Metrics of a run's best checkpoint, by default with the options it was trained with
+    (`eval_chunk`: nodes per chunk of layer-wise inference, 0 the whole graph)."""
+    cfg = replace(
+        run.train_cfg, protocol=protocol or run.train_cfg.protocol, ks=tuple(ks) if ks else run.train_cfg.ks,
+        eval_chunk=run.train_cfg.eval_chunk if eval_chunk is None else eval_chunk,
+    )
     check_eval_options(cfg.ks, cfg.protocol)
+    check_eval_chunk(cfg.eval_chunk)
     return evaluate_model(run.model, run.ds, splits, cfg)

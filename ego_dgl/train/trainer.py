@@ -130,10 +130,11 @@ def train_step(
 def evaluate_model(
     model: Recommender, ds: Dataset, splits: tuple[str, ...], cfg: TrainConfig, chunk_size: int | None = None
 ) -> dict[str, dict[str, float]]:
-    """Full-ranking metrics of the model's current parameters on each split."""
+    """Full-ranking metrics of the model's current parameters on each split; the tables
+    come layer by layer in chunks of `cfg.eval_chunk` nodes when it is set."""
     was_training = model.training
     model.eval()
-    tables = model.final_tables()
+    tables = model.layerwise_tables(cfg.eval_chunk) if cfg.eval_chunk else model.final_tables()
     out = {s: evaluate(tables.users, tables.items, ds, s, cfg.ks, cfg.protocol, chunk_size) for s in splits}
     model.train(was_training)
     return out
@@ -157,6 +158,8 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, train_cfg.lr)
         self.sampler = NegativeSampler(ds)
         self.blocks = block_sampler(self.model, ds, self.cfg, dist)
+        if self.cfg.eval_chunk:
+            self.model.check_layerwise()  # before the first epoch, not at its evaluation
         self.batch_loss = objective(self.model, place)
         self.rng = np.random.default_rng(train_cfg.seed)
         self.state = TrainState()
