@@ -26,7 +26,7 @@ import math
 import re
 import shlex
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +189,6 @@ class Plan:
     seeds: list[int]
     grid: dict[str, list[Any]]
     tuned: dict[str, list[str]]  # entry label -> the grid keys it tunes
-    untrained: list[str] = field(default_factory=list)  # --finished-only: entries with no finished cell
 
     def grid_cells(self, entry: Entry) -> list[ModelCell]:
         """The entry's tuning cells on the first seed (none when it tunes nothing)."""
@@ -320,9 +319,10 @@ def caption(plan: Plan, summary: list[dict[str, Any]], paired: list[dict[str, An
     lines = [f"Test figures at the best validation epoch (validation recall@10, patience {patience}), mean ± standard deviation "
              f"(ddof 1) over seeds {seeds}; {protocol_label(shared.get('protocol', 'full'))}."]
     short = [e["name"] for e in summary if e["seeds"] < len(plan.seeds)]
-    if short or plan.untrained:
+    untrained = [e.label for e in plan.entries if e.label not in {s["name"] for s in summary}]
+    if short or untrained:
         lines.append(f"Cells finished so far only (--finished-only): {', '.join(short) or 'no model'} with fewer seeds than asked "
-                     f"(the seeds column); not trained yet: {', '.join(plan.untrained) or 'none'}.")
+                     f"(the seeds column); not trained yet: {', '.join(untrained) or 'none'}.")
     if paired:
         variant, baseline = paired[0]["variant"], paired[0]["baseline"]
         floor_only = not any(e["role"] == "baseline" for e in summary)
@@ -463,20 +463,16 @@ def choose_finals(
     plan: Plan, grids: dict[str, list[ModelCell]], rows: dict[str, dict[str, Any]], finished_only: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, list[ModelCell]]]:
     """tuning.csv's rows and each entry's cells over the seeds, with the grid values chosen
-    on validation; `finished_only` keeps only cells in `rows` (and notes entries without any
-    in plan.untrained)."""
+    on validation; `finished_only` keeps only cells in `rows` (an entry whose grid has no
+    finished cell keeps none)."""
     tuning: list[dict[str, Any]] = []
     finals: dict[str, list[ModelCell]] = {}
     for entry in plan.entries:
-        cells = [c for c in grids[entry.label] if c.key in rows]
-        chosen = choose(cells, rows) if cells and (finished_only or len(cells) == len(grids[entry.label])) else None
+        grid = grids[entry.label]
+        cells = [c for c in grid if c.key in rows]
+        chosen = choose(cells, rows) if cells and (finished_only or len(cells) == len(grid)) else None
         tuning += tuning_rows(cells, rows, chosen) if chosen else []
-        if grids[entry.label] and chosen is None and finished_only:
-            finals[entry.label] = []
-        else:
-            finals[entry.label] = plan.final_cells(entry, chosen.tuned if chosen else ())
+        finals[entry.label] = [] if grid and chosen is None else plan.final_cells(entry, chosen.tuned if chosen else ())
         if finished_only:
             finals[entry.label] = [c for c in finals[entry.label] if c.key in rows]
-            if not finals[entry.label]:
-                plan.untrained.append(entry.label)
     return tuning, finals
