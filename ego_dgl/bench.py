@@ -69,6 +69,14 @@ SUITES: dict[str, list[Case]] = {
 }
 
 
+def project(seconds: dict[str, float], timed: int, total: int, sampling: float) -> dict[str, float]:
+    """Whole-epoch phase seconds from the first `timed` of `total` batches: each phase
+    scaled by total / timed; the epoch's sampling (done once, for all batches) added as is."""
+    phases = {k: v * total / timed for k, v in seconds.items()}
+    phases["t_sample"] = phases.get("t_sample", 0.0) + sampling
+    return phases
+
+
 def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     """Time `case` in this process: per-epoch phase seconds, evaluation seconds, peak memory."""
     from ego_dgl.data import load_dataset
@@ -99,10 +107,7 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
         sampling = clock.seconds.pop("t_sample")
         for batch in timed:
             train_step(model, optimizer, batch, train_cfg.reg, clock)
-        scale = len(batches) / len(timed)
-        phases = {k: v * scale for k, v in clock.seconds.items()}
-        phases["t_sample"] = phases.get("t_sample", 0.0) + sampling
-        epochs.append(phases)
+        epochs.append(project(clock.seconds, len(timed), len(batches), sampling))
 
     evals = []
     for _ in range(repeats):

@@ -16,7 +16,6 @@ and SDDMM. Patterns are built once per channel count and cached.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,8 +25,6 @@ from torch import Tensor
 # torch flags its CSR layout as beta on every construction; the kernels used here are
 # covered by the dense-reference tests, so the notice would only be noise to users.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-
-EdgeKernel = Callable[[Tensor, Tensor], Tensor]  # (x_src [Ns, C, D], x_dst [Nd, C, D]) -> [E, C]
 
 
 @dataclass(frozen=True)
@@ -117,14 +114,14 @@ class _Aggregate(torch.autograd.Function):
 
 
 class _EdgeDot(torch.autograd.Function):
-    """a[e, c] = <x_src[j, c], x_dst[v, c]> for every edge e = (j -> v); `kernel` computes
-    the forward values (the SDDMM here, or DGL's apply_edges), the backward is SpMM."""
+    """a[e, c] = <x_src[j, c], x_dst[v, c]> for every edge e = (j -> v): SDDMM forward,
+    SpMM backward."""
 
     @staticmethod
-    def forward(ctx, x_src: Tensor, x_dst: Tensor, rel: SparseRelation, kernel: EdgeKernel) -> Tensor:
+    def forward(ctx, x_src: Tensor, x_dst: Tensor, rel: SparseRelation) -> Tensor:
         ctx.save_for_backward(x_src, x_dst)
         ctx.rel = rel
-        return kernel(x_src, x_dst)
+        return rel.edge_dot(x_src, x_dst)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -133,7 +130,7 @@ class _EdgeDot(torch.autograd.Function):
         grad = grad.contiguous()
         grad_src = rel.spmm(grad, x_dst, transposed=True) if ctx.needs_input_grad[0] else None
         grad_dst = rel.spmm(grad, x_src) if ctx.needs_input_grad[1] else None
-        return grad_src, grad_dst, None, None
+        return grad_src, grad_dst, None
 
 
 def aggregate(rel: SparseRelation, x: Tensor, weights: Tensor) -> Tensor:
@@ -141,7 +138,6 @@ def aggregate(rel: SparseRelation, x: Tensor, weights: Tensor) -> Tensor:
     return _Aggregate.apply(weights.contiguous(), x.contiguous(), rel)
 
 
-def edge_dot(rel: SparseRelation, x_src: Tensor, x_dst: Tensor, kernel: EdgeKernel | None = None) -> Tensor:
-    """Per-edge dot products with channels: x_src [N_src, C, D], x_dst [N_dst, C, D] -> [E, C];
-    `kernel` replaces the forward SDDMM (same values, e.g. DGL's u_dot_v)."""
-    return _EdgeDot.apply(x_src.contiguous(), x_dst.contiguous(), rel, kernel or rel.edge_dot)
+def edge_dot(rel: SparseRelation, x_src: Tensor, x_dst: Tensor) -> Tensor:
+    """Per-edge dot products with channels: x_src [N_src, C, D], x_dst [N_dst, C, D] -> [E, C]."""
+    return _EdgeDot.apply(x_src.contiguous(), x_dst.contiguous(), rel)
