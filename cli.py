@@ -316,8 +316,8 @@ def plot_embeddings_command(runs, users, seed, split, out, overwrite, device) ->
 
 @main.command("bench")
 @click.option("--suite", "suites", multiple=True, default=("ml100k",), show_default=True,
-              help="ml100k, models (every baseline beside EgoGCN-hard on ml100k), synthetic-tiktok, scaling (synthetic at 1x-8x "
-                   "the ml100k edges) or synthetic-tiny; repeatable")
+              help="ml100k, models (every baseline beside EgoGCN-hard on ml100k), synthetic-tiktok, scaling (full-graph against "
+                   "neighbour-sampled training on synthetic data at 1x-64x the ml100k edges) or synthetic-tiny; repeatable")
 @click.option("--repeats", type=int, default=3, show_default=True, help="repetitions per figure (the median is reported)")
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads per case")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
@@ -335,6 +335,8 @@ def bench_command(suites, repeats, threads, device, batches, out) -> None:
             console.print(f"{key}: {value:.2f}x", highlight=False)
         for name, why in report["skipped"].items():
             console.print(f"skipped {escape(name)}: {escape(why)}", highlight=False, soft_wrap=True)
+        for name, why in report["failed"].items():
+            console.print(f"failed {escape(name)}: {escape(why)}", highlight=False, soft_wrap=True)
         console.print(f"written: {escape(str(report_path(out, suite, device)))}", highlight=False, soft_wrap=True)
 
 

@@ -12,11 +12,12 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,17 +41,23 @@ class Case:
     mode: str
     batches: int | None = None  # time this many batches and project the epoch; None = all
     model: str = "egogcn"
+    sampler: str = "full"  # or neighbor: EgoGCN over DGL blocks sampled around each batch
+    fanouts: str | None = None  # --fanouts of the neighbor sampler (None: its default)
 
     @property
     def name(self) -> str:
-        if self.model == "egogcn":
-            return f"{self.dataset}/{self.backend}/{self.mode}"
-        return f"{self.dataset}/{self.model}"
+        if self.model != "egogcn":
+            return f"{self.dataset}/{self.model}"
+        sampled = "" if self.sampler == "full" else f"/{self.sampler}-{self.fanouts or 'default'}"
+        return f"{self.dataset}/{self.backend}/{self.mode}{sampled}"
 
     def options(self, device: str) -> dict[str, Any]:
         """The training options the case resolves (`train.resolve_options`)."""
         given = {"dataset": self.dataset, "model": self.model, "device": device}
-        return {**given, "mode": self.mode, "backend": self.backend} if self.model == "egogcn" else given
+        if self.model != "egogcn":
+            return given
+        sampling = {"sampler": self.sampler} | ({"fanouts": self.fanouts} if self.fanouts else {})
+        return {**given, "mode": self.mode, "backend": self.backend, **sampling}
 
 
 def _grid(dataset: str, batches: int | None) -> list[Case]:
@@ -64,7 +71,9 @@ SUITES: dict[str, list[Case]] = {
     "ml100k": _grid("ml100k", None) + [Case("ml100k", "dgl-udf", "hard")],
     "models": [Case("ml100k", "auto", "hard")] + [Case("ml100k", "auto", "", model=m) for m in BASELINES],
     "synthetic-tiktok": _grid("synthetic-tiktok", 12),
-    "scaling": [Case(f"synthetic-x{s}", "dgl", "hard", 12) for s in (1, 2, 4, 8)],
+    # full-graph against neighbour-sampled training as the graph grows (1x-64x ml100k's edges)
+    "scaling": [Case(f"synthetic-x{s}", "auto", "hard", 3, sampler=sampler, fanouts=fanouts)
+                for s in (1, 2, 4, 8, 16, 32, 64) for sampler, fanouts in (("full", None), ("neighbor", "10"))],
     "synthetic-tiny": _grid("synthetic-tiny", None),
 }
 
@@ -84,7 +93,8 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     from ego_dgl.model.registry import build_model
     from ego_dgl.train.sampler import NegativeSampler
     from ego_dgl.train.trainer import (
-        PhaseClock, evaluate_model, make_optimizer, resolve_device, sample_epoch, seed_everything, train_step,
+        PhaseClock, block_sampler, evaluate_model, make_optimizer, resolve_device, sample_epoch, seed_everything,
+        train_step,
     )
 
     ds = load_dataset(case.dataset, progress=False)
@@ -95,8 +105,10 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     optimizer = make_optimizer(model, train_cfg.lr)
     sampler = NegativeSampler(ds)
     rng = np.random.default_rng(0)
+    blocks = block_sampler(model, ds, train_cfg)
     per_epoch = sampler.num_batches(train_cfg.batch_size)
-    train_step(model, optimizer, sample_epoch(sampler, rng, train_cfg.batch_size)[0], train_cfg.reg, PhaseClock(torch_device))
+    first = sample_epoch(sampler, rng, train_cfg.batch_size)[0]
+    train_step(model, optimizer, first, train_cfg.reg, PhaseClock(torch_device), blocks)
 
     epochs = []
     for _ in range(repeats):
@@ -106,7 +118,7 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
         timed = batches[: case.batches] if case.batches else batches
         sampling = clock.seconds.pop("t_sample")
         for batch in timed:
-            train_step(model, optimizer, batch, train_cfg.reg, clock)
+            train_step(model, optimizer, batch, train_cfg.reg, clock, blocks)
         epochs.append(project(clock.seconds, len(timed), len(batches), sampling))
 
     evals = []
@@ -179,6 +191,10 @@ def run_case(case: Case, repeats: int, threads: int, device: str) -> dict[str, A
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     args = [sys.executable, "-m", "ego_dgl.bench", json.dumps(asdict(case)), str(repeats), device]
     proc = subprocess.run(args, env=env, capture_output=True, text=True)
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name
+        hint = " (the kernel's out-of-memory killer sends it)" if name == "SIGKILL" else ""
+        raise EgoDGLError(f"benchmark case {case.name} was killed by {name}{hint}")
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise EgoDGLError(f"benchmark case {case.name} failed: {last}")
@@ -187,16 +203,21 @@ def run_case(case: Case, repeats: int, threads: int, device: str) -> dict[str, A
 
 def ratios(results: list[dict[str, Any]], previous: dict[str, Any] | None) -> dict[str, float]:
     """Within this run: the torch/dgl (and torch/dgl-udf) epoch-time ratio per dataset and
-    mode (above 1 = the DGL backend faster), and each baseline's epoch time over
-    EgoGCN-hard's; against the previous record of the suite: old/new epoch time per case."""
+    mode (above 1 = the DGL backend faster), each baseline's epoch time over EgoGCN-hard's,
+    and full-graph over neighbour-sampled epoch time (the sampler's speed-up); against the
+    previous record of the suite: old/new epoch time per case."""
     by_name = {Case(**r["case"]).name: r for r in results}
-    egogcn = {(c.dataset, c.mode): r for r in results if (c := Case(**r["case"])).model == "egogcn"}
+    full = {(c.dataset, c.mode): r for r in results if (c := Case(**r["case"])).model == "egogcn" and c.sampler == "full"}
     out = {}
     for name, r in by_name.items():
         case = Case(**r["case"])
         if case.model != "egogcn":
-            if (case.dataset, "hard") in egogcn:
-                out[f"{case.model}_over_egogcn-hard/{case.dataset}"] = r["epoch_s"] / egogcn[(case.dataset, "hard")]["epoch_s"]
+            if (case.dataset, "hard") in full:
+                out[f"{case.model}_over_egogcn-hard/{case.dataset}"] = r["epoch_s"] / full[(case.dataset, "hard")]["epoch_s"]
+            continue
+        if case.sampler != "full":
+            if whole := by_name.get(replace(case, sampler="full", fanouts=None).name):
+                out[f"full_over_{case.sampler}-{case.fanouts or 'default'}/{case.dataset}/{case.mode}"] = whole["epoch_s"] / r["epoch_s"]
             continue
         other = by_name.get(f"{case.dataset}/torch/{case.mode}")
         if case.backend != "torch" and other:
@@ -222,27 +243,33 @@ def step_seconds(result: dict[str, Any]) -> float:
 
 
 def plot_scaling(results: list[dict[str, Any]], path: Path) -> None:
-    """Seconds per training step and per full evaluation against training edges: EgoGCN
-    propagates the whole graph every step, so a step should cost linearly in the edges
-    (and an epoch, edges / batch steps, quadratically)."""
+    """Seconds per training step and peak memory against training edges, one line per
+    sampler: full-graph EgoGCN propagates the whole graph every step, so its step costs
+    linearly in the edges (an epoch, edges / batch steps, quadratically); a sampled step
+    costs what its blocks hold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted(results, key=lambda r: r["train_edges"])
-    edges = [r["train_edges"] for r in rows]
-    step = [step_seconds(r) for r in rows]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(edges, step, "o-", label="training step (fwd + bwd + Adam)")
-    ax.plot(edges, [r["eval_s"] for r in rows], "s-", label="full evaluation")
-    ax.plot(edges, [step[0] * e / edges[0] for e in edges], ":", color="gray", label="linear from the first point")
-    ax.set_xlabel("training edges")
-    ax.set_ylabel("seconds")
-    case = rows[0]["case"]
-    ax.set_title(f"cost against graph size (EgoGCN-{case['mode']}, {case['backend']})")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for sampler in dict.fromkeys(Case(**r["case"]).sampler for r in results):
+        rows = sorted((r for r in results if Case(**r["case"]).sampler == sampler), key=lambda r: r["train_edges"])
+        label = Case(**rows[0]["case"]).name.split("/", 1)[1]
+        edges = [r["train_edges"] for r in rows]
+        ax_time.plot(edges, [step_seconds(r) for r in rows], "o-", label=f"step, {label}")
+        ax_mem.plot(edges, [r["peak_rss_mb"] / 1024 for r in rows], "o-", label=label)
+    full = sorted((r for r in results if Case(**r["case"]).sampler == "full"), key=lambda r: r["train_edges"])
+    if full:
+        ax_time.plot([r["train_edges"] for r in full], [r["eval_s"] for r in full], "s:", label="full evaluation")
+    for ax, ylabel in ((ax_time, "seconds"), (ax_mem, "peak RSS, GiB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training edges")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("cost against graph size (EgoGCN-hard)")
     fig.tight_layout()
     write_png(path, fig)
     plt.close(fig)
@@ -282,21 +309,27 @@ def run_suite(
         raise EgoDGLError("--repeats, --threads and --batches must be positive integers")
     if suite not in SUITES:
         raise EgoDGLError(f"unknown benchmark suite {suite!r}; use one of {', '.join(SUITES)}")
-    cases = [Case(c.dataset, c.backend, c.mode, batches or c.batches, c.model) for c in SUITES[suite]]
+    cases = [replace(c, batches=batches or c.batches) for c in SUITES[suite]]
     skipped = {c.name: why for c in cases if (why := runnable(c, device)) is not None}
     cases = [c for c in cases if c.name not in skipped]
     for dataset in dict.fromkeys(c.dataset for c in cases):
         load_dataset(dataset, progress=progress)  # prepare once, before the timed children
     path = report_path(out, suite, device)
     previous = json.loads(path.read_text()) if path.exists() else None
-    results = []
+    results, failed = [], {}
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"bench {suite}", total=len(cases))
         for case in cases:
             bar.update(task, description=f"bench {case.name}")
-            results.append(run_case(case, repeats, threads, device))
+            try:
+                results.append(run_case(case, repeats, threads, device))
+            except EgoDGLError as err:  # e.g. out of memory: a result of its own, the other cases still run
+                failed[case.name] = str(err)
             bar.advance(task)
-    report = {"suite": suite, "machine": machine(threads, device), "results": results, "ratios": ratios(results, previous), "skipped": skipped}
+    if not results:
+        raise EgoDGLError(f"every case of suite {suite} failed; the first: {next(iter(failed.values()))}")
+    report = {"suite": suite, "machine": machine(threads, device), "results": results, "ratios": ratios(results, previous),
+              "skipped": skipped, "failed": failed}
     write_report(path, report)
     if suite == "scaling":
         plot_scaling(results, path.with_suffix(".png"))

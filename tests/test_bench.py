@@ -98,3 +98,41 @@ def test_reports_are_named_per_device_and_dgl_cases_skip_where_dgl_cannot_run(tm
 def test_ratios_compare_each_dgl_backend_with_torch():
     now = [_result("d", "dgl", "hard", 2.0), _result("d", "dgl-udf", "hard", 8.0), _result("d", "torch", "hard", 4.0)]
     assert ratios(now, None) == {"torch_over_dgl/d/hard": 2.0, "torch_over_dgl-udf/d/hard": 0.5}
+
+
+def test_a_neighbour_sampled_case_trains_on_blocks_and_is_set_against_full_graph():
+    case = Case("synthetic-tiny", "torch", "hard", batches=2, sampler="neighbor", fanouts="2")
+    assert case.name == "synthetic-tiny/torch/hard/neighbor-2"
+    assert case.options("cpu")["sampler"] == "neighbor" and case.options("cpu")["fanouts"] == "2"
+    r = measure(case, repeats=1)
+    assert r["case"]["sampler"] == "neighbor" and r["batches_timed"] == 2 and r["t_forward"] > 0
+    full, sampled = _result("d", "auto", "hard", 6.0), _result("d", "auto", "hard", 2.0)
+    sampled["case"] |= {"sampler": "neighbor", "fanouts": "10"}
+    # the sampled case is neither taken for the torch/dgl ratio nor for EgoGCN-hard's epoch
+    assert ratios([full, sampled, _result("d", "torch", "hard", 3.0)], None) == {
+        "full_over_neighbor-10/d/hard": 3.0, "torch_over_auto/d/hard": 0.5}
+    assert len({c.name for c in SUITES["scaling"]}) == len(SUITES["scaling"]) == 14
+
+
+def test_a_failed_case_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
+    import subprocess
+
+    import ego_dgl.bench as bench
+
+    measured, real_run = [], subprocess.run
+
+    def fake_run(args, **kw):
+        if args[1:3] != ["-m", "ego_dgl.bench"]:  # e.g. platform asking uname
+            return real_run(args, **kw)
+        case = Case(**json.loads(args[3]))
+        if case.backend == "dgl" and case.mode == "soft":
+            return subprocess.CompletedProcess(args, -9, "", "")
+        measured.append(case.name)
+        return subprocess.CompletedProcess(args, 0, json.dumps({**_result(case.dataset, case.backend, case.mode, 1.0), "case": json.loads(args[3])}), "")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    report = bench.run_suite("synthetic-tiny", repeats=1, threads=1, out=tmp_path, progress=False)
+    assert report["failed"] == {"synthetic-tiny/dgl/soft": "benchmark case synthetic-tiny/dgl/soft was killed by SIGKILL "
+                                "(the kernel's out-of-memory killer sends it)"}
+    assert len(report["results"]) == 3 and len(measured) == 3
+    assert json.loads((tmp_path / "synthetic-tiny.json").read_text())["failed"] == report["failed"]
