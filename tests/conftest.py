@@ -1,15 +1,29 @@
-"""Shared fixtures: a small dataset, hand-built layout folders, and a private datasets
-folder for the whole session."""
+"""Shared fixtures: a small dataset, hand-built layout folders, a private datasets
+folder for the whole session, and the helpers that run the CLI and read its CSVs."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner, Result
 
+from cli import main
 from ego_dgl.data import Dataset, load_dataset
+
+
+def run(*args) -> Result:
+    """`egodgl ARGS...` in-process; an unexpected exception fails the test with its traceback."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    """A CSV file's rows as dicts."""
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,6 +52,20 @@ def datasets_root(request: pytest.FixtureRequest, session_datasets_root: Path, m
 def tiny() -> Dataset:
     """synthetic-tiny: 60 users, 80 items, 900 interactions, 3 modalities."""
     return load_dataset("synthetic-tiny")
+
+
+# The EgoGCN variants that sampled training and layer-wise inference support, as model
+# options: each equals the whole-graph model in both tests (the eps values make hard fuse).
+SAMPLED_VARIANTS = [
+    dict(fusion="ego", mode="hard", eps=0.2),
+    dict(fusion="ego", mode="hard", eps=1.0, threshold="relative"),
+    dict(fusion="ego", mode="soft"),
+    dict(fusion="gm"),
+    dict(fusion="ego", mode="hard", eps=0.2, id_weights="soft-pruning", layers_id=3),
+    dict(fusion="ego", mode="soft", id_weights="soft-pruning"),
+    dict(branches="id", layers_id=3),
+    dict(branches="mm", layers_mm=3),
+]
 
 
 # A hand-built dataset: 4 users, 5 items, written below with plain numpy / text in the

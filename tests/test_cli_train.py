@@ -6,16 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from cli import main
+from conftest import run
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def only_run(out: Path) -> Path:

@@ -12,21 +12,13 @@ from click.testing import CliRunner
 from scipy import stats
 
 from cli import main
+from conftest import run, rows
 from ego_dgl.compare import Entry, ModelCell, choose, parse_entry, tuned_keys
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TABLE_METRICS = ("precision@10", "recall@10", "ndcg@10", "precision@20", "recall@20", "ndcg@20")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def rows(path):
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
 
 
 def test_table_against_numpy_and_scipy_and_a_rerun_trains_nothing(tmp_path):

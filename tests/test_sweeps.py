@@ -1,14 +1,12 @@
 """`egodgl sweep-layers` and `sweep-eps` on synthetic-tiny: the grid, mean and std over
 seeds, CSV and PNG, skipping finished cells, and resuming an interrupted cell."""
 
-import csv
 import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cli import main
+from conftest import run, rows
 from ego_dgl.data import load_dataset
 from ego_dgl.sweeps import eps_cells, run_sweep
 from ego_dgl.train import resolve_options, train
@@ -17,15 +15,6 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def rows(path):
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
 
 
 def test_sweep_layers_grid_summary_plot_and_rerun(tmp_path):
