@@ -255,16 +255,17 @@ def plot_scaling(results: list[dict[str, Any]], path: Path) -> None:
     fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(10, 3.8))
     for sampler in dict.fromkeys(Case(**r["case"]).sampler for r in results):
         rows = sorted((r for r in results if Case(**r["case"]).sampler == sampler), key=lambda r: r["train_edges"])
-        label = Case(**rows[0]["case"]).name.split("/", 1)[1]
+        case = Case(**rows[0]["case"])
+        label = "full graph" if sampler == "full" else f"{sampler} sampling, fanouts {case.fanouts or 'default'}"
         edges = [r["train_edges"] for r in rows]
         ax_time.plot(edges, [step_seconds(r) for r in rows], "o-", label=f"step, {label}")
         ax_mem.plot(edges, [r["peak_rss_mb"] / 1024 for r in rows], "o-", label=label)
     full = sorted((r for r in results if Case(**r["case"]).sampler == "full"), key=lambda r: r["train_edges"])
     if full:
         ax_time.plot([r["train_edges"] for r in full], [r["eval_s"] for r in full], "s:", label="full evaluation")
-    for ax, ylabel in ((ax_time, "seconds"), (ax_mem, "peak RSS, GiB")):
+    ax_time.set_yscale("log")
+    for ax, ylabel in ((ax_time, "seconds"), (ax_mem, "peak RSS of the process, GiB")):
         ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.set_xlabel("training edges")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
