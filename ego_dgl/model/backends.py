@@ -53,36 +53,6 @@ class Relation(Protocol):
     def aggregate(self, src: Tensor, weights: Tensor) -> Tensor: ...
 
 
-def edge_dot_sparse(rel: SparseRelation, src: Tensor, dst: Tensor) -> Tensor:
-    """The per-edge dot products of both backends, by the CSR SDDMM."""
-    (src, dst), restore = _channels(src, dst)
-    return restore(sparse.edge_dot(rel, src, dst), edge=True)
-
-
-def aggregate_sparse(rel: SparseRelation, src: Tensor, weights: Tensor) -> Tensor:
-    """The weighted neighbour sum of both backends, by the CSR kernel."""
-    (x,), restore = _channels(src, like=weights)
-    return restore(sparse.aggregate(rel, x, weights.reshape(weights.shape[0], -1)))
-
-
-class DGLRelation:
-    """The primitives on a one-edge-type DGL graph (bipartite or homogeneous); `sparse`
-    holds the same edges for the weighted sum."""
-
-    def __init__(self, graph: dgl.DGLGraph, sparse_rel: SparseRelation):
-        self.graph, self.sparse = graph, sparse_rel
-        self.src, self.dst = sparse_rel.src, sparse_rel.dst
-
-    def edge_dot(self, src: Tensor, dst: Tensor) -> Tensor:
-        return edge_dot_sparse(self.sparse, src, dst)
-
-    def softmax(self, logits: Tensor) -> Tensor:
-        return edge_softmax(self.graph, logits.unsqueeze(-1)).squeeze(-1)
-
-    def aggregate(self, src: Tensor, weights: Tensor) -> Tensor:
-        return aggregate_sparse(self.sparse, src, weights)
-
-
 class TorchRelation:
     """The primitives with plain torch operations on edge-index tensors: the softmax by
     scatter, aggregation and per-edge dot products by the CSR kernels of `sparse`."""
@@ -92,13 +62,27 @@ class TorchRelation:
         self.src, self.dst, self.num_dst = sparse_rel.src, sparse_rel.dst, sparse_rel.num_dst
 
     def edge_dot(self, src: Tensor, dst: Tensor) -> Tensor:
-        return edge_dot_sparse(self.sparse, src, dst)
+        (src, dst), restore = _channels(src, dst)
+        return restore(sparse.edge_dot(self.sparse, src, dst), edge=True)
 
     def softmax(self, logits: Tensor) -> Tensor:
         return _ScatterSoftmax.apply(logits, self.dst, self.num_dst)
 
     def aggregate(self, src: Tensor, weights: Tensor) -> Tensor:
-        return aggregate_sparse(self.sparse, src, weights)
+        (x,), restore = _channels(src, like=weights)
+        return restore(sparse.aggregate(self.sparse, x, weights.reshape(weights.shape[0], -1)))
+
+
+class DGLRelation(TorchRelation):
+    """The torch primitives with DGL's edge_softmax on a one-edge-type DGL graph
+    (bipartite or homogeneous) holding the same edges."""
+
+    def __init__(self, graph: dgl.DGLGraph, sparse_rel: SparseRelation):
+        super().__init__(sparse_rel)
+        self.graph = graph
+
+    def softmax(self, logits: Tensor) -> Tensor:
+        return edge_softmax(self.graph, logits.unsqueeze(-1)).squeeze(-1)
 
 
 class _ScatterSoftmax(torch.autograd.Function):
