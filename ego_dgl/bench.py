@@ -258,11 +258,10 @@ def plot_scaling(results: list[dict[str, Any]], path: Path) -> None:
         case = Case(**rows[0]["case"])
         label = "full graph" if sampler == "full" else f"{sampler} sampling, fanouts {case.fanouts or 'default'}"
         edges = [r["train_edges"] for r in rows]
-        ax_time.plot(edges, [step_seconds(r) for r in rows], "o-", label=f"step, {label}")
-        ax_mem.plot(edges, [r["peak_rss_mb"] / 1024 for r in rows], "o-", label=label)
-    full = sorted((r for r in results if Case(**r["case"]).sampler == "full"), key=lambda r: r["train_edges"])
-    if full:
-        ax_time.plot([r["train_edges"] for r in full], [r["eval_s"] for r in full], "s:", label="full evaluation")
+        (line,) = ax_time.plot(edges, [step_seconds(r) for r in rows], "o-", label=f"step, {label}")
+        ax_mem.plot(edges, [r["peak_rss_mb"] / 1024 for r in rows], "o-", color=line.get_color(), label=label)
+        if sampler == "full":  # evaluation is the same exact pass whatever the training sampler
+            ax_time.plot(edges, [r["eval_s"] for r in rows], "s:", label="full evaluation")
     ax_time.set_yscale("log")
     for ax, ylabel in ((ax_time, "seconds"), (ax_mem, "peak RSS of the process, GiB")):
         ax.set_xscale("log")
