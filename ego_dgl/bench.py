@@ -43,13 +43,15 @@ class Case:
     model: str = "egogcn"
     sampler: str = "full"  # or neighbor: EgoGCN over DGL blocks sampled around each batch
     fanouts: str | None = None  # --fanouts of the neighbor sampler (None: its default)
+    compile: str = "off"  # --compile: the training step under torch.compile in this mode
 
     @property
     def name(self) -> str:
         if self.model != "egogcn":
             return f"{self.dataset}/{self.model}"
         sampled = "" if self.sampler == "full" else f"/{self.sampler}-{self.fanouts or 'default'}"
-        return f"{self.dataset}/{self.backend}/{self.mode}{sampled}"
+        compiled = "" if self.compile == "off" else f"/compile-{self.compile}"
+        return f"{self.dataset}/{self.backend}/{self.mode}{sampled}{compiled}"
 
     def options(self, device: str) -> dict[str, Any]:
         """The training options the case resolves (`train.resolve_options`)."""
@@ -57,7 +59,7 @@ class Case:
         if self.model != "egogcn":
             return given
         sampling = {"sampler": self.sampler} | ({"fanouts": self.fanouts} if self.fanouts else {})
-        return {**given, "mode": self.mode, "backend": self.backend, **sampling}
+        return {**given, "mode": self.mode, "backend": self.backend, "compile": self.compile, **sampling}
 
 
 def _grid(dataset: str, batches: int | None) -> list[Case]:
@@ -74,6 +76,8 @@ SUITES: dict[str, list[Case]] = {
     # full-graph against neighbour-sampled training as the graph grows (1x-64x ml100k's edges)
     "scaling": [Case(f"synthetic-x{s}", "auto", "hard", 3, sampler=sampler, fanouts=fanouts)
                 for s in (1, 2, 4, 8, 16, 32, 64) for sampler, fanouts in (("full", None), ("neighbor", "10"))],
+    # the eager training step against torch.compile's (CUDA graphs under reduce-overhead on CUDA)
+    "compile": [Case("ml100k", b, "hard", compile=c) for b in ("torch", "dgl") for c in ("off", "default", "reduce-overhead")],
     "synthetic-tiny": _grid("synthetic-tiny", None),
 }
 
@@ -91,6 +95,7 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     from ego_dgl.data import load_dataset
     from ego_dgl.train.defaults import resolve_options
     from ego_dgl.model.registry import build_model
+    from ego_dgl.train.parallel import Rank, objective
     from ego_dgl.train.sampler import NegativeSampler
     from ego_dgl.train.trainer import (
         PhaseClock, block_sampler, evaluate_model, make_optimizer, resolve_device, sample_epoch, seed_everything,
@@ -107,8 +112,10 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     rng = np.random.default_rng(0)
     blocks = block_sampler(model, ds, train_cfg)
     per_epoch = sampler.num_batches(train_cfg.batch_size)
-    first = sample_epoch(sampler, rng, train_cfg.batch_size)[0]
-    train_step(model, optimizer, first, train_cfg.reg, PhaseClock(torch_device), blocks)
+    step = objective(model, Rank(), train_cfg.compile)
+    warmup = sample_epoch(sampler, rng, train_cfg.batch_size)
+    for batch in (warmup[0], warmup[-1]):  # under --compile: both batch shapes compiled before timing
+        train_step(model, optimizer, batch, train_cfg.reg, PhaseClock(torch_device), blocks, step)
 
     epochs = []
     for _ in range(repeats):
@@ -118,7 +125,7 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
         timed = batches[: case.batches] if case.batches else batches
         sampling = clock.seconds.pop("t_sample")
         for batch in timed:
-            train_step(model, optimizer, batch, train_cfg.reg, clock, blocks)
+            train_step(model, optimizer, batch, train_cfg.reg, clock, blocks, step)
         epochs.append(project(clock.seconds, len(timed), len(batches), sampling))
 
     evals = []
@@ -204,7 +211,8 @@ def run_case(case: Case, repeats: int, threads: int, device: str) -> dict[str, A
 def ratios(results: list[dict[str, Any]], previous: dict[str, Any] | None) -> dict[str, float]:
     """Within this run: the torch/dgl (and torch/dgl-udf) epoch-time ratio per dataset and
     mode (above 1 = the DGL backend faster), each baseline's epoch time over EgoGCN-hard's,
-    and full-graph over neighbour-sampled epoch time (the sampler's speed-up); against the
+    full-graph over neighbour-sampled epoch time (the sampler's speed-up) and the eager
+    over the compiled step's (--compile's speed-up); against the
     previous record of the suite: old/new epoch time per case."""
     by_name = {Case(**r["case"]).name: r for r in results}
     full = {(c.dataset, c.mode): r for r in results if (c := Case(**r["case"])).model == "egogcn" and c.sampler == "full"}
@@ -214,6 +222,10 @@ def ratios(results: list[dict[str, Any]], previous: dict[str, Any] | None) -> di
         if case.model != "egogcn":
             if (case.dataset, "hard") in full:
                 out[f"{case.model}_over_egogcn-hard/{case.dataset}"] = r["epoch_s"] / full[(case.dataset, "hard")]["epoch_s"]
+            continue
+        if case.compile != "off":
+            if eager := by_name.get(replace(case, compile="off").name):
+                out[f"eager_over_compile-{case.compile}/{case.dataset}/{case.backend}/{case.mode}"] = eager["epoch_s"] / r["epoch_s"]
             continue
         if case.sampler != "full":
             if whole := by_name.get(replace(case, sampler="full", fanouts=None).name):

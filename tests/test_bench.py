@@ -114,6 +114,17 @@ def test_a_neighbour_sampled_case_trains_on_blocks_and_is_set_against_full_graph
     assert len({c.name for c in SUITES["scaling"]}) == len(SUITES["scaling"]) == 14
 
 
+def test_a_compiled_case_is_set_against_the_eager_step():
+    case = Case("ml100k", "torch", "hard", compile="reduce-overhead")
+    assert case.name == "ml100k/torch/hard/compile-reduce-overhead" and case.options("cuda")["compile"] == "reduce-overhead"
+    eager, compiled = _result("d", "dgl", "hard", 3.0), _result("d", "dgl", "hard", 2.0)
+    compiled["case"] |= {"compile": "default"}
+    # the compiled case is not taken for the torch/dgl ratio
+    assert ratios([eager, compiled, _result("d", "torch", "hard", 6.0)], None) == {
+        "eager_over_compile-default/d/dgl/hard": 1.5, "torch_over_dgl/d/hard": 2.0}
+    assert {c.name for c in SUITES["compile"]} >= {"ml100k/dgl/hard", "ml100k/dgl/hard/compile-default"}
+
+
 def test_a_failed_case_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
     import subprocess
 

@@ -19,6 +19,7 @@ DEFAULT_DATASET = "ml100k"
 MAX_SEED = 2**32 - 1  # numpy accepts seeds in 0..2**32-1; torch and DGL accept more
 SELECT_METRIC = "recall@10"
 SAMPLERS = ("full", "neighbor")
+COMPILE_MODES = ("off", "default", "reduce-overhead")
 DEFAULT_FANOUT = "10"
 
 
@@ -40,6 +41,7 @@ class TrainConfig:
     procs: int = 1  # data-parallel processes (DDP), each with its shard of every epoch
     dist: str = ""  # DistDGL partition config (OUT/<name>.json): train on the partitioned graph's servers
     eval_chunk: int = 0  # evaluation: nodes per chunk of exact layer-wise inference; 0 propagates the whole graph at once
+    compile: str = "off"  # torch.compile of the training step: off | default | reduce-overhead (CUDA graphs on CUDA)
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the first bad option."""
@@ -63,10 +65,20 @@ class TrainConfig:
             raise ConfigError("--dist samples blocks on the partitioned graph; use it with --sampler neighbor")
         if self.dist and self.procs > 1:
             raise ConfigError("--dist runs one process per trainer, started by the launcher (--trainers); drop --procs")
+        check_compile(self)
         self.ks = check_eval_options(self.ks, self.protocol)
         if 10 not in self.ks:
             raise ConfigError("the cut-offs must include 10: early stopping watches recall@10")
         return self
+
+
+def check_compile(cfg: TrainConfig) -> None:
+    """Refuse an unknown --compile mode, and --compile with the paths it is not built for:
+    sampled blocks change shape every batch, and DDP's hooks are untested under it."""
+    if cfg.compile not in COMPILE_MODES:
+        raise ConfigError(f"--compile {cfg.compile!r} is not one of: {', '.join(COMPILE_MODES)}")
+    if cfg.compile != "off" and (cfg.sampler != "full" or cfg.procs > 1):
+        raise ConfigError("--compile is built for full-graph training in one process; drop --compile, or --sampler/--procs")
 
 
 def check_eval_chunk(value: int) -> None:

@@ -23,7 +23,7 @@ from ego_dgl.train.records import RunResult, load_run_config
 from ego_dgl.train.trainer import rank_device, resolve_device, train
 
 # options that may change when a run is resumed: they do not alter what an epoch computes
-RESUME_OPTIONS = ("epochs", "patience", "device")
+RESUME_OPTIONS = ("epochs", "patience", "device", "compile")
 
 
 def dataset_source(dataset: str) -> dict[str, Any]:
@@ -117,11 +117,11 @@ def start_run(given: dict[str, Any], progress: bool = True) -> RunResult | None:
 
 def resume_run(run_dir: str | Path, given: dict[str, Any], progress: bool = True) -> RunResult | None:
     """Continue a run from its last checkpoint with its saved options; only the stopping
-    options and the device may be changed. None on a launcher's ranks other than 0."""
+    options, the device and --compile may be changed. None on a launcher's ranks other than 0."""
     extra = sorted(k for k in given if k not in RESUME_OPTIONS)
     if extra:
         name = extra[0].replace("_", "-")
-        raise ConfigError(f"--resume continues a run with its saved options; drop --{name} (only --epochs, --patience, --device may change)")
+        raise ConfigError(f"--resume continues a run with its saved options; drop --{name} (only --epochs, --patience, --device, --compile may change)")
     run_dir = check_run_dir(run_dir, LAST)
     config = load_run_config(run_dir)
     model_cfg, train_cfg = configs_of(config)

@@ -12,9 +12,11 @@ stopping agrees without messages); only rank 0 writes the run folder.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,14 +85,29 @@ class BatchLoss(nn.Module):
         return self.model.sampled_loss(users, pos, neg, reg, sampled)
 
 
-def objective(model: Recommender, place: Rank) -> nn.Module:
+def objective(model: Recommender, place: Rank, compile_mode: str = "off") -> nn.Module:
     """The batch objective of `model`: DDP-wrapped across the ranks when there are several
-    (DDP also copies rank 0's parameters to the others at the start)."""
+    (DDP also copies rank 0's parameters to the others at the start); under torch.compile
+    with `compile_mode` (`train --compile`, one process)."""
     loss = BatchLoss(model)
+    if compile_mode != "off" and model.trainable:
+        return compiled(loss, compile_mode)
     if place.world == 1 or not model.trainable:
         return loss
     device_ids = [model.device.index] if model.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(loss, device_ids=device_ids, find_unused_parameters=True)
+
+
+def compiled(loss: nn.Module, mode: str) -> nn.Module:
+    """`loss` under torch.compile: dynamo traces the forward and, through AOTAutograd, the
+    backward into inductor kernels; what it cannot trace (DGL's C kernels, data-dependent
+    shapes) runs eagerly between the compiled pieces. With "reduce-overhead" inductor
+    replays CUDA graphs of the pieces on CUDA (on the CPU it is "default"). The first step
+    compiles, and the shorter last batch of an epoch once more. The graph breaks at DGL's
+    kernels are expected, so dynamo's warnings about them are silenced in this process."""
+    torch._logging.set_logs(dynamo=logging.ERROR)
+    warnings.filterwarnings("ignore", message=r"Dynamo ", category=UserWarning)
+    return torch.compile(loss, mode=mode)
 
 
 def backend_for(device: torch.device) -> str:

@@ -117,7 +117,8 @@ def train_step(
     users, pos, neg = (torch.from_numpy(a).to(device) for a in (batch.users, batch.pos, batch.neg))
     sampled = None if blocks is None else blocks.sample(users, torch.cat([pos, neg]), device)
     clock.lap("t_sample")
-    loss, parts = (batch_loss or objective(model, Rank()))(users, pos, neg, reg, sampled)
+    batch_loss = objective(model, Rank()) if batch_loss is None else batch_loss
+    loss, parts = batch_loss(users, pos, neg, reg, sampled)
     clock.lap("t_forward")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -160,7 +161,7 @@ class Trainer:
         self.blocks = block_sampler(self.model, ds, self.cfg, dist)
         if self.cfg.eval_chunk:
             self.model.check_layerwise()  # before the first epoch, not at its evaluation
-        self.batch_loss = objective(self.model, place)
+        self.batch_loss = objective(self.model, place, self.cfg.compile)
         self.rng = np.random.default_rng(train_cfg.seed)
         self.state = TrainState()
 
@@ -326,6 +327,8 @@ def train_rank(
     with EpochProgress(display, trainer.max_epochs, trainer.state.epoch, batches, trainer.cfg.patience, tag) as bar:
         if trainer.model.backend_note:
             bar.note(f"note: {escape(trainer.model.backend_note)}")
+        if trainer.cfg.compile != "off":
+            bar.note(f"note: --compile {trainer.cfg.compile}: the first step compiles the training step (minutes on a CPU)")
         if trainer.cfg.protocol == "legacy":
             bar.note(f"[yellow]{protocol_label('legacy')}[/]")
         while not trainer.done():
