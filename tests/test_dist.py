@@ -142,6 +142,14 @@ def test_two_partitions_two_trainers_train_like_one_process(parts, tmp_path):
     assert single.exit_code == 0, single.output
     (single_dir,) = (tmp_path / "single" / "runs").iterdir()
     assert abs(best_valid_recall(run_dir) - best_valid_recall(single_dir)) <= TOLERANCE
+    # the launched run resumes from its last.pt with its own partitions (the servers'
+    # sampling is unseeded, so the third epoch is checked for being there, not for its values)
+    before = (run_dir / "history.csv").read_text().splitlines()
+    resumed = dist_launch(parts, "train", "--resume", str(run_dir), "--epochs", "3")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = (run_dir / "history.csv").read_text().splitlines()
+    assert after[:3] == before and len(after) == 4 and after[3].startswith("3,")
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs_run"] == 3
 
 
 def test_original_ids_name_the_datasets_nodes_and_edges(parts, tiny):
