@@ -3,20 +3,15 @@ eager step, and the paths it is not built for are refused in one line."""
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 import torch
 
 from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.train import resolve_options, train
-from conftest import run
-
-
-def history(run_dir) -> list[dict[str, float]]:
-    with open(run_dir / "history.csv") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+from ego_dgl.model.registry import build_model
+from ego_dgl.train.parallel import Rank, objective
+from conftest import rows, run
 
 
 def test_compiled_step_trains_the_eager_model(tmp_path):
@@ -30,7 +25,7 @@ def test_compiled_step_trains_the_eager_model(tmp_path):
         options = {"dataset": "synthetic-tiny", "device": "cpu", "backend": "torch", "epochs": 3, "batch_size": 1024, "compile": mode}
         _, model_cfg, train_cfg, _ = resolve_options(options)
         train(ds, model_cfg, train_cfg, tmp_path / mode, progress=False)
-        histories[mode] = history(tmp_path / mode)
+        histories[mode] = [{k: float(v) for k, v in row.items()} for row in rows(tmp_path / mode / "history.csv")]
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0, "the compiled run traced graphs"
     eager, compiled = histories["off"], histories["default"]
     assert len(eager) == len(compiled) == 3
@@ -52,6 +47,16 @@ def test_compiled_step_trains_the_eager_model(tmp_path):
 def test_compile_refuses_what_it_is_not_built_for(options, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         resolve_options({"dataset": "synthetic-tiny", **options})[2].validate()
+
+
+def test_compile_refuses_a_launchers_ranks():
+    """Under torchrun --procs stays 1, so the refusal of several processes sits where the
+    world size is known: the objective would otherwise skip DDP's gradient averaging."""
+    ds = load_dataset("synthetic-tiny")
+    _, model_cfg, _, _ = resolve_options({"dataset": "synthetic-tiny", "device": "cpu"})
+    model = build_model(ds, model_cfg)
+    with pytest.raises(ConfigError, match="--compile is built for training in one process, but this is rank 1 of 2"):
+        objective(model, Rank(1, 2), "default")
 
 
 def test_compile_on_the_command_line_is_one_line(tmp_path):

@@ -88,11 +88,16 @@ class BatchLoss(nn.Module):
 def objective(model: Recommender, place: Rank, compile_mode: str = "off") -> nn.Module:
     """The batch objective of `model`: DDP-wrapped across the ranks when there are several
     (DDP also copies rank 0's parameters to the others at the start); under torch.compile
-    with `compile_mode` (`train --compile`, one process)."""
+    with `compile_mode` (`train --compile`), which is built for one process only: a
+    launcher's ranks (torchrun, where --procs stays 1) are refused here."""
     loss = BatchLoss(model)
-    if compile_mode != "off" and model.trainable:
+    if not model.trainable:
+        return loss
+    if compile_mode != "off":
+        if place.world > 1:
+            raise ConfigError(f"--compile is built for training in one process, but this is rank {place.rank} of {place.world}; drop --compile")
         return compiled(loss, compile_mode)
-    if place.world == 1 or not model.trainable:
+    if place.world == 1:
         return loss
     device_ids = [model.device.index] if model.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(loss, device_ids=device_ids, find_unused_parameters=True)
