@@ -149,6 +149,7 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
         "layers": getattr(model_cfg, "layers", None),
         "batch_size": train_cfg.batch_size,
         "train_edges": len(sampler.pairs),
+        "data": ds.fingerprint(),  # which version of a generated dataset was timed
         "batches_per_epoch": per_epoch,
         "batches_timed": case.batches or per_epoch,
         "projected": bool(case.batches and case.batches < per_epoch),

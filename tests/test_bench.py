@@ -16,7 +16,7 @@ def whole_epoch():
     return measure(Case("synthetic-tiny", "torch", "hard"), repeats=2)
 
 
-def test_whole_epoch_figures_add_up(whole_epoch):
+def test_whole_epoch_figures_add_up(whole_epoch, tiny):
     r = whole_epoch
     assert r["batches_per_epoch"] == -(-r["train_edges"] // r["batch_size"])
     assert r["batches_timed"] == r["batches_per_epoch"] and not r["projected"]
@@ -25,6 +25,7 @@ def test_whole_epoch_figures_add_up(whole_epoch):
     assert r["epoch_s"] > r["t_forward"] and r["epoch_s"] > r["t_backward"]
     assert r["batches_per_s"] == pytest.approx(r["batches_per_epoch"] / r["epoch_s"])
     assert r["eval_s"] > 0 and 0 < r["eval_users"] <= 60
+    assert r["data"] == tiny.fingerprint()
     assert r["peak_rss_mb"] > 50 and r["peak_cuda_mb"] is None and r["backend"] == "torch"
 
 

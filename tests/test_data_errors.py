@@ -116,7 +116,7 @@ def test_in_memory_errors_name_the_part(tiny):
 
 
 def test_interrupted_prepare_leaves_nothing(monkeypatch, datasets_root):
-    monkeypatch.setitem(CACHED, "synthetic-tiktok", ("synthetic-tiktok/1", fail_with(RuntimeError("power cut"))))
+    monkeypatch.setitem(CACHED, "synthetic-tiktok", ("synthetic-tiktok/2", fail_with(RuntimeError("power cut"))))
     with pytest.raises(RuntimeError):
         prepare("synthetic-tiktok", progress=False)
     assert not [p for p in os.listdir(datasets_root) if "synthetic-tiktok" in p]

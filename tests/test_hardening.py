@@ -204,7 +204,7 @@ def test_datasets_root_that_is_a_file_fails_before_building(tmp_path, monkeypatc
 
     (tmp_path / "file").write_text("x")
     monkeypatch.setenv("EGODGL_DATASETS", str(tmp_path / "file"))
-    monkeypatch.setitem(registry.CACHED, "synthetic-tiktok", ("synthetic-tiktok/1", lambda s: pytest.fail("built first")))
+    monkeypatch.setitem(registry.CACHED, "synthetic-tiktok", ("synthetic-tiktok/2", lambda s: pytest.fail("built first")))
     one_error_line(run("data", "prepare", "synthetic-tiktok"), "EGODGL_DATASETS")
 
 

@@ -25,7 +25,7 @@ EXTERNAL = ("tiktok", "movielens")  # the paper's datasets, supplied by the user
 # name -> (recipe tag stored in meta.json, builder(steps, datasets root))
 CACHED: dict[str, tuple[str, Callable[[Steps, Path], Built]]] = {
     "ml100k": (ML100K_RECIPE, build_ml100k),
-    "synthetic-tiktok": ("synthetic-tiktok/1", lambda s, root: Built(_generate(s, "synthetic-tiktok"))),
+    "synthetic-tiktok": ("synthetic-tiktok/2", lambda s, root: Built(_generate(s, "synthetic-tiktok"))),
 }
 
 

@@ -1,7 +1,8 @@
 """Generated datasets with planted structure, so that multimodal models have something
 to find: users have latent tastes, items latent factors, every modality shows the item
-factors through its own random linear map plus noise, and users click items with
-probability rising with taste-factor affinity (plus an item popularity bias)."""
+factors through its own random linear map plus noise, items fall into genres by their
+factors, and users click items of their taste's genre with probability rising with
+taste-factor affinity (plus an item popularity bias)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ PRESETS = {
 }
 SCALED_DIMS = {"visual": 128, "acoustic": 64, "textual": 96}
 CHUNK = 1 << 20  # candidate (user, item) scores computed at a time
+GENRE_SIZE = 500  # items per genre on average, at any catalogue size
 
 
 def make_synthetic(
@@ -99,11 +101,25 @@ def _activity(num_users: int, num_items: int, total: int, rng: np.random.Generat
     return counts
 
 
-def _coprime_strides(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    strides = rng.integers(1, max(n, 2), size)
-    while (bad := np.gcd(strides, n) != 1).any():
-        strides[bad] = rng.integers(1, max(n, 2), int(bad.sum()))
-    return strides
+def _genre_windows(
+    tastes: np.ndarray, factors: np.ndarray, cands: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Items ordered by genre (randomly within one) and where each user's window of
+    candidates starts in that order. Genres are about num_items / GENRE_SIZE random
+    directions of the latent space; an item joins the one its factors point to most, a
+    user the one their taste does, and the window starts inside the user's genre so that
+    at least half of it lies there when the genre is big enough. Without genres the
+    candidates would be spread over the whole catalogue, and on a large one no model
+    could find a user's held-out items (at Tiktok's size even the generator's own
+    affinities reached test recall@10 0.0014)."""
+    num_genres = max(1, round(len(factors) / GENRE_SIZE))
+    directions = rng.standard_normal((num_genres, tastes.shape[1]))
+    item_genre = np.argmax(factors @ directions.T, axis=1)
+    user_genre = np.argmax(tastes @ directions.T, axis=1)
+    order = np.lexsort((rng.random(len(factors)), item_genre))
+    first = np.searchsorted(item_genre[order], np.arange(num_genres))
+    room = np.maximum(np.bincount(item_genre, minlength=num_genres)[user_genre] - cands // 2, 1)
+    return order, first[user_genre] + (rng.random(len(tastes)) * room).astype(np.int64)
 
 
 def _sample_clicks(
@@ -111,19 +127,17 @@ def _sample_clicks(
 ) -> np.ndarray:
     """Each user u clicks counts[u] distinct items, drawn without replacement with
     probability proportional to exp(affinity + popularity) (Gumbel top-k) among ~10x
-    as many distinct candidates (an arithmetic walk over a shuffled item list)."""
+    as many distinct candidates: a window of their genre (see _genre_windows)."""
     num_users, num_items = len(tastes), len(factors)
     cands = np.minimum(num_items, 10 * counts)
-    perm = rng.permutation(num_items)
-    offset = rng.integers(0, num_items, num_users)
-    stride = _coprime_strides(num_items, num_users, rng)
+    by_genre, offset = _genre_windows(tastes, factors, cands, rng)
     ends = np.cumsum(cands)
     out, lo = [], 0
     while lo < num_users:
         hi = max(lo + 1, int(np.searchsorted(ends, ends[lo - 1] + CHUNK if lo else CHUNK, side="right")))
         users = np.repeat(np.arange(lo, hi), cands[lo:hi])
         k = np.arange(len(users)) - np.repeat(np.cumsum(cands[lo:hi]) - cands[lo:hi], cands[lo:hi])
-        items = perm[(offset[users] + k * stride[users]) % num_items]
+        items = by_genre[(offset[users] + k) % num_items]
         key = np.einsum("ij,ij->i", tastes[users], factors[items]) + popularity[items] + rng.gumbel(size=len(users))
         order = np.lexsort((-key, users))
         # users is sorted, so sorting keeps each user's block in place and position p
