@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -56,6 +57,13 @@ def test_layerwise_tables_equal_the_whole_graph(tiny, backend, options):
     assert_same_tables(model, SIZES)
     if options.get("mode") == "hard":
         assert any(float(v) > 0 for v in model.final_tables().stats.values()), "the case must fuse some edge"
+
+
+@pytest.mark.parametrize("backend", ["dgl", "torch"])
+def test_a_chunk_of_items_never_clicked_in_training(tiny, backend):
+    """Items 0-4 lose their training edges, so the first item chunk of 5 has no in-edges."""
+    cold = dataclasses.replace(tiny, train=tiny.train[tiny.train[:, 1] >= 5])
+    assert_same_tables(model_of(cold, backend, SAMPLED_VARIANTS[0]), (5,))
 
 
 @pytest.mark.parametrize("options", [SAMPLED_VARIANTS[0], SAMPLED_VARIANTS[4]], ids=["hard", "hard-soft-pruning"])

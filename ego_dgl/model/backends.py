@@ -70,7 +70,7 @@ class TorchRelation:
 
     def aggregate(self, src: Tensor, weights: Tensor) -> Tensor:
         (x,), restore = _channels(src, like=weights)
-        return restore(sparse.aggregate(self.sparse, x, weights.reshape(weights.shape[0], -1)))
+        return restore(sparse.aggregate(self.sparse, x, weights.flatten(1) if weights.dim() > 1 else weights[:, None]))
 
 
 class DGLRelation(TorchRelation):
