@@ -353,6 +353,17 @@ def run_suite(
     return report
 
 
+def model_shapes(results: list[dict[str, Any]]) -> str:
+    """K, L and batch size of each dataset's first case (its EgoGCN), e.g. for a suite
+    that times ml100k and synthetic-tiktok under their own training profiles."""
+    shapes: dict[str, str] = {}
+    for r in results:
+        shapes.setdefault(r["case"]["dataset"], f"K={r['layers_mm']} L={r['layers_id']}, batch {r['batch_size']}")
+    if len(shapes) == 1:
+        return next(iter(shapes.values()))
+    return "; ".join(f"{name} {shape}" for name, shape in shapes.items())
+
+
 def report_table(report: dict[str, Any]):
     """A rich table of a suite's report."""
     from rich.markup import escape
@@ -361,9 +372,8 @@ def report_table(report: dict[str, Any]):
     m = report["machine"]
     cpu_id = m.get("cpu_id") or {}
     cpu = m["cpu"] + (f" (family {cpu_id['cpu family']} model {cpu_id['model']})" if "model" in cpu_id else "")
-    first = report["results"][0]
     table = Table(
-        title=escape(f"bench {report['suite']}: EgoGCN K={first['layers_mm']} L={first['layers_id']}, batch {first['batch_size']}; "
+        title=escape(f"bench {report['suite']}: EgoGCN {model_shapes(report['results'])}; "
         f"{cpu}, {m['threads']} threads, {m['device_name']}, torch {m['torch']}, dgl {m['dgl']}")
     )
     table.add_column("case", no_wrap=True)

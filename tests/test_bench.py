@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from ego_dgl.bench import PHASES, SUITES, Case, measure, project, ratios, report_path, runnable
+from ego_dgl.bench import PHASES, SUITES, Case, measure, model_shapes, project, ratios, report_path, runnable
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +148,12 @@ def test_a_failed_case_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
                                 "(the kernel's out-of-memory killer sends it)"}
     assert len(report["results"]) == 3 and len(measured) == 3
     assert json.loads((tmp_path / "synthetic-tiny.json").read_text())["failed"] == report["failed"]
+
+
+def test_title_names_each_datasets_model_shape():
+    """A suite over two datasets (sampling: ml100k and synthetic-tiktok) trains each under
+    its own profile; the title must not give the first one's shape for both."""
+    ml = {"case": {"dataset": "ml100k"}, "layers_mm": 4, "layers_id": 3, "batch_size": 2048}
+    tt = {"case": {"dataset": "synthetic-tiktok"}, "layers_mm": 2, "layers_id": 2, "batch_size": 1024}
+    assert model_shapes([ml, ml]) == "K=4 L=3, batch 2048"
+    assert model_shapes([ml, tt, ml]) == "ml100k K=4 L=3, batch 2048; synthetic-tiktok K=2 L=2, batch 1024"
