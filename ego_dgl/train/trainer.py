@@ -108,16 +108,16 @@ def block_sampler(model: Recommender, ds: Dataset, cfg: TrainConfig, dist: DistT
 
 def train_step(
     model: Recommender, optimizer: torch.optim.Optimizer, batch: Batch, reg: float, clock: PhaseClock,
-    blocks: BlockSampler | None = None, batch_loss: torch.nn.Module | None = None,
+    blocks: BlockSampler | None, batch_loss: torch.nn.Module,
 ) -> tuple[float, dict[str, float]]:
     """One optimisation step on a batch: (loss, the loss parts and propagation stats);
     with `blocks`, the propagation runs over the batch's sampled blocks; `batch_loss` is
-    the model's objective as a module (DDP-wrapped under --procs), by default the plain one."""
+    the model's objective as a module (`parallel.objective`: DDP-wrapped under --procs,
+    compiled under --compile)."""
     device = model.device
     users, pos, neg = (torch.from_numpy(a).to(device) for a in (batch.users, batch.pos, batch.neg))
     sampled = None if blocks is None else blocks.sample(users, torch.cat([pos, neg]), device)
     clock.lap("t_sample")
-    batch_loss = objective(model, Rank()) if batch_loss is None else batch_loss
     loss, parts = batch_loss(users, pos, neg, reg, sampled)
     clock.lap("t_forward")
     optimizer.zero_grad(set_to_none=True)
