@@ -20,7 +20,7 @@ import torch
 from ego_dgl.data import Dataset
 from ego_dgl.data.synthetic import make_synthetic
 from ego_dgl.errors import EgoDGLError
-from ego_dgl.model.backends import BACKENDS, resolve_backend
+from ego_dgl.graph.backends import BACKENDS, resolve_backend
 from ego_dgl.model.registry import MODELS, build_model, config_type
 
 TOL = dict(rtol=0, atol=1e-6)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner, Result
 
-from cli import main
+from ego_dgl.cli import main
 from ego_dgl.data import Dataset, load_dataset
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import main
-from ego_dgl.bench import PHASES, SUITES, Case, measure, model_shapes, project, ratios, report_path, runnable
+from ego_dgl.cli import main
+from ego_dgl.study.bench import PHASES, SUITES, Case, measure, model_shapes, project, ratios, report_path, runnable
 
 
 @pytest.fixture(scope="module")
@@ -129,12 +129,12 @@ def test_a_compiled_case_is_set_against_the_eager_step():
 def test_a_failed_case_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
     import subprocess
 
-    import ego_dgl.bench as bench
+    import ego_dgl.study.bench as bench
 
     measured, real_run = [], subprocess.run
 
     def fake_run(args, **kw):
-        if args[1:3] != ["-m", "ego_dgl.bench"]:  # e.g. platform asking uname
+        if args[1:3] != ["-m", "ego_dgl.study.bench"]:  # e.g. platform asking uname
             return real_run(args, **kw)
         case = Case(**json.loads(args[3]))
         if case.backend == "dgl" and case.mode == "soft":

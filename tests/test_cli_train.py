@@ -125,7 +125,7 @@ def test_errors_are_one_line_and_leave_nothing_behind(tmp_path):
 
 def test_recommend_shows_titles_when_the_dataset_has_them(trained):
     from ego_dgl.data import load_dataset
-    from ego_dgl.recommend import recommend
+    from ego_dgl.serve.recommend import recommend
     from ego_dgl.train.loading import load_run
 
     run_obj = load_run(trained[1], "cpu")

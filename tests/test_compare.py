@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
-from cli import main
+from ego_dgl.cli import main
 from conftest import run, rows
-from ego_dgl.compare import Entry, ModelCell, choose, parse_entry, tuned_keys
+from ego_dgl.study.compare import Entry, ModelCell, choose, parse_entry, tuned_keys
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TABLE_METRICS = ("precision@10", "recall@10", "ndcg@10", "precision@20", "recall@20", "ndcg@20")
@@ -180,7 +180,7 @@ def test_ctrl_c_with_jobs_2_starts_no_new_cell_and_stops_the_workers(tmp_path):
     import time
 
     # as in a terminal: a runner started in the background may pass SIGINT down ignored
-    code = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from cli import main; main()"
+    code = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from ego_dgl.cli import main; main()"
     cmd = [sys.executable, "-c", code, "compare", "--dataset", "synthetic-tiny",
            "--models", "lightgcn,gm,na,pop", "--seeds", "1", "--jobs", "2", "--epochs", "100000", "--patience", "100000",
            "--device", "cpu", "--out", str(tmp_path)]

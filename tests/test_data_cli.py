@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 from conftest import TEST, TRAIN, VALID, write_inter
 
-from cli import main
+from ego_dgl.cli import main
 
 
 def run(*args: str):

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import ego_dgl.data.build as build
 import ego_dgl.data.ml100k as ml100k
-from cli import main
+from ego_dgl.cli import main
 from ego_dgl.data import load_dataset, prepare
 from ego_dgl.data.registry import CACHED
 from ego_dgl.data.progress import Steps

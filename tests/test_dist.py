@@ -15,14 +15,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from ego_dgl.cli import main
 from ego_dgl._dgl import dgl
-from ego_dgl.dist.graph import DistBlockSampler, IdMaps, trainer_edges
-from ego_dgl.dist.launch import LaunchConfig, train_command
-from ego_dgl.dist.partition import read_partitions
+from ego_dgl.distributed.graph import DistBlockSampler, IdMaps, trainer_edges
+from ego_dgl.distributed.launch import LaunchConfig, train_command
+from ego_dgl.distributed.partition import read_partitions
 from ego_dgl.errors import ConfigError
-from ego_dgl.graphs import CLICKED_BY, CLICKS, ITEM, USER, structure_graph, unique_pairs
-from ego_dgl.model.blocks import BlockSampler
+from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER, structure_graph, unique_pairs
+from ego_dgl.graph.blocks import BlockSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 # Measured best validation R@10 after 2 sampled epochs on synthetic-tiny: one process,
@@ -117,7 +117,7 @@ def best_valid_recall(run_dir: Path) -> float:
 def dist_launch(parts: Path, *train: str) -> subprocess.CompletedProcess:
     """`egodgl dist-launch` with 1 server per partition and 2 trainers, in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "cli", "dist-launch", "--parts-config", str(parts), "--trainers", "2", "--servers", "1", "--", *train]
+    command = [sys.executable, "-m", "ego_dgl.cli", "dist-launch", "--parts-config", str(parts), "--trainers", "2", "--servers", "1", "--", *train]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 

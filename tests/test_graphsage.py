@@ -10,7 +10,7 @@ from test_lightgcn import early_fusion_reference, float64_model, neighbours
 
 from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.model import backends
+from ego_dgl.graph import backends
 from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options
 
@@ -80,7 +80,7 @@ def test_bad_aggregator_or_output_is_refused():
 def test_a_device_dgl_cannot_run_on_is_refused(tiny, monkeypatch):
     """The PyPI DGL is CPU-only: moving the model where DGL cannot run is one clear error."""
     model = float64_model(tiny, "graphsage")
-    monkeypatch.setattr("ego_dgl.model.hetero_conv._dgl_runs_on", lambda device: False)
+    monkeypatch.setattr("ego_dgl.model.layers.hetero_conv._dgl_runs_on", lambda device: False)
     monkeypatch.setattr(type(model), "device", property(lambda self: torch.device("meta")))
     with pytest.raises(ConfigError, match="installed DGL cannot run on meta"):
         model.float()

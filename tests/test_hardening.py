@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from ego_dgl.cli import main
 
 
 def run(*args):
@@ -291,7 +291,7 @@ def test_item_titles_in_tables_print_literally():
 
     from rich.console import Console
 
-    from ego_dgl.train.report import recommend_table
+    from ego_dgl.cli.tables import recommend_table
 
     rows = [{"rank": 1, "item": 3, "score": 0.5, "title": "[b]Heat[/b] [1995]", "held_out": False}]
     buf = io.StringIO()
@@ -467,8 +467,8 @@ def test_huge_dim_is_refused_before_allocating(tmp_path):
 
 
 def test_memory_estimate_scales_with_dim_and_fits_small_models(tiny, monkeypatch):
-    from ego_dgl import memory
-    from ego_dgl.model.config import ModelConfig
+    from ego_dgl.train import budget as memory
+    from ego_dgl.model.egogcn.config import ModelConfig
 
     small, large = memory.training_bytes(tiny, ModelConfig(dim=32)), memory.training_bytes(tiny, ModelConfig(dim=64))
     assert 0 < small < large < 2.2 * small

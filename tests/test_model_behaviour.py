@@ -13,9 +13,10 @@ import torch.nn.functional as F
 
 from ego_dgl.data import Dataset, WordBag
 from ego_dgl.errors import ConfigError, DataError, EgoDGLWarning
-from ego_dgl.model import EgoGCN, ModelConfig, resolve_backend
-from ego_dgl.model import backends as backends_module
-from ego_dgl.model.ego_fusion import merge_direction
+from ego_dgl.graph.backends import resolve_backend
+from ego_dgl.model.egogcn import EgoGCN, ModelConfig
+from ego_dgl.graph import backends as backends_module
+from ego_dgl.model.egogcn.ego_fusion import merge_direction
 
 BACKENDS = ["dgl", "dgl-udf", "torch"]
 # u0 has item 0 only (its affinity is 1, so it is always fused); u1 has five items, so no
@@ -337,7 +338,7 @@ def test_freed_large_blocks_are_reused_without_page_faults():
     import resource
     import sys
 
-    from ego_dgl.model.allocator import keep_freed_memory
+    from ego_dgl.graph.allocator import keep_freed_memory
 
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's mallopt is Linux-only")

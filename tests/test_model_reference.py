@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ego_dgl.data import Dataset
-from ego_dgl.model import EgoGCN, ModelConfig
+from ego_dgl.model.egogcn import EgoGCN, ModelConfig
 
 TOL = dict(rtol=0, atol=1e-6)
 BACKENDS = ["dgl", "dgl-udf", "torch"]

@@ -13,8 +13,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
-from ego_dgl.config_file import parse_params
+from ego_dgl.cli import main
+from ego_dgl.train.config_file import parse_params
 from ego_dgl.data import Dataset, WordBag, load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Recommender

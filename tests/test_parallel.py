@@ -15,7 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from ego_dgl.cli import main
 from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.registry import build_model
@@ -99,7 +99,7 @@ def cli_run(*args: str, out: Path, launcher: tuple[str, ...] = ()) -> subprocess
     """`egodgl train` on synthetic-tiny for 2 epochs in a fresh interpreter (one thread),
     optionally under a launcher."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, *launcher, "-m", "cli", "train", "--dataset", "synthetic-tiny", "--device", "cpu", "--epochs", "2",
+    cmd = [sys.executable, *launcher, "-m", "ego_dgl.cli", "train", "--dataset", "synthetic-tiny", "--device", "cpu", "--epochs", "2",
            "--out", str(out), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 

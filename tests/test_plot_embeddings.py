@@ -13,9 +13,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from ego_dgl.cli import main
 from ego_dgl.data import load_dataset
-from ego_dgl.embeddings import RunEmbedding, choose_users, widths_note
+from ego_dgl.study.embeddings import RunEmbedding, choose_users, widths_note
 from ego_dgl.train import resolve_options, train
 from ego_dgl.train.loading import load_run
 

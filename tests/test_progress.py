@@ -5,7 +5,7 @@ import io
 
 from click.testing import CliRunner
 
-from cli import main
+from ego_dgl.cli import main
 from ego_dgl.train.checkpoint import TrainState
 from ego_dgl.train.progress import epoch_line, resolve_display
 

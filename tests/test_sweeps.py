@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run, rows
 from ego_dgl.data import load_dataset
-from ego_dgl.sweeps import eps_cells, run_sweep
+from ego_dgl.study.sweeps import eps_cells, run_sweep
 from ego_dgl.train import resolve_options, train
 
 PNG = b"\x89PNG\r\n\x1a\n"

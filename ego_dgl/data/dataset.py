@@ -11,7 +11,7 @@ from functools import cached_property
 import numpy as np
 
 from ego_dgl.errors import DataError, EgoDGLWarning
-from ego_dgl.memory import available_memory, gib
+from ego_dgl.system import available_memory, gib
 
 SPLITS = ("train", "valid", "test")
 MODALITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -26,10 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from ego_dgl.errors import ConfigError
-from ego_dgl.model.loss import bpr, regulariser
+from ego_dgl.model.layers.loss import bpr, regulariser
 
 if TYPE_CHECKING:
-    from ego_dgl.model.blocks import SampledBatch
+    from ego_dgl.graph.blocks import SampledBatch
 
 
 def inner(users: Tensor, items: Tensor) -> Tensor:

@@ -39,17 +39,17 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {
-    "egogcn": ModelSpec("egogcn", "EgoGCN", "ModelConfig", "EgoGCN (Chen et al. MM 2022): EGO fusion, routing, LightGCN ID branch"),
+    "egogcn": ModelSpec("egogcn.model", "EgoGCN", "ModelConfig", "EgoGCN (Chen et al. MM 2022): EGO fusion, routing, LightGCN ID branch"),
     # Table 3's baselines, in the paper's order
-    "graphsage": ModelSpec("graphsage", "GraphSAGE", "GraphSAGEConfig", "GraphSAGE (Hamilton et al. NeurIPS 2017), dgl.nn.SAGEConv per edge type, early-fused inputs"),
-    "ngcf": ModelSpec("ngcf", "NGCF", "NGCFConfig", "NGCF (Wang et al. SIGIR 2019) on early-fused multimodal inputs"),
-    "disengcn": ModelSpec("disengcn", "DisenGCN", "DisenGCNConfig", "DisenGCN (Ma et al. ICML 2019): factor-wise neighbourhood routing on early-fused inputs"),
-    "gat": ModelSpec("gat", "GAT", "GATConfig", "GAT (Velickovic et al. ICLR 2018), dgl.nn.GATConv per edge type, early-fused inputs"),
-    "mmgcn": ModelSpec("mmgcn", "MMGCN", "MMGCNConfig", "MMGCN (Wei et al. MM 2019): a graph per modality, ID-enriched combination, modality sum"),
-    "huign": ModelSpec("huign", "HUIGN", "HUIGNConfig", "HUIGN (Wei et al. 2021): hierarchical intents from co-interacted item graphs, per modality"),
-    "lightgcn": ModelSpec("lightgcn", "LightGCN", "LightGCNConfig", "LightGCN (He et al. SIGIR 2020) on early-fused multimodal inputs"),
-    "grcn": ModelSpec("grcn", "GRCN", "GRCNConfig", "GRCN (Wei et al. MM 2020): content-refined, pruned graph under an ID GCN; ID and modalities concatenated"),
-    "pop": ModelSpec("pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
+    "graphsage": ModelSpec("baselines.graphsage", "GraphSAGE", "GraphSAGEConfig", "GraphSAGE (Hamilton et al. NeurIPS 2017), dgl.nn.SAGEConv per edge type, early-fused inputs"),
+    "ngcf": ModelSpec("baselines.ngcf", "NGCF", "NGCFConfig", "NGCF (Wang et al. SIGIR 2019) on early-fused multimodal inputs"),
+    "disengcn": ModelSpec("baselines.disengcn", "DisenGCN", "DisenGCNConfig", "DisenGCN (Ma et al. ICML 2019): factor-wise neighbourhood routing on early-fused inputs"),
+    "gat": ModelSpec("baselines.gat", "GAT", "GATConfig", "GAT (Velickovic et al. ICLR 2018), dgl.nn.GATConv per edge type, early-fused inputs"),
+    "mmgcn": ModelSpec("baselines.mmgcn", "MMGCN", "MMGCNConfig", "MMGCN (Wei et al. MM 2019): a graph per modality, ID-enriched combination, modality sum"),
+    "huign": ModelSpec("baselines.huign", "HUIGN", "HUIGNConfig", "HUIGN (Wei et al. 2021): hierarchical intents from co-interacted item graphs, per modality"),
+    "lightgcn": ModelSpec("baselines.lightgcn", "LightGCN", "LightGCNConfig", "LightGCN (He et al. SIGIR 2020) on early-fused multimodal inputs"),
+    "grcn": ModelSpec("baselines.grcn", "GRCN", "GRCNConfig", "GRCN (Wei et al. MM 2020): content-refined, pruned graph under an ID GCN; ID and modalities concatenated"),
+    "pop": ModelSpec("baselines.pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
 }
 
 # name -> (model, options): the paper's variants (Table 3 and 4) under their own names

@@ -12,7 +12,7 @@ from typing import Any
 
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import DEFAULT_KS, PROTOCOLS, check_eval_options
-from ego_dgl.model.config import ModelConfig
+from ego_dgl.model.egogcn.config import ModelConfig
 from ego_dgl.model.registry import all_option_types, config_fields, config_type, resolve_model
 
 DEFAULT_DATASET = "ml100k"

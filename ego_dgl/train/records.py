@@ -102,3 +102,13 @@ def note_resume(run_dir: Path, cfg: TrainConfig, at_epoch: int, device: torch.de
     config["train"].update(epochs=cfg.epochs, patience=cfg.patience)
     config.setdefault("resumed", []).append({"at_epoch": at_epoch, "time": datetime.now().isoformat(timespec="seconds"), "device": str(device)})
     write_json(run_dir / CONFIG, config)
+
+
+def dataset_source(dataset: str) -> dict[str, Any]:
+    """How config.json records the dataset: a folder as an absolute path, a name as is,
+    and (for information) the folder of prepared datasets in use."""
+    from ego_dgl.data import datasets_root
+
+    path = Path(dataset)
+    source = str(path.resolve()) if path.is_dir() else dataset
+    return {"source": source, "datasets_root": str(datasets_root().resolve())}

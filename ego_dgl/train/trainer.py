@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -26,9 +26,9 @@ from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLError, non_finite_loss
 from ego_dgl.evaluate import evaluate, protocol_label
-from ego_dgl.graphs import structure_graph
+from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender
-from ego_dgl.model.blocks import BlockSampler, parse_fanouts
+from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 from ego_dgl.model.registry import build_model
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
 from ego_dgl.train.checkpoint import TrainState, load_checkpoint, load_model_state, restore_rng_state, save_checkpoint, train_state
@@ -40,8 +40,18 @@ from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.records import RunResult, metrics_record, note_resume, run_config
 from ego_dgl.train.sampler import Batch, NegativeSampler
 
-if TYPE_CHECKING:
-    from ego_dgl.dist.graph import DistTraining
+
+
+class DistTraining(Protocol):
+    """What the trainer needs of a distributed graph (`ego_dgl.distributed.graph`, which
+    sits above training and implements this): its block sampler, and this trainer's share
+    of the training edges as steps and batches."""
+
+    def block_sampler(self, fanouts: list[int]) -> BlockSampler: ...
+
+    def steps(self, batch_size: int) -> int: ...
+
+    def batches(self, sampler: NegativeSampler, rng: np.random.Generator, place: Rank, batch_size: int) -> list[Batch]: ...
 
 EpochHook = Callable[[dict[str, Any]], None]
 SHORT = {"precision": "P", "recall": "R", "ndcg": "N", "hit": "H"}
