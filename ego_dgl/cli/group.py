@@ -1,0 +1,55 @@
+"""The `egodgl` group: how every command fails (one red line, exit code 2) and how
+ego-dgl's own warnings are shown."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from ego_dgl.errors import EgoDGLError, EgoDGLWarning, os_error_message
+
+console = Console()
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """EgoDGLWarning as one yellow line; other warnings as Python shows them."""
+    if issubclass(category, EgoDGLWarning):
+        Console(stderr=True).print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+def fail(message: str) -> None:
+    """The one red error line, then exit code 2."""
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
+class FriendlyGroup(click.Group):
+    """Turns EgoDGLError, file-system errors and interruptions (Ctrl-C) into one red line
+    and exit code 2, never a traceback or Click's "Aborted!"."""
+
+    def invoke(self, ctx: click.Context):
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", EgoDGLWarning)
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except EgoDGLError as err:
+                fail(str(err))
+            except OSError as err:  # the file system's (full disk, read-only, a file in the way)
+                fail(os_error_message(err))
+            except (KeyboardInterrupt, click.exceptions.Abort):
+                fail("interrupted; nothing half-written was left behind (a run that saved a checkpoint says how to resume it); "
+                     "run the command again to start over")
+
+
+@click.group(cls=FriendlyGroup)
+@click.version_option(package_name="ego-dgl")
+def main() -> None:
+    """EgoGCN multimodal graph recommendation on DGL."""
