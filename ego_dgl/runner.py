@@ -14,8 +14,15 @@ from typing import Any, Callable
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLError
+from ego_dgl.runs import (
+    LAST,
+    check_run_dir,
+    create_run_dir,
+    ensure_folder,
+    run_lock,
+    runs_root,
+)
 from ego_dgl.train.budget import check_fits
-from ego_dgl.runs import LAST, check_run_dir, create_run_dir, ensure_folder, run_lock, runs_root
 from ego_dgl.train.defaults import TrainConfig, resolve_options, run_label
 from ego_dgl.train.loading import configs_of, load_run_dataset
 from ego_dgl.train.parallel import Rank, from_rank0, launched_group, launched_rank

@@ -8,7 +8,17 @@ import pytest
 from click.testing import CliRunner
 
 from ego_dgl.cli import main
-from ego_dgl.study.bench import PHASES, SUITES, Case, measure, model_shapes, project, ratios, report_path, runnable
+from ego_dgl.study.bench import (
+    PHASES,
+    SUITES,
+    Case,
+    measure,
+    model_shapes,
+    project,
+    ratios,
+    report_path,
+    runnable,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

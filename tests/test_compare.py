@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import rows, run
 from scipy import stats
 
 from ego_dgl.cli import main
-from conftest import run, rows
 from ego_dgl.study.compare import Entry, ModelCell, choose, parse_entry, tuned_keys
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import rows, run
 
 from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.train import resolve_options, train
 from ego_dgl.model.registry import build_model
+from ego_dgl.train import resolve_options, train
 from ego_dgl.train.parallel import Rank, objective
-from conftest import rows, run
 
 
 def test_compiled_step_trains_the_eager_model(tmp_path):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run
 
 import ego_dgl.data.text as text
-from conftest import run
 from ego_dgl.data import load_dataset
 from ego_dgl.data.build import k_core
 from ego_dgl.data.split import split_temporal

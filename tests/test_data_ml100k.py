@@ -15,8 +15,8 @@ import ego_dgl.data.build as build
 import ego_dgl.data.ml100k as ml100k
 from ego_dgl.cli import main
 from ego_dgl.data import load_dataset, prepare
-from ego_dgl.data.registry import CACHED
 from ego_dgl.data.progress import Steps
+from ego_dgl.data.registry import CACHED
 from ego_dgl.data.split import held_out_counts
 from ego_dgl.data.text import embed_texts
 

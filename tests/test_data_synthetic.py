@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ego_dgl.data import load_dataset, make_synthetic, make_synthetic_scaled, split_per_user
+from ego_dgl.data import (
+    load_dataset,
+    make_synthetic,
+    make_synthetic_scaled,
+    split_per_user,
+)
 from ego_dgl.data.split import held_out_counts
 from ego_dgl.errors import ConfigError
 

@@ -15,14 +15,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ego_dgl.cli import main
 from ego_dgl._dgl import dgl
+from ego_dgl.cli import main
 from ego_dgl.distributed.graph import DistBlockSampler, IdMaps, trainer_edges
 from ego_dgl.distributed.launch import LaunchConfig, train_command
 from ego_dgl.distributed.partition import read_partitions
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER, structure_graph, unique_pairs
 from ego_dgl.graph.blocks import BlockSampler
+from ego_dgl.graph.heterograph import (
+    CLICKED_BY,
+    CLICKS,
+    ITEM,
+    USER,
+    structure_graph,
+    unique_pairs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Measured best validation R@10 after 2 sampled epochs on synthetic-tiny: one process,

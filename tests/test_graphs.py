@@ -10,7 +10,17 @@ import torch
 from conftest import TEST, TEXT, TRAIN, VALID, VISUAL, WORDS
 
 from ego_dgl.data import Dataset, WordBag
-from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER, id_graph, lightgcn_weights, modality_graphs, structure_graph, unique_pairs
+from ego_dgl.graph.heterograph import (
+    CLICKED_BY,
+    CLICKS,
+    ITEM,
+    USER,
+    id_graph,
+    lightgcn_weights,
+    modality_graphs,
+    structure_graph,
+    unique_pairs,
+)
 
 DUPLICATED = np.vstack([TRAIN, TRAIN[[1, 4, 1]]])  # three repeated clicks
 

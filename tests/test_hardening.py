@@ -467,8 +467,8 @@ def test_huge_dim_is_refused_before_allocating(tmp_path):
 
 
 def test_memory_estimate_scales_with_dim_and_fits_small_models(tiny, monkeypatch):
-    from ego_dgl.train import budget as memory
     from ego_dgl.model.egogcn.config import ModelConfig
+    from ego_dgl.train import budget as memory
 
     small, large = memory.training_bytes(tiny, ModelConfig(dim=32)), memory.training_bytes(tiny, ModelConfig(dim=64))
     assert 0 < small < large < 2.2 * small

@@ -11,11 +11,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from test_lightgcn import float64_model, neighbours
 
 from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.train import resolve_options
-from test_lightgcn import float64_model, neighbours
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,16 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-
-from ego_dgl.cli import main
 from conftest import SAMPLED_VARIANTS
 
+from ego_dgl.cli import main
 from ego_dgl.data import Dataset
 from ego_dgl.data.synthetic import make_synthetic
 from ego_dgl.errors import ConfigError
 from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER, structure_graph
-from ego_dgl.model.egogcn import EgoGCN, ModelConfig
 from ego_dgl.graph.inference import chunks
 from ego_dgl.model.baselines.lightgcn import LightGCN, LightGCNConfig
+from ego_dgl.model.egogcn import EgoGCN, ModelConfig
 
 TOL = dict(rtol=0, atol=1e-6)
 DIM = 8

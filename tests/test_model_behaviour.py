@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from ego_dgl.data import Dataset, WordBag
 from ego_dgl.errors import ConfigError, DataError, EgoDGLWarning
+from ego_dgl.graph import backends as backends_module
 from ego_dgl.graph.backends import resolve_backend
 from ego_dgl.model.egogcn import EgoGCN, ModelConfig
-from ego_dgl.graph import backends as backends_module
 from ego_dgl.model.egogcn.ego_fusion import merge_direction
 
 BACKENDS = ["dgl", "dgl-udf", "torch"]

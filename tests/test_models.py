@@ -14,12 +14,12 @@ import torch
 from click.testing import CliRunner
 
 from ego_dgl.cli import main
-from ego_dgl.train.config_file import parse_params
 from ego_dgl.data import Dataset, WordBag, load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Recommender
 from ego_dgl.model.registry import MODELS, PRESETS, build_model, resolve_model
 from ego_dgl.train import resolve_options, train
+from ego_dgl.train.config_file import parse_params
 from ego_dgl.train.loading import configs_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -20,7 +20,15 @@ from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options, train
-from ego_dgl.train.parallel import LAUNCH_VARIABLES, Rank, free_port, join_group, launched_rank, shard_batches, steps_per_epoch
+from ego_dgl.train.parallel import (
+    LAUNCH_VARIABLES,
+    Rank,
+    free_port,
+    join_group,
+    launched_rank,
+    shard_batches,
+    steps_per_epoch,
+)
 from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.sampler import Batch
 from ego_dgl.train.trainer import Trainer, seed_everything

@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
-from ego_dgl.cli import main
 from conftest import SAMPLED_VARIANTS
 
+from ego_dgl.cli import main
 from ego_dgl.data import Dataset
 from ego_dgl.errors import ConfigError
+from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER, structure_graph
 from ego_dgl.model.egogcn import EgoGCN, ModelConfig
-from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 
 P, Q, DIM = 14, 18, 8
 TOL = dict(rtol=0, atol=1e-6)

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from conftest import rows, run
 
-from conftest import run, rows
 from ego_dgl.data import load_dataset
 from ego_dgl.study.sweeps import eps_cells, run_sweep
 from ego_dgl.train import resolve_options, train

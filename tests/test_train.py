@@ -11,11 +11,10 @@ import torch
 
 from ego_dgl.data import load_dataset
 from ego_dgl.evaluate import evaluate
+from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options, train
 from ego_dgl.train.checkpoint import load_checkpoint
-from ego_dgl.model.registry import build_model
 from ego_dgl.train.loading import evaluate_run, load_run
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

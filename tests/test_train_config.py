@@ -4,9 +4,9 @@ config files (TOML, YAML) and devices."""
 import pytest
 import torch
 
-from ego_dgl.train.config_file import load_config_file, merge_options
 from ego_dgl.errors import ConfigError
 from ego_dgl.train import resolve_options
+from ego_dgl.train.config_file import load_config_file, merge_options
 from ego_dgl.train.defaults import profile_for, run_label
 from ego_dgl.train.trainer import resolve_device
 

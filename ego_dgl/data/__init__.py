@@ -3,7 +3,14 @@
 from ego_dgl.data.dataset import CSR, Dataset, WordBag
 from ego_dgl.data.grcn import read_grcn, write_grcn
 from ego_dgl.data.mmrec import read_mmrec, write_mmrec
-from ego_dgl.data.registry import KNOWN, datasets_root, detect_layout, load_dataset, prepare, read_folder
+from ego_dgl.data.registry import (
+    KNOWN,
+    datasets_root,
+    detect_layout,
+    load_dataset,
+    prepare,
+    read_folder,
+)
 from ego_dgl.data.split import split_per_user
 from ego_dgl.data.synthetic import make_synthetic, make_synthetic_scaled
 

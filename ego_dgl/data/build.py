@@ -20,7 +20,14 @@ from ego_dgl.data.files import atomic_folder
 from ego_dgl.data.mmrec import write_mmrec_files
 from ego_dgl.data.progress import Steps
 from ego_dgl.data.split import check_ratios, split_per_user, split_temporal
-from ego_dgl.data.tables import as_strings, first_empty, id_order, read_parquet, read_table, require_columns
+from ego_dgl.data.tables import (
+    as_strings,
+    first_empty,
+    id_order,
+    read_parquet,
+    read_table,
+    require_columns,
+)
 from ego_dgl.data.text import DIM, MODEL, embed_texts
 from ego_dgl.errors import DataError
 

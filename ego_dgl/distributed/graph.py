@@ -27,8 +27,8 @@ from torch import Tensor
 from ego_dgl._dgl import dgl
 from ego_dgl.distributed.partition import Partitions, type_key
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER
 from ego_dgl.graph.blocks import BlockSampler
+from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER
 from ego_dgl.train.parallel import Rank, steps_per_epoch
 from ego_dgl.train.sampler import Batch, NegativeSampler
 

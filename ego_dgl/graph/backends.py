@@ -33,8 +33,8 @@ from torch import Tensor, nn
 
 from ego_dgl._dgl import dgl, edge_softmax, fn
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER
 from ego_dgl.graph import sparse
+from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER
 from ego_dgl.graph.sparse import SparseRelation
 
 BACKENDS = ("dgl", "dgl-udf", "torch")

@@ -21,8 +21,8 @@ from torch import Tensor
 
 from ego_dgl._dgl import dgl
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER
 from ego_dgl.graph.backends import Relation, build_relation
+from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER
 
 ALL = -1  # fanout taking every in-edge
 

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from ego_dgl._dgl import dgl
-from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER
 from ego_dgl.graph.backends import Relation
 from ego_dgl.graph.blocks import block_relation, edge_ids, input_ids
+from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER
 
 INTO = {USER: CLICKED_BY, ITEM: CLICKS}  # the edge type into each node type
 

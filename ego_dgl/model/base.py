@@ -7,6 +7,9 @@ calculate_loss / predict / full_sort_predict):
 - `final_tables()`: the tables for full ranking, without autograd; scores are inner
   products of their rows (`score`);
 - `input_tables()`: the representations before propagation (for the embedding plots);
+- `start_epoch(epoch, rng)`: called before each training epoch's batches are drawn, for
+  models that change their graph per epoch (e.g. FREEDOM's edge pruning); by default
+  nothing, and it draws from `rng` (the trainer's checkpointed generator) only when it acts;
 - `sampled_loss(users, pos, neg, reg, batch)`: `loss` over sampled DGL blocks
   (`train --sampler neighbor`), for models with `supports_sampling` (EgoGCN);
 - `layerwise_tables(chunk_size)`: `final_tables` computed layer by layer over chunks of
@@ -22,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -70,6 +74,9 @@ class Recommender(nn.Module):
 
     def propagate(self) -> Tables:
         raise NotImplementedError
+
+    def start_epoch(self, epoch: int, rng: np.random.Generator) -> None:
+        """Before epoch `epoch` (1-based) trains; the default does nothing."""
 
     def input_tables(self) -> Tables:
         """The representations before any propagation, concatenated like `propagate`'s."""

@@ -97,12 +97,18 @@ def project(seconds: dict[str, float], timed: int, total: int, sampling: float) 
 def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     """Time `case` in this process: per-epoch phase seconds, evaluation seconds, peak memory."""
     from ego_dgl.data import load_dataset
-    from ego_dgl.train.defaults import resolve_options
     from ego_dgl.model.registry import build_model
+    from ego_dgl.train.defaults import resolve_options
     from ego_dgl.train.parallel import Rank, objective
     from ego_dgl.train.sampler import NegativeSampler
     from ego_dgl.train.trainer import (
-        PhaseClock, block_sampler, evaluate_model, make_optimizer, resolve_device, sample_epoch, seed_everything,
+        PhaseClock,
+        block_sampler,
+        evaluate_model,
+        make_optimizer,
+        resolve_device,
+        sample_epoch,
+        seed_everything,
         train_step,
     )
 

@@ -32,14 +32,30 @@ from typing import Any
 
 import numpy as np
 
-from ego_dgl.train.config_file import convert_text
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import protocol_label
 from ego_dgl.model.egogcn.config import ModelConfig
 from ego_dgl.model.registry import MODELS, config_fields, model_names, resolve_model
 from ego_dgl.runs import DEFAULT_RESULTS, slug, write_atomic, write_csv
-from ego_dgl.study.sweeps import SHARED_OPTIONS, CellProgress, check_sweep_options, finished_rows, parse_values, run_cells, save_png
-from ego_dgl.train.defaults import SELECT_METRIC, TrainConfig, flag, ignored_options, option_types, profile_for, resolve_options
+from ego_dgl.study.sweeps import (
+    SHARED_OPTIONS,
+    CellProgress,
+    check_sweep_options,
+    finished_rows,
+    parse_values,
+    run_cells,
+    save_png,
+)
+from ego_dgl.train.config_file import convert_text
+from ego_dgl.train.defaults import (
+    SELECT_METRIC,
+    TrainConfig,
+    flag,
+    ignored_options,
+    option_types,
+    profile_for,
+    resolve_options,
+)
 
 SET_BY_COMPARE = ("dataset", "out", "model", "seed")  # never per model: compare sets them
 NOT_TUNABLE = (*SET_BY_COMPARE, "device", "protocol", "backend")

@@ -22,7 +22,13 @@ import torch
 
 from ego_dgl.data.dataset import CSR, Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.runs import DEFAULT_RESULTS, check_run_dir, write_csv, write_json, write_png
+from ego_dgl.runs import (
+    DEFAULT_RESULTS,
+    check_run_dir,
+    write_csv,
+    write_json,
+    write_png,
+)
 from ego_dgl.train.records import load_run_config
 
 MIN_HELD_OUT = 3  # a user is plotted only with at least this many held-out items
@@ -248,7 +254,13 @@ def plot_embeddings(
     then write the PNG, the JSON and the CSV (each atomically, only once all is computed)."""
     from rich.console import Console
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from ego_dgl.train.loading import load_run
 

@@ -26,8 +26,19 @@ from rich.markup import escape
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import protocol_label
+from ego_dgl.runs import (
+    DEFAULT_RESULTS,
+    LAST,
+    METRICS,
+    read_csv,
+    read_json,
+    run_lock,
+    slug,
+    write_csv,
+    write_json,
+    write_png,
+)
 from ego_dgl.train.budget import check_fits
-from ego_dgl.runs import DEFAULT_RESULTS, LAST, METRICS, read_csv, read_json, run_lock, slug, write_csv, write_json, write_png
 from ego_dgl.train.defaults import dataset_name, resolve_options
 from ego_dgl.train.trainer import resolve_device, train
 
@@ -377,7 +388,13 @@ class CellProgress:
 
     def __init__(self, title: str, total: int, progress: bool = True):
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         from ego_dgl.train.progress import resolve_display
 

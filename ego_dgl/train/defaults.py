@@ -13,7 +13,12 @@ from typing import Any
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import DEFAULT_KS, PROTOCOLS, check_eval_options
 from ego_dgl.model.egogcn.config import ModelConfig
-from ego_dgl.model.registry import all_option_types, config_fields, config_type, resolve_model
+from ego_dgl.model.registry import (
+    all_option_types,
+    config_fields,
+    config_type,
+    resolve_model,
+)
 
 DEFAULT_DATASET = "ml100k"
 MAX_SEED = 2**32 - 1  # numpy accepts seeds in 0..2**32-1; torch and DGL accept more

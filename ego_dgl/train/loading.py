@@ -7,7 +7,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import DataError
 from ego_dgl.evaluate import check_eval_options

@@ -26,20 +26,39 @@ from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLError, non_finite_loss
 from ego_dgl.evaluate import evaluate, protocol_label
+from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender
-from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 from ego_dgl.model.registry import build_model
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
-from ego_dgl.train.checkpoint import TrainState, load_checkpoint, load_model_state, restore_rng_state, save_checkpoint, train_state
-from ego_dgl.train.defaults import DEFAULT_FANOUT, SELECT_METRIC, TrainConfig, select_split
+from ego_dgl.train.checkpoint import (
+    TrainState,
+    load_checkpoint,
+    load_model_state,
+    restore_rng_state,
+    save_checkpoint,
+    train_state,
+)
+from ego_dgl.train.defaults import (
+    DEFAULT_FANOUT,
+    SELECT_METRIC,
+    TrainConfig,
+    select_split,
+)
 from ego_dgl.train.parallel import (
-    Rank, free_port, join_group, launched_group, launched_rank, objective, shard_batches, steps_per_epoch, total,
+    Rank,
+    free_port,
+    join_group,
+    launched_group,
+    launched_rank,
+    objective,
+    shard_batches,
+    steps_per_epoch,
+    total,
 )
 from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.records import RunResult, metrics_record, note_resume, run_config
 from ego_dgl.train.sampler import Batch, NegativeSampler
-
 
 
 class DistTraining(Protocol):
@@ -196,6 +215,7 @@ class Trainer:
         start = time.perf_counter()
         clock = PhaseClock(self.device)
         self.model.train()
+        self.model.start_epoch(epoch, self.rng)  # before the batches: a model may change its graph per epoch
         batches = self.epoch_batches() if self.model.trainable else []
         if self.blocks is not None:  # DGL's sampling generator, from the checkpointed one: resumable
             dgl.seed(int(self.rng.integers(2**31)))

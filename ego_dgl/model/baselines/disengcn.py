@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.graph.backends import Relation, interaction_edges
+from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.layers.early_fusion import BaselineConfig, EarlyFusionInputs
 from ego_dgl.model.layers.features import normalize

@@ -48,9 +48,10 @@ from torch import Tensor
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.graph.backends import Relation, interaction_edges
+from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender, Tables
+from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.layers.attention import DIRECTIONS, shared_logits
 from ego_dgl.model.layers.features import ItemFeatures, UserPreferences, xavier_table
 from ego_dgl.model.layers.id_branch import IdTable, lightgcn
@@ -60,7 +61,7 @@ WEIGHT_MODES = ("confid", "max", "mean")
 
 
 @dataclass
-class GRCNConfig:
+class GRCNConfig(RecommenderConfig):
     """GRCN's options; defaults are the authors' (module docstring)."""
 
     name: ClassVar[str] = "grcn"
@@ -72,9 +73,6 @@ class GRCNConfig:
     weight_mode: str = "confid"  # how modalities' affinities become one edge weight: confid | max | mean
     pruning: bool = True  # relu on the edge weights: negative edges are cut
     word_dim: int = 128  # width of the learned word table for word-bag text modalities
-
-    def label(self) -> str:
-        return self.name
 
     def validate(self) -> "GRCNConfig":
         """Raise ConfigError naming the first bad option."""

@@ -56,9 +56,10 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.heterograph import ITEM, unique_pairs
 from ego_dgl.graph.backends import Edges
+from ego_dgl.graph.heterograph import ITEM, unique_pairs
 from ego_dgl.model.base import Recommender, Tables, inner
+from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.layers.features import ItemFeatures, xavier_table
 from ego_dgl.model.layers.loss import bpr, regulariser
 
@@ -66,7 +67,7 @@ CO_CLICKED = (ITEM, "co_clicked", ITEM)  # item j -> item i: i's co-interacted n
 
 
 @dataclass
-class HUIGNConfig:
+class HUIGNConfig(RecommenderConfig):
     """HUIGN: intent levels, co-interacted item graph and ID embeddings (module docstring)."""
 
     name: ClassVar[str] = "huign"
@@ -76,9 +77,6 @@ class HUIGNConfig:
     links: int = 10  # co-interacted neighbours kept per item
     ids: bool = True  # trainable ID embeddings concatenated in front (the authors' has_id)
     word_dim: int = 128  # width of the learned word table for word-bag text modalities
-
-    def label(self) -> str:
-        return self.name
 
     def levels(self) -> list[int]:
         """The number of intent nodes of each level, finest first."""

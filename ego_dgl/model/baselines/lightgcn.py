@@ -15,8 +15,8 @@ from typing import ClassVar
 from torch import Tensor
 
 from ego_dgl.data.dataset import Dataset
-from ego_dgl.graph.heterograph import lightgcn_weights, structure_graph
 from ego_dgl.graph.backends import interaction_edges
+from ego_dgl.graph.heterograph import lightgcn_weights, structure_graph
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.layers.early_fusion import BaselineConfig, EarlyFusionInputs
 from ego_dgl.model.layers.id_branch import lightgcn

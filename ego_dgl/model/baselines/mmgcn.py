@@ -51,9 +51,10 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.graph.backends import interaction_edges
+from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender, Tables
+from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.layers.features import ItemFeatures, UserPreferences, xavier_table
 
 AGGREGATIONS = ("mean", "sum")
@@ -61,7 +62,7 @@ COMBINATIONS = ("concat", "add")
 
 
 @dataclass
-class MMGCNConfig:
+class MMGCNConfig(RecommenderConfig):
     """MMGCN's options; defaults are the authors' (module docstring)."""
 
     name: ClassVar[str] = "mmgcn"
@@ -73,9 +74,6 @@ class MMGCNConfig:
     combine: str = "concat"  # combination layer (Eq. 6): concat | add
     has_id: bool = True  # the ID embedding added in the combination layer (Eq. 5)
     word_dim: int = 128  # width of the learned word table for word-bag text modalities
-
-    def label(self) -> str:
-        return self.name
 
     def validate(self) -> "MMGCNConfig":
         """Raise ConfigError naming the first bad option."""

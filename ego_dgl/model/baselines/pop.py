@@ -12,16 +12,14 @@ import torch
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.model.base import Recommender, Tables
+from ego_dgl.model.config import RecommenderConfig
 
 
 @dataclass
-class PopConfig:
+class PopConfig(RecommenderConfig):
     """Popularity has no options."""
 
     name: ClassVar[str] = "pop"
-
-    def label(self) -> str:
-        return self.name
 
     def validate(self) -> "PopConfig":
         return self

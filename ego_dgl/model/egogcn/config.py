@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ego_dgl.errors import ConfigError
+from ego_dgl.model.config import RecommenderConfig
 
 CHOICES = {
     "mode": ("hard", "soft"),
@@ -20,7 +21,7 @@ CHOICES = {
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(RecommenderConfig):
     """EgoGCN's architecture (SPEC.md). Defaults are the paper's; `eps` and the layer
     counts are per dataset in the paper and set by the training defaults."""
 

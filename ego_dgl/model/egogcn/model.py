@@ -13,20 +13,43 @@ from torch import Tensor
 from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLWarning
-from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER, lightgcn_weights, structure_graph
-from ego_dgl.graph.allocator import keep_freed_memory
-from ego_dgl.model.egogcn import dgl_udf
 from ego_dgl.graph import inference
-from ego_dgl.graph.backends import Relation, interaction_edges, primitives, resolve_backend
+from ego_dgl.graph.allocator import keep_freed_memory
+from ego_dgl.graph.backends import (
+    Relation,
+    interaction_edges,
+    primitives,
+    resolve_backend,
+)
+from ego_dgl.graph.blocks import (
+    SampledBatch,
+    block_relations,
+    edge_ids,
+    input_ids,
+    sampled_share,
+)
+from ego_dgl.graph.heterograph import (
+    CLICKED_BY,
+    CLICKS,
+    ITEM,
+    USER,
+    lightgcn_weights,
+    structure_graph,
+)
 from ego_dgl.model.base import Recommender, Tables, inner
-from ego_dgl.graph.blocks import SampledBatch, block_relations, edge_ids, input_ids, sampled_share
+from ego_dgl.model.egogcn import dgl_udf
 from ego_dgl.model.egogcn.config import ModelConfig
-from ego_dgl.model.layers.attention import DIRECTIONS, shared_logits
 from ego_dgl.model.egogcn.ego_fusion import Attention, EgoLayer
-from ego_dgl.model.layers.features import ItemFeatures, UserPreferences
-from ego_dgl.model.layers.id_branch import IdTable, lightgcn, pruning_weights, soft_pruning_weights
-from ego_dgl.model.layers.loss import bpr, regulariser
 from ego_dgl.model.egogcn.node_alignment import NodeAlignment
+from ego_dgl.model.layers.attention import DIRECTIONS, shared_logits
+from ego_dgl.model.layers.features import ItemFeatures, UserPreferences
+from ego_dgl.model.layers.id_branch import (
+    IdTable,
+    lightgcn,
+    pruning_weights,
+    soft_pruning_weights,
+)
+from ego_dgl.model.layers.loss import bpr, regulariser
 from ego_dgl.model.layers.routing import route, routing_layers
 
 

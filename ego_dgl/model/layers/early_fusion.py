@@ -19,11 +19,12 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
+from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.layers.features import ItemFeatures, xavier_table
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(RecommenderConfig):
     """Options every graph baseline shares; a baseline's config adds its own fields."""
 
     name: ClassVar[str] = ""
@@ -33,9 +34,6 @@ class BaselineConfig:
     content: bool = True  # early-fused multimodal item features in the inputs
     item_ids: bool = True  # a trainable item ID embedding added to the item inputs
     word_dim: int = 128  # width of the learned word table for word-bag text modalities
-
-    def label(self) -> str:
-        return self.name
 
     def validate(self) -> "BaselineConfig":
         """Raise ConfigError naming the first bad option."""

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from ego_dgl.data.dataset import Dataset, WordBag
 from ego_dgl.errors import DataError
 
-
 _NORM_EPS = 1e-12  # F.normalize's floor on the norm: zero rows stay zero
 
 

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.heterograph import ITEM, USER, structure_graph
 from ego_dgl.graph.backends import _dgl_runs_on
+from ego_dgl.graph.heterograph import ITEM, USER, structure_graph
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.layers.early_fusion import BaselineConfig, EarlyFusionInputs
 
