@@ -1,6 +1,6 @@
 """Loop-by-loop float64 pieces shared by the reference tests of MMRec's models (BM3,
 MGCN, LGMRec): a float64 model, the training neighbours, LightGCN and kNN graphs
-computed one node and one edge at a time, and small dense helpers. Tolerances are 1e-8:
+computed one node and one edge at a time, and small dense helpers. Tolerances are 1e-8 to 1e-7:
 the graphs' edge weights are computed in float32 before the model turns float64."""
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def test_targets_carry_no_gradient(gappy):
 
 @pytest.mark.parametrize(
     "given, message",
-    [(dict(dropout=1.0), "dropout must lie"), (dict(layers=-1), "layers >= 0"), (dict(cl_weight=-1.0), "cl_weight")],
+    [({"dropout": 1.0}, "dropout must lie"), ({"layers": -1}, "layers >= 0"), ({"cl_weight": -1.0}, "cl_weight")],
 )
 def test_bad_options_are_refused(given, message):
     with pytest.raises(ConfigError, match=message):

@@ -8,7 +8,15 @@ import math
 
 import pytest
 import torch
-from mmrec_reference import content, cos, float64_model, knn_graph, layer_mean, linear, neighbours
+from mmrec_reference import (
+    content,
+    cos,
+    float64_model,
+    knn_graph,
+    layer_mean,
+    linear,
+    neighbours,
+)
 
 from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
@@ -58,7 +66,7 @@ def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor]:
     return e_id, torch.stack(e_mm)
 
 
-@pytest.mark.parametrize("given", [dict(), dict(ui_layers=1, item_layers=2, knn_k=4)])
+@pytest.mark.parametrize("given", [{}, {"ui_layers": 1, "item_layers": 2, "knn_k": 4}])
 def test_tables_match_the_reference(tiny, given):
     model = float64_model(tiny, "mgcn", dim=8, **given)
     e_id, e_mm = reference(model, tiny)
@@ -93,7 +101,7 @@ def test_loss_matches_the_reference(tiny):
 
 @pytest.mark.parametrize(
     "given, message",
-    [(dict(knn_k=0), "knn_k must be positive"), (dict(item_layers=-1), "item_layers"), (dict(temperature=0.0), "temperature > 0"), (dict(knn_k=500), "1 <= k <= 80")],
+    [({"knn_k": 0}, "knn_k must be positive"), ({"item_layers": -1}, "item_layers"), ({"temperature": 0.0}, "temperature > 0"), ({"knn_k": 500}, "1 <= k <= 80")],
 )
 def test_bad_options_are_refused(tiny, given, message):
     with pytest.raises(ConfigError, match=message):

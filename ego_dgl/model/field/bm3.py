@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -38,7 +37,12 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.model.field.mmrec_parts import ContentTables, UserItemGraph, projection, xavier_uniform
+from ego_dgl.model.field.mmrec_parts import (
+    ContentTables,
+    UserItemGraph,
+    projection,
+    xavier_uniform,
+)
 
 
 @dataclass
@@ -56,7 +60,7 @@ class BM3Config(RecommenderConfig):
     dropout: float = 0.3  # dropout probability of the target views
     cl_weight: float = 2.0  # weight of the alignment and reconstruction losses
 
-    def validate(self) -> "BM3Config":
+    def validate(self) -> BM3Config:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1 or self.layers < 0:
             raise ConfigError(f"--dim must be positive and layers >= 0, got dim={self.dim}, layers={self.layers}")

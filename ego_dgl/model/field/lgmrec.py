@@ -77,7 +77,7 @@ class LGMRecConfig(RecommenderConfig):
     alpha: float = 0.3  # weight of the global (hypergraph) embedding
     cl_weight: float = 1e-4  # weight of the hypergraph contrast
 
-    def validate(self) -> "LGMRecConfig":
+    def validate(self) -> LGMRecConfig:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1 or self.hyperedges < 1 or self.hyper_layers < 1:
             raise ConfigError(f"--dim, hyperedges and hyper_layers must be positive, got {self.dim}, {self.hyperedges}, {self.hyper_layers}")

@@ -41,7 +41,12 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Recommender, Tables, inner
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.model.field.mmrec_parts import ContentTables, ItemGraph, UserItemGraph, xavier_uniform
+from ego_dgl.model.field.mmrec_parts import (
+    ContentTables,
+    ItemGraph,
+    UserItemGraph,
+    xavier_uniform,
+)
 from ego_dgl.model.layers.loss import bpr
 
 
@@ -65,7 +70,7 @@ class MGCNConfig(RecommenderConfig):
     cl_weight: float = 0.001  # weight of the contrastive (InfoNCE) loss
     temperature: float = 0.2  # InfoNCE temperature
 
-    def validate(self) -> "MGCNConfig":
+    def validate(self) -> MGCNConfig:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1 or self.knn_k < 1:
             raise ConfigError(f"--dim and knn_k must be positive, got dim={self.dim}, knn_k={self.knn_k}")
