@@ -52,7 +52,7 @@ def test_interface_shapes_scores_and_loss(tiny, name):
     if not model.trainable:
         return
     loss, parts = model.loss(users, items, torch.tensor([9, 10, 11]), 1e-4)
-    assert torch.isfinite(loss) and {"bpr", "reg"} <= set(parts)
+    assert torch.isfinite(loss) and "reg" in parts  # and the loss's own terms (BM3 has no BPR)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)

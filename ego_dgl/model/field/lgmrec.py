@@ -98,11 +98,15 @@ def hypergraph(assign_items: Tensor, assign_users: Tensor, items: Tensor, layers
     return assign_users @ latent, assign_items @ latent
 
 
-def contrast(anchors: Tensor, positives: Tensor, candidates: Tensor) -> Tensor:
-    """Step 6's sum over anchors of -log softmax over the candidates at the positive."""
-    a = F.normalize(anchors, dim=1)
-    pos = (a * F.normalize(positives, dim=1)).sum(1) / TEMPERATURE
-    return (torch.logsumexp(a @ F.normalize(candidates, dim=1).T / TEMPERATURE, dim=1) - pos).sum()
+def contrast(anchors: Tensor, others: Tensor, rows: Tensor) -> Tensor:
+    """Step 6's sum over the batch's `rows` of -log softmax over every row of `others` at
+    the same row: anchors[r] against others[r]. A row repeated in the batch has the same
+    term, so each distinct row is computed once and counted as often as it occurs."""
+    distinct, counts = rows.unique(return_counts=True)
+    a = F.normalize(anchors[distinct], dim=1)
+    candidates = F.normalize(others, dim=1)
+    pos = (a * candidates[distinct]).sum(1) / TEMPERATURE
+    return ((torch.logsumexp(a @ candidates.T / TEMPERATURE, dim=1) - pos) * counts).sum()
 
 
 class LGMRec(Recommender):
@@ -156,11 +160,10 @@ class LGMRec(Recommender):
         u, p, n = final[users], final[self.num_users + pos], final[self.num_users + neg]
         bpr_term = bpr(inner(u, p), inner(u, n))
         cl = bpr_term.new_zeros(())
-        user_rows, item_rows = slice(0, self.num_users), slice(self.num_users, None)
+        P = self.num_users
         for m in range(len(globals_)):
             for other in globals_[m + 1 :]:
-                cl = cl + contrast(globals_[m][users], other[users], other[user_rows])
-                cl = cl + contrast(globals_[m][self.num_users + pos], other[self.num_users + pos], other[item_rows])
+                cl = cl + contrast(globals_[m][:P], other[:P], users) + contrast(globals_[m][P:], other[P:], pos)
         reg_term = reg * (u.norm() + p.norm() + n.norm()) / len(users)
         total = bpr_term + self.cfg.cl_weight * cl + reg_term
         return total, {"bpr": bpr_term.detach(), "cl": cl.detach(), "reg": reg_term.detach()}
