@@ -1,0 +1,69 @@
+"""BM3, MGCN and LGMRec through the trainer and the CLI: an interrupted run resumed equals
+the uninterrupted one (their dropout and Gumbel draws come from the checkpointed torch
+generator), MMRec's declared defaults and grids are valid ego-dgl options, and datasets
+they cannot take are refused in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from conftest import run
+
+from ego_dgl.data import load_dataset
+from ego_dgl.errors import ConfigError
+from ego_dgl.model.registry import build_model, config_type
+from ego_dgl.train import resolve_options, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FIELD = ("bm3", "mgcn", "lgmrec")
+TIMING = ("seconds", "t_sample", "t_forward", "t_backward", "t_optim", "t_eval")
+
+
+class Interrupt(Exception):
+    pass
+
+
+def without_timing(history):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
+
+
+@pytest.mark.parametrize("name", FIELD)
+def test_resume_after_interruption_matches_uninterrupted_run(name, tmp_path):
+    tiny = load_dataset("synthetic-tiny")
+    _, model_cfg, train_cfg, _ = resolve_options({"dataset": "synthetic-tiny", "model": name, "device": "cpu", "epochs": 4, "patience": 50, "dim": 8})
+    full = train(tiny, model_cfg, train_cfg, tmp_path / "full", progress=False)
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(tiny, model_cfg, train_cfg, tmp_path / "cut", progress=False, on_epoch=stop_after_two)
+    resumed = train(tiny, model_cfg, train_cfg, tmp_path / "cut", resume=True, progress=False)
+    assert without_timing(resumed.history) == without_timing(full.history)
+    assert resumed.valid == full.valid and resumed.test == full.test
+
+
+@pytest.mark.parametrize("name", FIELD)
+def test_mmrec_defaults_and_grid_are_valid_options(name):
+    cls = config_type(name)
+    defaults, grid = cls.mmrec_defaults, cls.mmrec_grid
+    _, cfg, train_cfg, _ = resolve_options({"dataset": "synthetic-tiny", "model": name, **defaults})
+    assert (train_cfg.lr, train_cfg.reg, train_cfg.batch_size) == (defaults["lr"], defaults["reg"], defaults["batch_size"])
+    assert all(getattr(cfg, k) == v for k, v in defaults.items() if k not in ("lr", "reg", "batch_size"))
+    for key, values in grid.items():
+        assert key in defaults and defaults[key] == values[0]  # the defaults are the grid's first values
+        for value in values:
+            resolve_options({"dataset": "synthetic-tiny", "model": name, **defaults, key: value})
+
+
+def test_word_bags_and_missing_modalities_are_refused(grcn_folder, tmp_path):
+    result = run("train", "--model", "mgcn", "--dataset", grcn_folder, "--epochs", 1, "--device", "cpu", "--out", tmp_path)
+    assert result.exit_code == 2 and "is a word bag, and mgcn takes dense feature matrices" in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    bare = dataclasses.replace(load_dataset("synthetic-tiny"), features={})
+    _, cfg, _, _ = resolve_options({"dataset": "synthetic-tiny", "model": "bm3"})
+    with pytest.raises(ConfigError, match="has no modality, and bm3 is built on item content"):
+        build_model(bare, cfg)
