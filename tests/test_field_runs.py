@@ -67,3 +67,12 @@ def test_word_bags_and_missing_modalities_are_refused(grcn_folder, tmp_path):
     _, cfg, _, _ = resolve_options({"dataset": "synthetic-tiny", "model": "bm3"})
     with pytest.raises(ConfigError, match="has no modality, and bm3 is built on item content"):
         build_model(bare, cfg)
+
+
+@pytest.mark.parametrize("name, params", [("bm3", []), ("mgcn", ["--param", "knn_k=3"]), ("lgmrec", [])])
+def test_train_and_eval_on_an_mmrec_layout_folder(mmrec_folder, tmp_path, name, params):
+    result = run("train", "--model", name, "--dataset", mmrec_folder, "--epochs", 2, "--device", "cpu", "--out", tmp_path, *params)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    again = run("eval", run_dir, "--device", "cpu", "--json")
+    assert again.exit_code == 0 and '"recall@10"' in again.output

@@ -101,6 +101,8 @@ class MGCN(Recommender):
         self.num_users = ds.num_users
         self.graph = UserItemGraph(ds)
         self.content = ContentTables(ds, "mgcn", trainable=True)
+        if cfg.knn_k > ds.num_items:
+            raise ConfigError(f"knn_k={cfg.knn_k} exceeds the {ds.num_items} items of {ds.name!r}; give --param knn_k={ds.num_items} or less")
         self.item_graphs = nn.ModuleList([ItemGraph(x.detach(), cfg.knn_k) for x in self.content()])
         self.users = xavier_uniform(ds.num_users, cfg.dim)
         self.items = xavier_uniform(ds.num_items, cfg.dim)
