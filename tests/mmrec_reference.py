@@ -31,12 +31,9 @@ def float64_model(ds: Dataset, name: str, **given):
 
 def neighbours(ds: Dataset) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
     """Each user's and each item's distinct training neighbours."""
-    of_user: dict[int, list[int]] = {u: [] for u in range(ds.num_users)}
-    of_item: dict[int, list[int]] = {i: [] for i in range(ds.num_items)}
-    for u, i in sorted({(int(u), int(i)) for u, i in ds.train}):
-        of_user[u].append(i)
-        of_item[i].append(u)
-    return of_user, of_item
+    pairs = sorted({(int(u), int(i)) for u, i in ds.train})
+    of_user = {u: [i for v, i in pairs if v == u] for u in range(ds.num_users)}
+    return of_user, {i: [u for u, j in pairs if j == i] for i in range(ds.num_items)}
 
 
 def content(ds: Dataset, m: str) -> torch.Tensor:

@@ -25,6 +25,12 @@ class Interrupt(Exception):
     pass
 
 
+def stop_at_epoch_two(record) -> None:
+    """An interruption after the second epoch's checkpoint."""
+    if record["epoch"] == 2:
+        raise Interrupt
+
+
 def without_timing(history):
     return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
 
@@ -34,13 +40,8 @@ def test_resume_after_interruption_matches_uninterrupted_run(name, tmp_path):
     tiny = load_dataset("synthetic-tiny")
     _, model_cfg, train_cfg, _ = resolve_options({"dataset": "synthetic-tiny", "model": name, "device": "cpu", "epochs": 4, "patience": 50, "dim": 8})
     full = train(tiny, model_cfg, train_cfg, tmp_path / "full", progress=False)
-
-    def stop_after_two(record):
-        if record["epoch"] == 2:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        train(tiny, model_cfg, train_cfg, tmp_path / "cut", progress=False, on_epoch=stop_after_two)
+        train(tiny, model_cfg, train_cfg, tmp_path / "cut", progress=False, on_epoch=stop_at_epoch_two)
     resumed = train(tiny, model_cfg, train_cfg, tmp_path / "cut", resume=True, progress=False)
     assert without_timing(resumed.history) == without_timing(full.history)
     assert resumed.valid == full.valid and resumed.test == full.test

@@ -35,14 +35,9 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.model.base import Recommender, Tables
+from ego_dgl.model.base import Tables
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.model.field.mmrec_parts import (
-    ContentTables,
-    UserItemGraph,
-    projection,
-    xavier_uniform,
-)
+from ego_dgl.model.field.mmrec_parts import GraphContentModel, projection
 
 
 @dataclass
@@ -80,16 +75,11 @@ def cosine_loss(online: Tensor, target: Tensor, weights: Tensor | None = None) -
     return (loss * weights).sum() / weights.sum().clamp(min=1)
 
 
-class BM3(Recommender):
+class BM3(GraphContentModel):
     """LightGCN encoder, a shared predictor, and bootstrapped cosine losses (no negatives)."""
 
     def __init__(self, ds: Dataset, cfg: BM3Config):
-        super().__init__()
-        self.cfg = cfg
-        self.graph = UserItemGraph(ds)
-        self.content = ContentTables(ds, "bm3", trainable=True)
-        self.users = xavier_uniform(ds.num_users, cfg.dim)
-        self.items = xavier_uniform(ds.num_items, cfg.dim)
+        super().__init__(ds, cfg, trainable_content=True)
         self.project = nn.ModuleList([projection(width, cfg.dim) for width in self.content.dims])
         self.predictor = projection(cfg.dim, cfg.dim)
         self.num_items = ds.num_items
@@ -98,9 +88,6 @@ class BM3(Recommender):
         """h_u [P, D] and h_i [Q, D] (step 1)."""
         users, items = self.graph.layer_mean(self.users, self.items, self.cfg.layers)
         return users, items + self.items
-
-    def input_tables(self) -> Tables:
-        return Tables(self.users, self.items)
 
     def propagate(self) -> Tables:
         users, items = self.encode()

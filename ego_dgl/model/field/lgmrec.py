@@ -43,9 +43,9 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.model.base import Recommender, Tables, inner
+from ego_dgl.model.base import Tables, inner
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.model.field.mmrec_parts import ContentTables, UserItemGraph, xavier_uniform
+from ego_dgl.model.field.mmrec_parts import GraphContentModel, xavier_uniform
 from ego_dgl.model.layers.loss import bpr
 
 TEMPERATURE = 0.2  # of the Gumbel softmax and of the contrast (MMRec's tau)
@@ -109,22 +109,13 @@ def contrast(anchors: Tensor, others: Tensor, rows: Tensor) -> Tensor:
     return ((torch.logsumexp(a @ candidates.T / TEMPERATURE, dim=1) - pos) * counts).sum()
 
 
-class LGMRec(Recommender):
+class LGMRec(GraphContentModel):
     """Local (CGE + MGE) and global (hypergraph) embeddings, summed."""
 
     def __init__(self, ds: Dataset, cfg: LGMRecConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.num_users = ds.num_users
-        self.graph = UserItemGraph(ds)
-        self.content = ContentTables(ds, "lgmrec", trainable=False)
-        self.users = xavier_uniform(ds.num_users, cfg.dim)
-        self.items = xavier_uniform(ds.num_items, cfg.dim)
+        super().__init__(ds, cfg, trainable_content=False)
         self.project = nn.ParameterList([xavier_uniform(width, cfg.dim) for width in self.content.dims])
         self.hyper = nn.ParameterList([xavier_uniform(width, cfg.hyperedges) for width in self.content.dims])
-
-    def input_tables(self) -> Tables:
-        return Tables(self.users, self.items)
 
     def assignments(self, logits: Tensor) -> Tensor:
         """Soft hyperedge assignments of `logits` [N, H] (step 3): Gumbel softmax and
@@ -151,13 +142,12 @@ class LGMRec(Recommender):
         return local + cfg.alpha * F.normalize(sum(globals_), dim=1), globals_
 
     def propagate(self) -> Tables:
-        final, _ = self.embeddings()
-        return Tables(final[: self.num_users], final[self.num_users :])
+        return self.split(self.embeddings()[0])
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float) -> tuple[Tensor, dict[str, Tensor]]:
         """Step 6: BPR, the hypergraph contrast of every modality pair, the regulariser."""
         final, globals_ = self.embeddings()
-        u, p, n = final[users], final[self.num_users + pos], final[self.num_users + neg]
+        u, p, n = self.batch_rows(final, users, pos, neg)
         bpr_term = bpr(inner(u, p), inner(u, n))
         cl = bpr_term.new_zeros(())
         P = self.num_users

@@ -39,14 +39,9 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.model.base import Recommender, Tables, inner
+from ego_dgl.model.base import Tables, inner
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.model.field.mmrec_parts import (
-    ContentTables,
-    ItemGraph,
-    UserItemGraph,
-    xavier_uniform,
-)
+from ego_dgl.model.field.mmrec_parts import GraphContentModel, ItemGraph
 from ego_dgl.model.layers.loss import bpr
 
 
@@ -92,27 +87,18 @@ def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
     return -torch.diagonal(torch.log_softmax(logits, dim=1)).mean()
 
 
-class MGCN(Recommender):
+class MGCN(GraphContentModel):
     """Purified modality views on kNN item graphs, attention-fused onto a LightGCN view."""
 
     def __init__(self, ds: Dataset, cfg: MGCNConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.num_users = ds.num_users
-        self.graph = UserItemGraph(ds)
-        self.content = ContentTables(ds, "mgcn", trainable=True)
+        super().__init__(ds, cfg, trainable_content=True)
         if cfg.knn_k > ds.num_items:
             raise ConfigError(f"knn_k={cfg.knn_k} exceeds the {ds.num_items} items of {ds.name!r}; give --param knn_k={ds.num_items} or less")
         self.item_graphs = nn.ModuleList([ItemGraph(x.detach(), cfg.knn_k) for x in self.content()])
-        self.users = xavier_uniform(ds.num_users, cfg.dim)
-        self.items = xavier_uniform(ds.num_items, cfg.dim)
         self.project = nn.ModuleList([nn.Linear(width, cfg.dim) for width in self.content.dims])
         self.purify = nn.ModuleList([gate(cfg.dim) for _ in self.content.dims])
         self.prefer = nn.ModuleList([gate(cfg.dim) for _ in self.content.dims])
         self.query = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.Tanh(), nn.Linear(cfg.dim, 1, bias=False))
-
-    def input_tables(self) -> Tables:
-        return Tables(self.users, self.items)
 
     def views(self) -> tuple[Tensor, Tensor]:
         """E_id and E_mm over users then items, [P + Q, D] each (steps 2-4)."""
@@ -132,14 +118,12 @@ class MGCN(Recommender):
 
     def propagate(self) -> Tables:
         e_id, e_mm = self.views()
-        final = e_id + e_mm
-        return Tables(final[: self.num_users], final[self.num_users :])
+        return self.split(e_id + e_mm)
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float) -> tuple[Tensor, dict[str, Tensor]]:
         """Step 6: BPR, the regulariser of the final rows, and the two InfoNCE terms."""
         e_id, e_mm = self.views()
-        final = e_id + e_mm
-        u, p, n = final[users], final[self.num_users + pos], final[self.num_users + neg]
+        u, p, n = self.batch_rows(e_id + e_mm, users, pos, neg)
         bpr_term = bpr(inner(u, p), inner(u, n))
         reg_term = reg * (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()) / (2 * len(users))
         t = self.cfg.temperature

@@ -12,6 +12,8 @@ matrices):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -21,6 +23,7 @@ from ego_dgl.errors import ConfigError
 from ego_dgl.graph.backends import Edges, interaction_edges
 from ego_dgl.graph.heterograph import ITEM, lightgcn_weights, structure_graph
 from ego_dgl.graph.knn import knn_edges, knn_indices, sym_norm_weights
+from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.layers.id_branch import lightgcn
 
 SIMILAR = (ITEM, "similar", ITEM)  # item -> item edges of a kNN content graph
@@ -128,3 +131,29 @@ class ItemGraph(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.edges.relation("torch").aggregate(x, self.weights)
+
+
+class GraphContentModel(Recommender):
+    """What BM3, MGCN and LGMRec hold alike: `cfg`, the user-item graph, the content
+    tables, and xavier-uniform ID tables users [P, cfg.dim] and items [Q, cfg.dim] (their
+    inputs before propagation)."""
+
+    def __init__(self, ds: Dataset, cfg: Any, trainable_content: bool):
+        super().__init__()
+        self.cfg = cfg
+        self.num_users = ds.num_users
+        self.graph = UserItemGraph(ds)
+        self.content = ContentTables(ds, cfg.name, trainable_content)
+        self.users = xavier_uniform(ds.num_users, cfg.dim)
+        self.items = xavier_uniform(ds.num_items, cfg.dim)
+
+    def input_tables(self) -> Tables:
+        return Tables(self.users, self.items)
+
+    def batch_rows(self, table: Tensor, users: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The batch's user, positive and negative rows of a users-then-items table."""
+        return table[users], table[self.num_users + pos], table[self.num_users + neg]
+
+    def split(self, table: Tensor) -> Tables:
+        """A users-then-items [P + Q, D] table as Tables."""
+        return Tables(table[: self.num_users], table[self.num_users :])
