@@ -49,6 +49,10 @@ MODELS: dict[str, ModelSpec] = {
     "huign": ModelSpec("baselines.huign", "HUIGN", "HUIGNConfig", "HUIGN (Wei et al. 2021): hierarchical intents from co-interacted item graphs, per modality"),
     "lightgcn": ModelSpec("baselines.lightgcn", "LightGCN", "LightGCNConfig", "LightGCN (He et al. SIGIR 2020) on early-fused multimodal inputs"),
     "grcn": ModelSpec("baselines.grcn", "GRCN", "GRCNConfig", "GRCN (Wei et al. MM 2020): content-refined, pruned graph under an ID GCN; ID and modalities concatenated"),
+    # the field's current models (MMRec's set)
+    "bm3": ModelSpec("field.bm3", "BM3", "BM3Config", "BM3 (Zhou et al. WWW 2023): self-supervised bootstrapping, dropout views, no negative sampling"),
+    "mgcn": ModelSpec("field.mgcn", "MGCN", "MGCNConfig", "MGCN (Yu et al. MM 2023): purified modality views on kNN item graphs, attention fusion, InfoNCE"),
+    "lgmrec": ModelSpec("field.lgmrec", "LGMRec", "LGMRecConfig", "LGMRec (Guo et al. AAAI 2024): local graph embeddings plus a global hypergraph of learned hyperedges"),
     "pop": ModelSpec("baselines.pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
 }
 

@@ -68,10 +68,11 @@ def _grid(dataset: str, batches: int | None) -> list[Case]:
 
 # Every trained baseline with its defaults, beside EgoGCN-hard, for the per-epoch ratios.
 BASELINES = ("lightgcn", "ngcf", "graphsage", "gat", "disengcn", "mmgcn", "grcn", "huign")
+FIELD_MODELS = ("bm3", "mgcn", "lgmrec")  # the field's current models (MMRec's set), with their defaults
 
 SUITES: dict[str, list[Case]] = {
     "ml100k": _grid("ml100k", None) + [Case("ml100k", "dgl-udf", "hard")],
-    "models": [Case("ml100k", "auto", "hard")] + [Case("ml100k", "auto", "", model=m) for m in BASELINES],
+    "models": [Case("ml100k", "auto", "hard")] + [Case("ml100k", "auto", "", model=m) for m in BASELINES + FIELD_MODELS],
     "synthetic-tiktok": _grid("synthetic-tiktok", 12),
     # full-graph against neighbour-sampled training as the graph grows (1x-64x ml100k's edges)
     "scaling": [Case(f"synthetic-x{s}", "auto", "hard", 3, sampler=sampler, fanouts=fanouts)
