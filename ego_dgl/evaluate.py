@@ -94,11 +94,15 @@ def mask_known(scores: torch.Tensor, known: CSR, users: np.ndarray, protocol: st
 
 
 def top_items(
-    user_table: torch.Tensor, item_table: torch.Tensor, users: np.ndarray, known: CSR, k: int, protocol: str = "full"
+    user_table: torch.Tensor, item_table: torch.Tensor, users: np.ndarray, known: CSR, k: int, protocol: str = "full",
+    excluded: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """[len(users), k] item ids ranked by inner product, known items masked."""
+    """[len(users), k] item ids ranked by inner product, known items masked (and the items
+    `excluded` marks, a bool [Q], scored -inf for every user)."""
     scores = user_table[torch.from_numpy(users).to(user_table.device)] @ item_table.T
     mask_known(scores, known, users, protocol)
+    if excluded is not None:
+        scores[:, excluded] = -math.inf
     return torch.topk(scores, min(k, scores.shape[1]), dim=1).indices
 
 
@@ -150,19 +154,25 @@ def evaluate(
     ks: tuple[int, ...] = DEFAULT_KS,
     protocol: str = "full",
     chunk_size: int | None = None,
+    candidates: np.ndarray | None = None,
+    counted: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Precision, recall, NDCG and hit rate at every K, averaged over the users with at
-    least one `split` item, ranking all items with the known ones masked; plus "users"."""
+    least one `split` item, ranking all items with the known ones masked; plus "users".
+    `candidates` (bool [Q]) limits the ranking to those items; `counted` (bool [Q]) limits
+    the held-out items (hits and |held-out|) to those, and the users to those holding one."""
     ks = check_eval_options(ks, protocol)
     known = ds.known_csr(split)
-    heldout = pairs_to_csr(ds.num_users, ds.split(split))
+    pairs = ds.split(split)
+    heldout = pairs_to_csr(ds.num_users, pairs if counted is None else pairs[counted[pairs[:, 1]]])
+    excluded = None if candidates is None else torch.from_numpy(~candidates).to(item_table.device)
     num_heldout = np.diff(heldout.indptr)
     users = np.flatnonzero(num_heldout > 0)
     totals = dict.fromkeys(metric_names(ks), 0.0)
     chunk = chunk_size or auto_chunk_size(ds.num_items, item_table.device)
     for start in range(0, len(users), chunk):
         batch = users[start : start + chunk]
-        ranked = top_items(user_table, item_table, batch, known, max(ks), protocol)
+        ranked = top_items(user_table, item_table, batch, known, max(ks), protocol, excluded)
         hits = hit_matrix(ranked, heldout, batch, ds.num_items)
         n = torch.from_numpy(num_heldout[batch]).to(ranked.device)
         for key, value in metric_sums(hits, n, ks, protocol).items():
@@ -171,3 +181,44 @@ def evaluate(
     result = {key: value / count for key, value in totals.items()}
     result["users"] = float(len(users))
     return result
+
+
+# --- cold items (data/variants.py) --------------------------------------------------------
+# On a dataset with cold items, three more groups of metrics, named "<group>/<metric>@K":
+#   warm:     each user's held-out warm items, ranking the warm items only;
+#   cold:     each user's held-out cold items, ranking the cold items only (can the model
+#             order the new items for a user?);
+#   cold-all: each user's held-out cold items, ranking every item as the overall metric
+#             does (do the new items reach the top among all?).
+# Users without a held-out item of the group are left out of its averages ("<group>/users"
+# counts the rest). The overall metrics keep their meaning. A model that declares
+# cold_start "none" gets no cold or cold-all figures (cold_refusal says why).
+COLD_GROUPS = ("warm", "cold", "cold-all")
+
+
+def cold_refusal(model_name: str, cold_start: str) -> str | None:
+    """Why a model's cold metrics are not reported, or None when they are."""
+    if cold_start != "none":
+        return None
+    return (f"{model_name} cannot score an item it never saw in training (cold_start 'none': no content "
+            "reaches its item representations), so its cold and cold-all metrics are refused")
+
+
+@torch.no_grad()
+def evaluate_groups(
+    user_table: torch.Tensor, item_table: torch.Tensor, ds: Dataset, split: str, ks: tuple[int, ...] = DEFAULT_KS,
+    protocol: str = "full", chunk_size: int | None = None, cold_start: str = "none",
+) -> dict[str, float]:
+    """The warm, cold and cold-all metrics (COLD_GROUPS) of `split`, prefixed by group; empty
+    for a dataset without cold items, and without cold groups when `cold_start` is "none"."""
+    if not ds.has_cold_items:
+        return {}
+    warm = ds.warm_mask()
+    groups = {"warm": (warm, warm)}
+    if cold_start != "none":
+        groups |= {"cold": (~warm, ~warm), "cold-all": (None, ~warm)}
+    out: dict[str, float] = {}
+    for group, (candidates, counted) in groups.items():
+        values = evaluate(user_table, item_table, ds, split, ks, protocol, chunk_size, candidates, counted)
+        out |= {f"{group}/{key}": value for key, value in values.items()}
+    return out

@@ -8,7 +8,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from ego_dgl.evaluate import METRICS, protocol_label
+from ego_dgl.evaluate import COLD_GROUPS, METRICS, protocol_label
 
 METRIC_TITLES = {"precision": "P", "recall": "R", "ndcg": "NDCG", "hit": "Hit"}
 
@@ -20,15 +20,18 @@ def metrics_table(title: str, results: dict[str, dict[str, float]], protocol: st
     ks = sorted({int(key.split("@")[1]) for key in first if "@" in key})
     users = ", ".join(f"{split} {int(values['users'])}" for split, values in results.items())
     caption = f"{protocol_label(protocol)}; users evaluated: {users}"
+    if "warm/users" in first and "cold/users" not in first:
+        caption += "; cold metrics refused: the model cannot score items never seen in training (cold_start 'none')"
     table = Table(title=escape(title), caption=caption, caption_style="bold yellow" if protocol == "legacy" else "dim")
     table.add_column("split")
     table.add_column("metric")
     for k in ks:
         table.add_column(f"@{k}", justify="right")
     for split, values in results.items():
-        for metric in METRICS:
-            table.add_row(split, METRIC_TITLES[metric], *(f"{values[f'{metric}@{k}']:.4f}" for k in ks))
-        table.add_section()
+        for group in ("", *(f"{g}/" for g in COLD_GROUPS if f"{g}/users" in values)):  # cold-item groups when present
+            for metric in METRICS:
+                table.add_row(f"{split} {group[:-1]}".strip(), METRIC_TITLES[metric], *(f"{values[f'{group}{metric}@{k}']:.4f}" for k in ks))
+            table.add_section()
     return table
 
 
