@@ -114,30 +114,39 @@ def hit_matrix(ranked: torch.Tensor, heldout: CSR, users: np.ndarray, num_items:
     return torch.isin(rows * num_items + ranked, keys)
 
 
-def metric_sums(hits: torch.Tensor, num_heldout: torch.Tensor, ks: tuple[int, ...], protocol: str) -> dict[str, float]:
-    """Per-metric sums over the chunk's users (divided by the user count at the end).
+def metric_values(
+    hits: torch.Tensor, num_heldout: torch.Tensor, ks: tuple[int, ...], protocol: str, ideal_hits: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Each user's metrics [B] (float64) from the hit matrix [B, k].
 
     NDCG's ideal DCG runs over min(|held-out|, K) positions, or min(hits, K) under the
-    legacy protocol (where a user without hits scores 0).
+    legacy protocol (where a user without hits scores 0); `ideal_hits` (the full hit
+    matrix) fixes the legacy hit count when `hits` is a part of it (degree buckets).
     """
     hits = hits.double()
+    ideal_hits = hits if ideal_hits is None else ideal_hits.double()
     width = hits.shape[1]
     discount = 1.0 / torch.log2(torch.arange(2, max(ks) + 2, device=hits.device, dtype=torch.float64))
     ideal_prefix = torch.cat([torch.zeros(1, device=hits.device, dtype=torch.float64), torch.cumsum(discount, 0)])
     n = num_heldout.double()
-    sums: dict[str, float] = {}
+    values: dict[str, torch.Tensor] = {}
     for k in ks:
         h = hits[:, : min(k, width)]
         count = h.sum(1)
         dcg = (h * discount[: h.shape[1]]).sum(1)
-        ideal_len = torch.minimum(count if protocol == "legacy" else n, torch.tensor(float(k), dtype=torch.float64))
+        legacy_count = ideal_hits[:, : min(k, width)].sum(1)
+        ideal_len = torch.minimum(legacy_count if protocol == "legacy" else n, torch.tensor(float(k), dtype=torch.float64))
         idcg = ideal_prefix[ideal_len.long()]
-        ndcg = torch.where(idcg > 0, dcg / idcg.clamp(min=1e-12), torch.zeros_like(dcg))
-        sums[f"precision@{k}"] = float((count / k).sum())
-        sums[f"recall@{k}"] = float((count / n).sum())
-        sums[f"ndcg@{k}"] = float(ndcg.sum())
-        sums[f"hit@{k}"] = float((count > 0).double().sum())
-    return sums
+        values[f"precision@{k}"] = count / k
+        values[f"recall@{k}"] = count / n
+        values[f"ndcg@{k}"] = torch.where(idcg > 0, dcg / idcg.clamp(min=1e-12), torch.zeros_like(dcg))
+        values[f"hit@{k}"] = (count > 0).double()
+    return values
+
+
+def metric_sums(hits: torch.Tensor, num_heldout: torch.Tensor, ks: tuple[int, ...], protocol: str) -> dict[str, float]:
+    """Per-metric sums over the chunk's users (divided by the user count at the end)."""
+    return {key: float(v.sum()) for key, v in metric_values(hits, num_heldout, ks, protocol).items()}
 
 
 def metric_names(ks: tuple[int, ...]) -> list[str]:

@@ -48,7 +48,7 @@ def data_prepare(name: str, root: Path | None, force: bool, cold_items: float, t
         prepare(name, root, progress=True, force=force)
     console.print(summary_table(load_dataset(name, root)))
     if not variant.is_identity:
-        console.print(f"prepared {name}; train on it with: egodgl train --dataset {name}", highlight=False, markup=False)
+        console.print(f"prepared {name}; train on it with: egodgl train --dataset {name}", highlight=False, markup=False, soft_wrap=True)
 
 
 @data.command("info")
