@@ -213,3 +213,39 @@ def test_degree_buckets_recombine_to_the_overall_metric(tiny, protocol):
         assert sum(r[key] * r["users"] for r in by_user) / overall["users"] == pytest.approx(overall[key])
     for key in ("precision@5", "recall@10", "ndcg@10"):
         assert sum(r[key] for r in by_item) == pytest.approx(overall[key])
+
+
+# --- the study tables ------------------------------------------------------------------------------
+
+
+def test_cold_table_marks_refused_models_and_averages_the_rest():
+    from ego_dgl.study.groups import GROUP_METRICS, group_summary
+
+    full = {f"test/{m}": 0.1 * (k + 1) for k, m in enumerate(GROUP_METRICS)}
+    warm_only = {f"test/{m}": (0.5 if m.startswith("warm/") else "") for m in GROUP_METRICS}
+    members = {"gm": [full, {k: v + 0.2 for k, v in full.items()}], "pop": [warm_only]}
+    rows = {r["name"]: r for r in group_summary(["gm", "pop"], members)}
+    assert rows["gm"]["cold/recall@10_mean"] == pytest.approx(full["test/cold/recall@10"] + 0.1)
+    assert rows["gm"]["cold/recall@10_std"] == pytest.approx(np.std([0, 0.2], ddof=1))
+    assert rows["pop"]["warm/recall@10_mean"] == 0.5 and rows["pop"]["cold-all/ndcg@10_mean"] == "refused"
+    assert group_summary(["x"], {"x": [{"test/recall@10": 0.3}]}) == []  # no cold items: no table
+
+
+def test_sparsity_rows_read_each_level_and_the_fused_shares_at_the_best_epoch(tmp_path):
+    from ego_dgl.runs import write_csv, write_json
+    from ego_dgl.study.sparsity import sparsity_rows
+
+    folders = []
+    for level, recall in (("ml100k-train0.25", 0.1), ("ml100k", 0.3)):
+        folder = tmp_path / level
+        (folder / "cells" / "hard-s0").mkdir(parents=True)
+        write_json(folder / "compare.json", {"kind": "compare", "dataset": level})
+        write_csv(folder / "cells.csv", [{"key": "hard-s0", "name": "egogcn-hard", "best_epoch": 2,
+                                          "test/recall@10": recall, "test/ndcg@10": recall / 2}])
+        write_csv(folder / "cells" / "hard-s0" / "history.csv", [
+            {"epoch": e, "fused/a/item->user": 0.1 * e, "fused/b/item->user": 0.3 * e, "fused/a/user->item": 0.0} for e in (1, 2, 3)])
+        folders.append(folder)
+    rows = sparsity_rows(folders)
+    assert [r["train_fraction"] for r in rows] == [0.25, 1.0]
+    assert rows[0]["recall@10_mean"] == 0.1 and rows[1]["ndcg@10_mean"] == 0.15
+    assert rows[0]["fused item->user"] == pytest.approx(0.4) and rows[0]["fused user->item"] == 0.0
