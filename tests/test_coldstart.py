@@ -249,3 +249,19 @@ def test_sparsity_rows_read_each_level_and_the_fused_shares_at_the_best_epoch(tm
     assert [r["train_fraction"] for r in rows] == [0.25, 1.0]
     assert rows[0]["recall@10_mean"] == 0.1 and rows[1]["ndcg@10_mean"] == 0.15
     assert rows[0]["fused item->user"] == pytest.approx(0.4) and rows[0]["fused user->item"] == 0.0
+
+
+def test_a_built_in_variant_is_prepared_once_by_name_and_reads_back(monkeypatch, datasets_root):
+    from ego_dgl.data import registry
+    from ego_dgl.data.build import Built
+    from ego_dgl.data.synthetic import make_preset
+
+    monkeypatch.setitem(registry.CACHED, "cached-tiny", ("cached-tiny/1", lambda s, root: Built(make_preset("synthetic-tiny"))))
+    ds = load_dataset("cached-tiny-cold0.2-train0.5-seed3", progress=False)
+    base = load_dataset("cached-tiny", progress=False)
+    expected = apply_variant(base, Variant(0.2, 0.5, 3))
+    assert np.array_equal(ds.cold_items, expected.cold_items) and np.array_equal(ds.train, expected.train)
+    assert ds.name == "cached-tiny-cold0.2-train0.5-seed3" and ds.fingerprint() == load_dataset(ds.name, progress=False).fingerprint()
+    result = run("data", "prepare", "cached-tiny", "--cold-items", "0.2", "--train-fraction", "0.5", "--seed", "3")
+    assert result.exit_code == 0 and "egodgl train --dataset cached-tiny-cold0.2-train0.5-seed3" in result.output
+    assert (datasets_root / "cached-tiny-cold0.2-train0.5-seed3" / "cold_items.txt").is_file()
