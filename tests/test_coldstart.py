@@ -14,13 +14,26 @@ import torch
 from conftest import run
 
 from ego_dgl.data import load_dataset
-from ego_dgl.data.variants import Variant, apply_variant, cold_split, parse_variant, thin_train, variant_name
+from ego_dgl.data.variants import (
+    Variant,
+    apply_variant,
+    cold_split,
+    parse_variant,
+    thin_train,
+    variant_name,
+)
 from ego_dgl.errors import DataError
 from ego_dgl.evaluate import evaluate, evaluate_groups
 from ego_dgl.graph.heterograph import CLICKS, lightgcn_weights, structure_graph
 from ego_dgl.model.baselines.huign import co_interaction_edges
 from ego_dgl.model.layers.cold import COLD_START
-from ego_dgl.model.registry import MODELS, PRESETS, build_model, config_type, resolve_model
+from ego_dgl.model.registry import (
+    MODELS,
+    PRESETS,
+    build_model,
+    config_type,
+    resolve_model,
+)
 from ego_dgl.study.degree import by_item_degree, by_user_degree, rank_users
 from ego_dgl.train.sampler import NegativeSampler
 

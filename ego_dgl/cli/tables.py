@@ -130,7 +130,12 @@ def degree_command(run_dir: str | None, out: str | None, split: str, by: str, bi
 
     from ego_dgl.cli.group import console
     from ego_dgl.runs import latest_run, runs_root
-    from ego_dgl.study.degree import compare_degree_rows, mean_by_model, run_degree_rows, write_degree
+    from ego_dgl.study.degree import (
+        compare_degree_rows,
+        mean_by_model,
+        run_degree_rows,
+        write_degree,
+    )
 
     folder = Path(run_dir) if run_dir is not None else latest_run(runs_root(out))
     if (folder / "cells.csv").is_file():

@@ -462,8 +462,8 @@ def variant_card(variant: Variant, ds: Dataset) -> dict:
     """The card's "variant" entry (cold items, train fraction), absent for plain datasets."""
     if variant.is_identity:
         return {}
-    cold = int(len(ds.cold_items)) if ds.has_cold_items else 0
-    return {"variant": variant.card() | {"cold_item_count": cold, "train_interactions": int(len(ds.train))}}
+    cold = len(ds.cold_items) if ds.has_cold_items else 0
+    return {"variant": variant.card() | {"cold_item_count": cold, "train_interactions": len(ds.train)}}
 
 
 def build(cfg: BuildConfig, steps: Steps, text_cache: Path | None) -> Built:
@@ -530,8 +530,8 @@ def card_markdown(card: dict) -> str:
         lines.append(f"| {m['name']} | {m['kind']} | {origin} | {m['dim']} | {m['coverage']:.1%} |")
     if "variant" in card:
         v = card["variant"]
-        lines += ["", f"Variant (seed {v['seed']}): {v['cold_item_count']:,} cold items ({v['cold_items']:.0%} of the items, "
-                  f"every interaction in valid/test, listed in cold_items.txt); {v['train_fraction']:.0%} of each user's "
-                  f"training interactions kept ({v['train_interactions']:,})."]
+        lines += ["", (f"Variant (seed {v['seed']}): {v['cold_item_count']:,} cold items ({v['cold_items']:.0%} of the items, "
+                       f"every interaction in valid/test, listed in cold_items.txt); {v['train_fraction']:.0%} of each user's "
+                       f"training interactions kept ({v['train_interactions']:,}).")]
     lines += ["", "Options: `" + json.dumps(card["options"], ensure_ascii=False) + "`", ""]
     return "\n".join(lines)

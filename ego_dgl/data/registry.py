@@ -15,7 +15,13 @@ from ego_dgl.data.ml100k import RECIPE as ML100K_RECIPE
 from ego_dgl.data.ml100k import build_ml100k
 from ego_dgl.data.progress import Steps, steps
 from ego_dgl.data.synthetic import PRESETS, make_preset, make_synthetic_scaled
-from ego_dgl.data.variants import Variant, apply_variant, parse_variant, read_cold_items, variant_name
+from ego_dgl.data.variants import (
+    Variant,
+    apply_variant,
+    parse_variant,
+    read_cold_items,
+    variant_name,
+)
 from ego_dgl.errors import DataError, os_error_message
 
 KNOWN = ("ml100k", "synthetic", "synthetic-tiny", "synthetic-tiktok", "tiktok", "movielens")
@@ -123,7 +129,7 @@ def prepare_variant(base: str, variant: Variant, root: Path | None = None, progr
             card = read_card(base_folder)
             if card is not None:
                 card = card | {"name": name, "recipe": recipe, "fingerprint": ds.fingerprint(), **variant_card(variant, ds)}
-                card["split"] = card["split"] | {"sizes": {s: int(len(ds.split(s))) for s in ("train", "valid", "test")}}
+                card["split"] = card["split"] | {"sizes": {s: len(ds.split(s)) for s in ("train", "valid", "test")}}
         with s.step(f"writing {folder}"):
             write_built(Built(ds, card), folder, overwrite=True, recipe=recipe)
     return folder

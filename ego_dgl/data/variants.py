@@ -43,7 +43,7 @@ class Variant:
     def is_identity(self) -> bool:
         return self.cold_items == 0 and self.train_fraction == 1
 
-    def check(self) -> "Variant":
+    def check(self) -> Variant:
         """Raise DataError naming the option out of range."""
         if not 0 <= self.cold_items < 1:
             raise DataError(f"--cold-items {self.cold_items:g}: give a share of the items in [0, 1), e.g. 0.1")
@@ -94,7 +94,7 @@ def cold_split(
     rng = np.random.default_rng(seed)
     pairs = {s: ds.split(s) for s in ("train", "valid", "test")}
     interacted = np.unique(np.concatenate([p[:, 1] for p in pairs.values()]))
-    count = int(round(fraction * len(interacted)))
+    count = round(fraction * len(interacted))
     if count == 0:
         raise DataError(f"--cold-items {fraction:g} of {len(interacted)} items rounds to none; raise it")
     cold = np.sort(rng.choice(interacted, size=count, replace=False))

@@ -37,7 +37,12 @@ from ego_dgl.evaluate import protocol_label
 from ego_dgl.model.egogcn.config import ModelConfig
 from ego_dgl.model.registry import MODELS, config_fields, model_names, resolve_model
 from ego_dgl.runs import DEFAULT_RESULTS, slug, write_atomic, write_csv
-from ego_dgl.study.groups import GROUP_METRICS, group_markdown, group_summary, member_values
+from ego_dgl.study.groups import (
+    GROUP_METRICS,
+    group_markdown,
+    group_summary,
+    member_values,
+)
 from ego_dgl.study.sweeps import (
     SHARED_OPTIONS,
     CellProgress,

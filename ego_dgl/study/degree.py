@@ -26,7 +26,13 @@ import torch
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.evaluate import auto_chunk_size, hit_matrix, metric_values, pairs_to_csr, top_items
+from ego_dgl.evaluate import (
+    auto_chunk_size,
+    hit_matrix,
+    metric_values,
+    pairs_to_csr,
+    top_items,
+)
 from ego_dgl.runs import read_csv, write_csv, write_png
 
 VIEWS = ("item-degree", "user-degree")
@@ -160,7 +166,7 @@ def mean_by_model(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         groups.setdefault((row["model"], row["bucket"]), []).append(row)
     out = []
-    for (model, bucket), members in groups.items():
+    for members in groups.values():
         first = members[0]
         numeric = [k for k, v in first.items() if isinstance(v, float)]
         out.append({k: v for k, v in first.items() if k not in numeric and k != "seed"} | {"seeds": len(members)}

@@ -39,10 +39,9 @@ def group_summary(labels: list[str], members: dict[str, list[dict[str, Any]]]) -
 def group_markdown(summary: list[dict[str, Any]], paired: list[dict[str, Any]]) -> list[str]:
     """table.md's warm/cold table: test R@10 and NDCG@10 per group, and the paired tests."""
     head = ["model", "seeds", *GROUP_METRICS]
-    lines = ["", "## Warm and cold items", "",
-             "warm: held-out warm items ranked among warm items; cold: held-out cold items among cold items; "
-             "cold-all: held-out cold items among all items (evaluate.py). 'refused': the model declares "
-             "cold_start 'none'.", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    legend = ("warm: held-out warm items ranked among warm items; cold: held-out cold items among cold items; "
+              "cold-all: held-out cold items among all items (evaluate.py). 'refused': the model declares cold_start 'none'.")
+    lines = ["", "## Warm and cold items", "", legend, "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for e in summary:
         cells = [e[f"{m}_mean"] if e[f"{m}_mean"] == "refused" else f"{e[f'{m}_mean']:.4f} ± {e[f'{m}_std']:.4f}"
                  for m in GROUP_METRICS]
