@@ -63,8 +63,11 @@ def data_info(dataset: str, root: Path | None, as_json: bool) -> None:
     from ego_dgl.data.registry import CACHED, datasets_root
     from ego_dgl.data.report import card_table, summary_table
 
+    from ego_dgl.data.variants import parse_variant
+
     ds = load_dataset(dataset, root)
-    folder = Path(root or datasets_root()) / dataset if dataset in CACHED else Path(dataset)
+    prepared = dataset in CACHED or parse_variant(dataset, list(CACHED)) is not None
+    folder = Path(root or datasets_root()) / dataset if prepared else Path(dataset)
     card = read_card(folder) if folder.is_dir() else None
     if as_json:
         click.echo(json.dumps(ds.summary() | ({"card": card} if card else {}), indent=2))

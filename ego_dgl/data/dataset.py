@@ -247,7 +247,7 @@ class Dataset:
                 for m, f in self.features.items()
             ],
             "fingerprint": self.fingerprint(),
-        }
+        } | ({"cold_items": len(self.cold_items)} if self.has_cold_items else {})
 
 
 BYTES_PER_ID = 64  # per user and item: degrees, CSR pointers, masks and graph indices, a few int64 arrays each
