@@ -62,7 +62,6 @@ def data_info(dataset: str, root: Path | None, as_json: bool) -> None:
     from ego_dgl.data.build import read_card
     from ego_dgl.data.registry import CACHED, datasets_root
     from ego_dgl.data.report import card_table, summary_table
-
     from ego_dgl.data.variants import parse_variant
 
     ds = load_dataset(dataset, root)
