@@ -94,11 +94,15 @@ def mask_known(scores: torch.Tensor, known: CSR, users: np.ndarray, protocol: st
 
 
 def top_items(
-    user_table: torch.Tensor, item_table: torch.Tensor, users: np.ndarray, known: CSR, k: int, protocol: str = "full"
+    user_table: torch.Tensor, item_table: torch.Tensor, users: np.ndarray, known: CSR, k: int, protocol: str = "full",
+    excluded: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """[len(users), k] item ids ranked by inner product, known items masked."""
+    """[len(users), k] item ids ranked by inner product, known items masked (and the items
+    `excluded` marks, a bool [Q], scored -inf for every user)."""
     scores = user_table[torch.from_numpy(users).to(user_table.device)] @ item_table.T
     mask_known(scores, known, users, protocol)
+    if excluded is not None:
+        scores[:, excluded] = -math.inf
     return torch.topk(scores, min(k, scores.shape[1]), dim=1).indices
 
 
@@ -110,30 +114,39 @@ def hit_matrix(ranked: torch.Tensor, heldout: CSR, users: np.ndarray, num_items:
     return torch.isin(rows * num_items + ranked, keys)
 
 
-def metric_sums(hits: torch.Tensor, num_heldout: torch.Tensor, ks: tuple[int, ...], protocol: str) -> dict[str, float]:
-    """Per-metric sums over the chunk's users (divided by the user count at the end).
+def metric_values(
+    hits: torch.Tensor, num_heldout: torch.Tensor, ks: tuple[int, ...], protocol: str, ideal_hits: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Each user's metrics [B] (float64) from the hit matrix [B, k].
 
     NDCG's ideal DCG runs over min(|held-out|, K) positions, or min(hits, K) under the
-    legacy protocol (where a user without hits scores 0).
+    legacy protocol (where a user without hits scores 0); `ideal_hits` (the full hit
+    matrix) fixes the legacy hit count when `hits` is a part of it (degree buckets).
     """
     hits = hits.double()
+    ideal_hits = hits if ideal_hits is None else ideal_hits.double()
     width = hits.shape[1]
     discount = 1.0 / torch.log2(torch.arange(2, max(ks) + 2, device=hits.device, dtype=torch.float64))
     ideal_prefix = torch.cat([torch.zeros(1, device=hits.device, dtype=torch.float64), torch.cumsum(discount, 0)])
     n = num_heldout.double()
-    sums: dict[str, float] = {}
+    values: dict[str, torch.Tensor] = {}
     for k in ks:
         h = hits[:, : min(k, width)]
         count = h.sum(1)
         dcg = (h * discount[: h.shape[1]]).sum(1)
-        ideal_len = torch.minimum(count if protocol == "legacy" else n, torch.tensor(float(k), dtype=torch.float64))
+        legacy_count = ideal_hits[:, : min(k, width)].sum(1)
+        ideal_len = torch.minimum(legacy_count if protocol == "legacy" else n, torch.tensor(float(k), dtype=torch.float64))
         idcg = ideal_prefix[ideal_len.long()]
-        ndcg = torch.where(idcg > 0, dcg / idcg.clamp(min=1e-12), torch.zeros_like(dcg))
-        sums[f"precision@{k}"] = float((count / k).sum())
-        sums[f"recall@{k}"] = float((count / n).sum())
-        sums[f"ndcg@{k}"] = float(ndcg.sum())
-        sums[f"hit@{k}"] = float((count > 0).double().sum())
-    return sums
+        values[f"precision@{k}"] = count / k
+        values[f"recall@{k}"] = count / n
+        values[f"ndcg@{k}"] = torch.where(idcg > 0, dcg / idcg.clamp(min=1e-12), torch.zeros_like(dcg))
+        values[f"hit@{k}"] = (count > 0).double()
+    return values
+
+
+def metric_sums(hits: torch.Tensor, num_heldout: torch.Tensor, ks: tuple[int, ...], protocol: str) -> dict[str, float]:
+    """Per-metric sums over the chunk's users (divided by the user count at the end)."""
+    return {key: float(v.sum()) for key, v in metric_values(hits, num_heldout, ks, protocol).items()}
 
 
 def metric_names(ks: tuple[int, ...]) -> list[str]:
@@ -150,19 +163,25 @@ def evaluate(
     ks: tuple[int, ...] = DEFAULT_KS,
     protocol: str = "full",
     chunk_size: int | None = None,
+    candidates: np.ndarray | None = None,
+    counted: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Precision, recall, NDCG and hit rate at every K, averaged over the users with at
-    least one `split` item, ranking all items with the known ones masked; plus "users"."""
+    least one `split` item, ranking all items with the known ones masked; plus "users".
+    `candidates` (bool [Q]) limits the ranking to those items; `counted` (bool [Q]) limits
+    the held-out items (hits and |held-out|) to those, and the users to those holding one."""
     ks = check_eval_options(ks, protocol)
     known = ds.known_csr(split)
-    heldout = pairs_to_csr(ds.num_users, ds.split(split))
+    pairs = ds.split(split)
+    heldout = pairs_to_csr(ds.num_users, pairs if counted is None else pairs[counted[pairs[:, 1]]])
+    excluded = None if candidates is None else torch.from_numpy(~candidates).to(item_table.device)
     num_heldout = np.diff(heldout.indptr)
     users = np.flatnonzero(num_heldout > 0)
     totals = dict.fromkeys(metric_names(ks), 0.0)
     chunk = chunk_size or auto_chunk_size(ds.num_items, item_table.device)
     for start in range(0, len(users), chunk):
         batch = users[start : start + chunk]
-        ranked = top_items(user_table, item_table, batch, known, max(ks), protocol)
+        ranked = top_items(user_table, item_table, batch, known, max(ks), protocol, excluded)
         hits = hit_matrix(ranked, heldout, batch, ds.num_items)
         n = torch.from_numpy(num_heldout[batch]).to(ranked.device)
         for key, value in metric_sums(hits, n, ks, protocol).items():
@@ -171,3 +190,44 @@ def evaluate(
     result = {key: value / count for key, value in totals.items()}
     result["users"] = float(len(users))
     return result
+
+
+# --- cold items (data/variants.py) --------------------------------------------------------
+# On a dataset with cold items, three more groups of metrics, named "<group>/<metric>@K":
+#   warm:     each user's held-out warm items, ranking the warm items only;
+#   cold:     each user's held-out cold items, ranking the cold items only (can the model
+#             order the new items for a user?);
+#   cold-all: each user's held-out cold items, ranking every item as the overall metric
+#             does (do the new items reach the top among all?).
+# Users without a held-out item of the group are left out of its averages ("<group>/users"
+# counts the rest). The overall metrics keep their meaning. A model that declares
+# cold_start "none" gets no cold or cold-all figures (cold_refusal says why).
+COLD_GROUPS = ("warm", "cold", "cold-all")
+
+
+def cold_refusal(model_name: str, cold_start: str) -> str | None:
+    """Why a model's cold metrics are not reported, or None when they are."""
+    if cold_start != "none":
+        return None
+    return (f"{model_name} cannot score an item it never saw in training (cold_start 'none': no content "
+            "reaches its item representations), so its cold and cold-all metrics are refused")
+
+
+@torch.no_grad()
+def evaluate_groups(
+    user_table: torch.Tensor, item_table: torch.Tensor, ds: Dataset, split: str, ks: tuple[int, ...] = DEFAULT_KS,
+    protocol: str = "full", chunk_size: int | None = None, cold_start: str = "none",
+) -> dict[str, float]:
+    """The warm, cold and cold-all metrics (COLD_GROUPS) of `split`, prefixed by group; empty
+    for a dataset without cold items, and without cold groups when `cold_start` is "none"."""
+    if not ds.has_cold_items:
+        return {}
+    warm = ds.warm_mask()
+    groups = {"warm": (warm, warm)}
+    if cold_start != "none":
+        groups |= {"cold": (~warm, ~warm), "cold-all": (None, ~warm)}
+    out: dict[str, float] = {}
+    for group, (candidates, counted) in groups.items():
+        values = evaluate(user_table, item_table, ds, split, ks, protocol, chunk_size, candidates, counted)
+        out |= {f"{group}/{key}": value for key, value in values.items()}
+    return out

@@ -22,16 +22,33 @@ def data() -> None:
 @click.argument("name")
 @DATASETS_ROOT
 @click.option("--force", is_flag=True, help="Rebuild even when an up-to-date prepared copy exists.")
-def data_prepare(name: str, root: Path | None, force: bool) -> None:
-    """Prepare NAME (ml100k, synthetic-tiktok: built once into the datasets folder;
-    other names and folders: loaded and checked) and show its summary."""
+@click.option("--cold-items", type=float, default=0.0, show_default=True,
+              help="Also prepare the variant NAME-cold<share>: this share of the items has every interaction in valid/test.")
+@click.option("--train-fraction", type=float, default=1.0, show_default=True,
+              help="Also prepare the variant NAME-train<share>: this share of each user's training interactions (at least one) kept.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the variant's draws (in its name when not 0).")
+def data_prepare(name: str, root: Path | None, force: bool, cold_items: float, train_fraction: float, seed: int) -> None:
+    """Prepare NAME (ml100k, synthetic-tiktok and their variants such as ml100k-cold0.1:
+    built once into the datasets folder; other names and folders: loaded and checked)
+    and show its summary."""
     from ego_dgl.data import load_dataset, prepare
     from ego_dgl.data.registry import CACHED
     from ego_dgl.data.report import summary_table
+    from ego_dgl.data.variants import Variant, parse_variant, variant_name
 
-    if name in CACHED:
+    variant = Variant(cold_items, train_fraction, seed).check()
+    if not variant.is_identity:
+        if name not in CACHED:
+            from ego_dgl.errors import DataError
+
+            raise DataError(f"--cold-items and --train-fraction make variants of {', '.join(CACHED)}; "
+                            "for other data use: egodgl data build ... --cold-items / --train-fraction")
+        name = variant_name(name, variant)
+    if name in CACHED or parse_variant(name, list(CACHED)) is not None:
         prepare(name, root, progress=True, force=force)
     console.print(summary_table(load_dataset(name, root)))
+    if not variant.is_identity:
+        console.print(f"prepared {name}; train on it with: egodgl train --dataset {name}", highlight=False, markup=False, soft_wrap=True)
 
 
 @data.command("info")
@@ -45,9 +62,11 @@ def data_info(dataset: str, root: Path | None, as_json: bool) -> None:
     from ego_dgl.data.build import read_card
     from ego_dgl.data.registry import CACHED, datasets_root
     from ego_dgl.data.report import card_table, summary_table
+    from ego_dgl.data.variants import parse_variant
 
     ds = load_dataset(dataset, root)
-    folder = Path(root or datasets_root()) / dataset if dataset in CACHED else Path(dataset)
+    prepared = dataset in CACHED or parse_variant(dataset, list(CACHED)) is not None
+    folder = Path(root or datasets_root()) / dataset if prepared else Path(dataset)
     card = read_card(folder) if folder.is_dir() else None
     if as_json:
         click.echo(json.dumps(ds.summary() | ({"card": card} if card else {}), indent=2))
@@ -93,9 +112,13 @@ def _ratios(value: str) -> tuple[float, float, float]:
 @click.option("--embedding", multiple=True, metavar="NAME=FILE",
               help="Precomputed vectors keyed by raw item id: .parquet (id column + vector column) or .npy with FILE.ids.txt; repeatable.")
 @click.option("--name", default=None, help="Dataset name [default: the interactions file's name].")
+@click.option("--cold-items", type=float, default=0.0, show_default=True,
+              help="Share of the items made cold: every interaction in valid/test (split by --ratios), none in train.")
+@click.option("--train-fraction", type=float, default=1.0, show_default=True,
+              help="Share of each user's training interactions kept (at least one; valid/test unchanged).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT (atomically) if it exists.")
 def data_build(out: Path, interactions, items, user, item, item_key, rating, time_col, title, min_rating, k_core, split,
-               ratios, seed, text, categories, numbers, embedding, name, overwrite) -> None:
+               ratios, seed, text, categories, numbers, embedding, name, cold_items, train_fraction, overwrite) -> None:
     """Build dataset OUT (MMRec layout plus card.json and README.md) from an interactions
     table and an item table; train on it with `egodgl train --dataset OUT`."""
     from ego_dgl.data.build import (
@@ -115,7 +138,8 @@ def data_build(out: Path, interactions, items, user, item, item_key, rating, tim
                   (("text", text), ("categories", categories), ("numbers", numbers), ("embedding", embedding)) for v in values)
     cfg = BuildConfig(interactions=interactions, items=items, user=user, item=item, rating=rating, time=time_col,
                       item_key=item_key, title=title, min_rating=min_rating, k_core=k_core, split=split,
-                      ratios=_ratios(ratios), seed=seed, modalities=specs, name=name or out.name)
+                      ratios=_ratios(ratios), seed=seed, modalities=specs, name=name or out.name,
+                      cold_items=cold_items, train_fraction=train_fraction)
     check_config(cfg)
     check_destination(out, overwrite)
     with steps(Console(stderr=True).is_terminal) as s:  # live bars only where someone watches

@@ -57,8 +57,20 @@ def models_command() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder to take the most recent run from [default: results]")
 @click.option("--eval-chunk", type=int, default=None, help=TRAIN_OPTION_HELP["eval-chunk"].replace("[default: 0", "[default: the run's; 0"))
-def eval_command(run_dir, split, protocol, ks, as_json, device, out, eval_chunk) -> None:
+@click.option("--by", type=click.Choice(["item-degree", "user-degree"]), default=None,
+              help="metrics per quantile bucket of training degree, as a table, by-<view>-<split>.csv and .png in RUN_DIR "
+                   "(RUN_DIR may also be a compare folder: every finished cell, averaged over seeds)")
+@click.option("--bins", type=int, default=5, show_default=True, help="quantile buckets for --by")
+def eval_command(run_dir, split, protocol, ks, as_json, device, out, eval_chunk, by, bins) -> None:
     """Recompute the metrics of a run's best checkpoint (default: the most recent run)."""
+    if by is not None:
+        from ego_dgl.cli.tables import degree_command
+
+        if protocol or ks or eval_chunk is not None:
+            from ego_dgl.errors import ConfigError
+
+            raise ConfigError("--by uses the run's own protocol and cut-offs; drop --protocol, --k and --eval-chunk")
+        return degree_command(run_dir, out, split or "test", by, bins, device, as_json)
 
     from ego_dgl.cli.tables import metrics_table
     from ego_dgl.evaluate import protocol_label

@@ -122,3 +122,19 @@ def bench_command(suites, repeats, threads, device, batches, out) -> None:
         for name, why in report["failed"].items():
             console.print(f"failed {escape(name)}: {escape(why)}", highlight=False, soft_wrap=True)
         console.print(f"written: {escape(str(report_path(out, suite, device)))}", highlight=False, soft_wrap=True)
+
+
+@main.command("plot-sparsity")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="folder for sparsity.csv and sparsity.png")
+@click.option("--overwrite", is_flag=True, help="replace sparsity.csv and sparsity.png if OUT has them")
+def plot_sparsity_command(folders, out, overwrite) -> None:
+    """Test R@10 against the train fraction, one line per model, and EGO's fused shares
+    per level, from compare FOLDERS on train-fraction variants (e.g. ml100k-train0.25)."""
+    from ego_dgl.errors import ConfigError
+    from ego_dgl.study.sparsity import write_sparsity
+
+    if not overwrite and any((out / f).exists() for f in ("sparsity.csv", "sparsity.png")):
+        raise ConfigError(f"{out} already holds sparsity.csv or sparsity.png; pass --overwrite or choose another --out")
+    csv_path, png_path = write_sparsity(list(folders), out)
+    console.print(f"wrote {escape(str(csv_path))} and {escape(str(png_path))}", highlight=False, soft_wrap=True)

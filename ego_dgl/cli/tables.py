@@ -8,7 +8,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from ego_dgl.evaluate import METRICS, protocol_label
+from ego_dgl.evaluate import COLD_GROUPS, METRICS, protocol_label
 
 METRIC_TITLES = {"precision": "P", "recall": "R", "ndcg": "NDCG", "hit": "Hit"}
 
@@ -20,15 +20,18 @@ def metrics_table(title: str, results: dict[str, dict[str, float]], protocol: st
     ks = sorted({int(key.split("@")[1]) for key in first if "@" in key})
     users = ", ".join(f"{split} {int(values['users'])}" for split, values in results.items())
     caption = f"{protocol_label(protocol)}; users evaluated: {users}"
+    if "warm/users" in first and "cold/users" not in first:
+        caption += "; cold metrics refused: the model cannot score items never seen in training (cold_start 'none')"
     table = Table(title=escape(title), caption=caption, caption_style="bold yellow" if protocol == "legacy" else "dim")
     table.add_column("split")
     table.add_column("metric")
     for k in ks:
         table.add_column(f"@{k}", justify="right")
     for split, values in results.items():
-        for metric in METRICS:
-            table.add_row(split, METRIC_TITLES[metric], *(f"{values[f'{metric}@{k}']:.4f}" for k in ks))
-        table.add_section()
+        for group in ("", *(f"{g}/" for g in COLD_GROUPS if f"{g}/users" in values)):  # cold-item groups when present
+            for metric in METRICS:
+                table.add_row(f"{split} {group[:-1]}".strip(), METRIC_TITLES[metric], *(f"{values[f'{group}{metric}@{k}']:.4f}" for k in ks))
+            table.add_section()
     return table
 
 
@@ -115,3 +118,41 @@ def embedding_table(title: str, rows: list[dict[str, Any]], note: str | None = N
         if row["stage"] == "after":
             table.add_section()
     return table
+
+
+def degree_command(run_dir: str | None, out: str | None, split: str, by: str, bins: int, device: str, as_json: bool) -> None:
+    """`egodgl eval --by`: the by-degree table of a run (or of a compare folder's cells),
+    printed and written next to it as CSV and PNG."""
+    import json as json_module
+    from pathlib import Path
+
+    import click
+
+    from ego_dgl.cli.group import console
+    from ego_dgl.runs import latest_run, runs_root
+    from ego_dgl.study.degree import (
+        compare_degree_rows,
+        mean_by_model,
+        run_degree_rows,
+        write_degree,
+    )
+
+    folder = Path(run_dir) if run_dir is not None else latest_run(runs_root(out))
+    if (folder / "cells.csv").is_file():
+        rows = mean_by_model(compare_degree_rows(folder, split, by, bins, device))
+    else:
+        rows = run_degree_rows(folder, split, by, bins, device)
+    metric = "recall@10" if "recall@10" in rows[0] else next(k for k in rows[0] if k.startswith("recall@"))
+    title = f"{folder.name}: {split} {metric} by {by}"
+    csv_path, png_path = write_degree(folder, rows, by, split, metric, title)
+    if as_json:
+        click.echo(json_module.dumps(rows, indent=2))
+        return
+    cut = metric.split("@")[1]
+    columns = [c for c in rows[0] if "@" not in c or c.endswith(f"@{cut}")]  # one cut-off shown; all in the CSV
+    table = Table(title=escape(title), caption=escape(f"written: {csv_path}, {png_path}"), caption_style="dim")
+    for col in columns:
+        table.add_column(escape(col), justify="left" if col in ("model", "degree") else "right")
+    for row in rows:
+        table.add_row(*(f"{row[c]:.4f}" if isinstance(row[c], float) else escape(str(row[c])) for c in columns))
+    console.print(table)

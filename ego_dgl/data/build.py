@@ -29,6 +29,7 @@ from ego_dgl.data.tables import (
     require_columns,
 )
 from ego_dgl.data.text import DIM, MODEL, embed_texts
+from ego_dgl.data.variants import Variant, apply_variant, write_cold_items
 from ego_dgl.errors import DataError
 
 CARD = "card.json"
@@ -68,6 +69,11 @@ class BuildConfig:
     seed: int = 0
     modalities: tuple[ModalitySpec, ...] = ()
     name: str | None = None
+    cold_items: float = 0.0  # share of items kept out of training (data/variants.py)
+    train_fraction: float = 1.0  # share of each user's training interactions kept
+
+    def variant(self) -> Variant:
+        return Variant(self.cold_items, self.train_fraction, self.seed)
 
 
 @dataclass
@@ -123,6 +129,7 @@ def check_config(cfg: BuildConfig) -> None:
     if cfg.k_core < 0:
         raise DataError("--k-core must be 0 (off) or a positive number of interactions")
     check_ratios(cfg.ratios)
+    cfg.variant().check()
 
 
 def sha256_file(path: Path) -> str:
@@ -422,6 +429,7 @@ def build_tables(inter: Table, items: Table | None, cfg: BuildConfig, steps: Ste
     ds = Dataset(name=name, num_users=len(user_ids), num_items=len(item_ids), train=train, valid=valid, test=test,
                  features=features, feature_masks=masks, item_titles=titles, user_ids=user_ids, item_ids=item_ids,
                  sources={s: str(inter.path) for s in SPLITS}).validate()
+    ds = apply_variant(ds, cfg.variant(), cfg.ratios)
     held = np.bincount(np.concatenate([ds.valid[:, 0], ds.test[:, 0]]), minlength=ds.num_users)
     card = {
         "format": CARD_FORMAT,
@@ -441,12 +449,21 @@ def build_tables(inter: Table, items: Table | None, cfg: BuildConfig, steps: Ste
                     "interaction in train (e.g. with 8:1:1, users with 4 or fewer)",
         },
         "modalities": rows,
+        **variant_card(cfg.variant(), ds),
         "users": ds.num_users,
         "items": ds.num_items,
         "fingerprint": ds.fingerprint(),
         "build_seconds": round(time.perf_counter() - start, 2),
     }
     return Built(ds, card)
+
+
+def variant_card(variant: Variant, ds: Dataset) -> dict:
+    """The card's "variant" entry (cold items, train fraction), absent for plain datasets."""
+    if variant.is_identity:
+        return {}
+    cold = len(ds.cold_items) if ds.has_cold_items else 0
+    return {"variant": variant.card() | {"cold_item_count": cold, "train_interactions": len(ds.train)}}
 
 
 def build(cfg: BuildConfig, steps: Steps, text_cache: Path | None) -> Built:
@@ -475,6 +492,7 @@ def write_built(built: Built, folder: Path, overwrite: bool = False, recipe: str
     folder = Path(folder)
     with atomic_folder(folder, overwrite) as tmp:
         write_mmrec_files(tmp, folder.name, built.ds, recipe)
+        write_cold_items(tmp, built.ds)
         if built.card is not None:
             (tmp / CARD).write_text(json.dumps(built.card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
             (tmp / "README.md").write_text(card_markdown(built.card), encoding="utf-8")
@@ -510,5 +528,10 @@ def card_markdown(card: dict) -> str:
     for m in card["modalities"]:
         origin = ", ".join(m.get("columns", [])) or m.get("file") or "recipe"
         lines.append(f"| {m['name']} | {m['kind']} | {origin} | {m['dim']} | {m['coverage']:.1%} |")
+    if "variant" in card:
+        v = card["variant"]
+        lines += ["", (f"Variant (seed {v['seed']}): {v['cold_item_count']:,} cold items ({v['cold_items']:.0%} of the items, "
+                       f"every interaction in valid/test, listed in cold_items.txt); {v['train_fraction']:.0%} of each user's "
+                       f"training interactions kept ({v['train_interactions']:,}).")]
     lines += ["", "Options: `" + json.dumps(card["options"], ensure_ascii=False) + "`", ""]
     return "\n".join(lines)

@@ -62,7 +62,8 @@ class Dataset:
     covers every item. `item_titles` is optional display text for recommendations;
     `user_ids` and `item_ids`, when known, are the raw ids behind the dense ones.
     `sources` maps a split or modality name to the file it came from, so that errors
-    can name the file to fix.
+    can name the file to fix. `cold_items`, when set, lists the items a cold-start
+    variant kept out of training (data/variants.py), sorted; evaluation reports them apart.
     """
 
     name: str
@@ -77,6 +78,18 @@ class Dataset:
     user_ids: list[str] | None = None
     item_ids: list[str] | None = None
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    cold_items: np.ndarray | None = None
+
+    @property
+    def has_cold_items(self) -> bool:
+        return self.cold_items is not None and len(self.cold_items) > 0
+
+    def warm_mask(self) -> np.ndarray:
+        """Boolean [num_items]: False for the declared cold items, True for every other."""
+        warm = np.ones(self.num_items, dtype=bool)
+        if self.has_cold_items:
+            warm[self.cold_items] = False
+        return warm
 
     @property
     def modalities(self) -> list[str]:
@@ -130,6 +143,8 @@ class Dataset:
             else:
                 h.update(np.ascontiguousarray(f, dtype=np.float32).tobytes())
             h.update(self.mask(m).tobytes())
+        if self.has_cold_items:  # only then, so datasets without cold items keep their fingerprints
+            h.update(b"cold" + np.ascontiguousarray(self.cold_items, dtype=np.int64).tobytes())
         return h.hexdigest()[:16]
 
     def where(self, part: str) -> str:
@@ -167,6 +182,7 @@ class Dataset:
                     "(re-split the data, e.g. 8:1:1 per user)"
                 )
         _check_users_have_training(splits, self.num_users, self.where("train"))
+        _check_cold_items(self.cold_items, splits["train"], self.num_items, self.where("cold_items"))
         return replace(self, train=splits["train"], valid=splits["valid"], test=splits["test"],
                        features=features, feature_masks=masks)
 
@@ -231,7 +247,7 @@ class Dataset:
                 for m, f in self.features.items()
             ],
             "fingerprint": self.fingerprint(),
-        }
+        } | ({"cold_items": len(self.cold_items)} if self.has_cold_items else {})
 
 
 BYTES_PER_ID = 64  # per user and item: degrees, CSR pointers, masks and graph indices, a few int64 arrays each
@@ -302,6 +318,18 @@ def _drop_duplicates(splits: dict[str, np.ndarray], name: str, num_items: int) -
     )
     bounds = np.cumsum([0, *sizes])
     return {s: pairs[bounds[k] : bounds[k + 1]][keep[bounds[k] : bounds[k + 1]]] for k, s in enumerate(SPLITS)}
+
+
+def _check_cold_items(cold: np.ndarray | None, train: np.ndarray, num_items: int, where: str) -> None:
+    """Cold items must be item ids that have no training interaction."""
+    if cold is None or not len(cold):
+        return
+    if cold.min() < 0 or cold.max() >= num_items:
+        raise DataError(f"{where}: cold item ids must lie in 0..{num_items - 1}; rebuild the dataset")
+    trained = np.intersect1d(cold, train[:, 1])
+    if len(trained):
+        raise DataError(f"{where}: {len(trained)} items listed as cold have training interactions "
+                        f"(first: item {trained[0]}); rebuild the dataset")
 
 
 def _check_users_have_training(splits: dict[str, np.ndarray], num_users: int, where: str) -> None:

@@ -8,13 +8,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ego_dgl.data import grcn, mmrec
-from ego_dgl.data.build import Built, write_built
+from ego_dgl.data.build import Built, read_card, variant_card, write_built
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.data.files import read_meta
 from ego_dgl.data.ml100k import RECIPE as ML100K_RECIPE
 from ego_dgl.data.ml100k import build_ml100k
 from ego_dgl.data.progress import Steps, steps
 from ego_dgl.data.synthetic import PRESETS, make_preset, make_synthetic_scaled
+from ego_dgl.data.variants import (
+    Variant,
+    apply_variant,
+    parse_variant,
+    read_cold_items,
+    variant_name,
+)
 from ego_dgl.errors import DataError, os_error_message
 
 KNOWN = ("ml100k", "synthetic", "synthetic-tiny", "synthetic-tiktok", "tiktok", "movielens")
@@ -48,7 +55,7 @@ def datasets_folder(root: Path | None) -> Path:
 
 
 def known_names() -> str:
-    return ", ".join(KNOWN) + ", synthetic-x<scale> (e.g. synthetic-x4)"
+    return ", ".join(KNOWN) + ", synthetic-x<scale> (e.g. synthetic-x4), ml100k-cold<share>-train<share> (e.g. ml100k-cold0.1)"
 
 
 def _generate(s: Steps, name: str) -> Dataset:
@@ -69,12 +76,14 @@ def detect_layout(folder: Path) -> str:
 def read_folder(folder: Path, name: str | None = None) -> Dataset:
     """A dataset folder in either layout."""
     reader = mmrec.read_mmrec if detect_layout(folder) == "mmrec" else grcn.read_grcn
-    return reader(folder, name)
+    return read_cold_items(folder, reader(folder, name))
 
 
 def prepare(name: str, root: Path | None = None, progress: bool = True, force: bool = False) -> Path:
     """Builds a cached built-in into <root>/<name> unless an up-to-date copy is there;
     the folder appears only once complete."""
+    if (found := parse_variant(name, list(CACHED))) is not None:
+        return prepare_variant(*found, root, progress, force)
     if name not in CACHED:
         raise DataError(f"{name!r} needs no preparation; only {', '.join(CACHED)} are built ahead of use")
     recipe, build = CACHED[name]
@@ -96,6 +105,36 @@ def prepare(name: str, root: Path | None = None, progress: bool = True, force: b
     return folder
 
 
+def prepare_variant(base: str, variant: Variant, root: Path | None = None, progress: bool = True, force: bool = False) -> Path:
+    """Prepares the cached built-in `base`, then its variant (cold items, train fraction)
+    into <root>/<variant name> unless an up-to-date copy is there; returns that folder."""
+    name = variant_name(base, variant.check())
+    if variant.is_identity:
+        return prepare(base, root, progress, force)
+    base_folder = prepare(base, root, progress, force=False)
+    base_recipe = read_meta(base_folder).get("recipe", "")
+    recipe = f"{name}/1+{base_recipe}"  # starts with "<name>/" like every recipe prepare() writes
+    folder = Path(root or datasets_root()) / name
+    if folder.exists() and not force:
+        meta = read_meta(folder) if folder.is_dir() else {}
+        if meta.get("recipe") == recipe:
+            return folder
+        if not meta.get("recipe", "").startswith(f"{name}/"):
+            raise DataError(f"{folder} exists but was not prepared by ego-dgl; move it away "
+                            "(ego-dgl replaces only folders it wrote)")
+    with steps(progress) as s:
+        with s.step(f"making {name}"):
+            ds = apply_variant(mmrec.read_mmrec(base_folder, base), variant)
+            ds.name = name
+            card = read_card(base_folder)
+            if card is not None:
+                card = card | {"name": name, "recipe": recipe, "fingerprint": ds.fingerprint(), **variant_card(variant, ds)}
+                card["split"] = card["split"] | {"sizes": {s: len(ds.split(s)) for s in ("train", "valid", "test")}}
+        with s.step(f"writing {folder}"):
+            write_built(Built(ds, card), folder, overwrite=True, recipe=recipe)
+    return folder
+
+
 def load_dataset(name_or_path: str | Path, root: Path | None = None, progress: bool = True) -> Dataset:
     """A validated dataset by built-in name or from a folder in MMRec or GRCN layout.
 
@@ -109,6 +148,8 @@ def load_dataset(name_or_path: str | Path, root: Path | None = None, progress: b
     root = Path(root or datasets_root())
     if name in CACHED:
         return mmrec.read_mmrec(prepare(name, root, progress), name)
+    if (found := parse_variant(name, list(CACHED))) is not None:
+        return read_cold_items(root / name, mmrec.read_mmrec(prepare_variant(*found, root, progress), name))
     if name in PRESETS:
         return make_preset(name).validate()
     if name == "synthetic":

@@ -49,6 +49,10 @@ def card_table(card: dict) -> Group:
     counts.caption = (f"split {split['kind']} {':'.join(f'{r:g}' for r in split['ratios'])} per user: "
                       + ", ".join(f"{s} {n:,}" for s, n in split["sizes"].items())
                       + f"; {split['users_train_only']:,} users too small to split keep all in train")
+    if "variant" in card:  # cold items / train fraction (data/variants.py)
+        v = card["variant"]
+        counts.caption += (f"; variant (seed {v['seed']}): {v['cold_item_count']:,} cold items, "
+                           f"{v['train_fraction']:g} of each user's training interactions kept")
     mods = Table(title="modalities built", title_justify="left")
     for col, justify in (("modality", "left"), ("kind", "left"), ("from", "left"), ("dim", "right"), ("coverage", "right")):
         mods.add_column(col, justify=justify)

@@ -56,6 +56,10 @@ class Recommender(nn.Module):
 
     trainable: ClassVar[bool] = True  # False: nothing to optimise (e.g. popularity); one epoch
     supports_sampling: ClassVar[bool] = False  # True: `sampling_layers` and `sampled_loss` exist
+    # How an item never seen in training (a cold item) is scored: "content", "early-fused"
+    # or "none" (cold metrics refused); see model/layers/cold.py. Models set it in
+    # __init__ when it depends on their options.
+    cold_start: str = "none"
 
     @property
     def device(self) -> torch.device:

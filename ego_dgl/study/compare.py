@@ -37,6 +37,12 @@ from ego_dgl.evaluate import protocol_label
 from ego_dgl.model.egogcn.config import ModelConfig
 from ego_dgl.model.registry import MODELS, config_fields, model_names, resolve_model
 from ego_dgl.runs import DEFAULT_RESULTS, slug, write_atomic, write_csv
+from ego_dgl.study.groups import (
+    GROUP_METRICS,
+    group_markdown,
+    group_summary,
+    member_values,
+)
 from ego_dgl.study.sweeps import (
     SHARED_OPTIONS,
     CellProgress,
@@ -301,14 +307,15 @@ def paired_p(a: list[float], b: list[float]) -> tuple[float | None, float | None
     return (None if math.isnan(t) else t), (None if math.isnan(w) else w)
 
 
-def paired_rows(variant: str, baseline: str, finals: dict[str, list[ModelCell]], rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def paired_rows(variant: str, baseline: str, finals: dict[str, list[ModelCell]], rows: dict[str, dict[str, Any]],
+                metrics: tuple[str, ...] = TABLE_METRICS) -> list[dict[str, Any]]:
     """paired.csv: per metric, the two means, the relative improvement in % and the
     p-values across the seeds both have ('n/a' where undefined)."""
     shared = sorted({c.seed for c in finals[variant]} & {c.seed for c in finals[baseline]})
     by_seed = lambda label: {c.seed: rows[c.key] for c in finals[label]}  # noqa: E731
     ours, theirs = by_seed(variant), by_seed(baseline)
     out = []
-    for m in TABLE_METRICS:
+    for m in metrics:
         a = [float(ours[k][f"test/{m}"]) for k in shared]
         b = [float(theirs[k][f"test/{m}"]) for k in shared]
         t, w = paired_p(a, b)
@@ -469,10 +476,23 @@ def launch_compare(opts: dict[str, Any], progress: bool = True) -> Comparison:
     paired = paired_rows(pair[0]["name"], pair[1]["name"], finals, rows) if pair else []
     if paired:
         write_csv(folder / "paired.csv", paired)
-    table = markdown(command_line(opts), plan, summary, paired, tuning)
+    table = markdown(command_line(opts), plan, summary, paired, tuning) + cold_tables(folder, summary, pair, finals, rows)
     write_atomic(folder / "table.md", table.encode())
     plot_bars(summary, folder / "compare.png", f"{shared['dataset']}: test at the best validation epoch, {protocol_label(shared.get('protocol', 'full'))}")
     return Comparison(folder, summary, paired, table)
+
+
+def cold_tables(folder: Path, summary: list[dict[str, Any]], pair: tuple[dict[str, Any], dict[str, Any]] | None,
+                finals: dict[str, list[ModelCell]], rows: dict[str, dict[str, Any]]) -> str:
+    """On a dataset with cold items: cold.csv and table.md's warm/cold section (study/groups.py)."""
+    members = {e["name"]: [rows[c.key] for c in finals[e["name"]]] for e in summary}
+    cold = group_summary(list(members), members)
+    if not cold:
+        return ""
+    write_csv(folder / "cold.csv", cold)
+    both = [m for m in GROUP_METRICS if pair and all(member_values(members[e["name"]], m) for e in pair)]
+    paired = paired_rows(pair[0]["name"], pair[1]["name"], finals, rows, tuple(both)) if both else []
+    return "\n".join(group_markdown(cold, paired)) + "\n"
 
 
 def choose_finals(

@@ -24,9 +24,11 @@ DISPLAYS = ("auto", "bar", "lines", "off")
 
 
 def valid_summary(record: dict[str, Any]) -> str:
-    """The epoch's validation metrics at 10, e.g. 'R@10 0.2612 N@10 0.3177'."""
+    """The epoch's overall validation metrics at 10, e.g. 'R@10 0.2612 N@10 0.3177' (not
+    the cold-item groups' "valid/warm/...")."""
     return " ".join(
-        f"{SHORT[k.split('/')[1].split('@')[0]]}@10 {v:.4f}" for k, v in record.items() if k.startswith("valid/") and k.endswith("@10")
+        f"{SHORT[k.split('/')[1].split('@')[0]]}@10 {v:.4f}" for k, v in record.items()
+        if k.startswith("valid/") and k.endswith("@10") and k.count("/") == 1
     )
 
 

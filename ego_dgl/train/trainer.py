@@ -25,7 +25,7 @@ from rich.markup import escape
 from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLError, non_finite_loss
-from ego_dgl.evaluate import evaluate, protocol_label
+from ego_dgl.evaluate import cold_refusal, evaluate, evaluate_groups, protocol_label
 from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender
@@ -165,7 +165,8 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     tables = model.layerwise_tables(cfg.eval_chunk) if cfg.eval_chunk else model.final_tables()
-    out = {s: evaluate(tables.users, tables.items, ds, s, cfg.ks, cfg.protocol, chunk_size) for s in splits}
+    out = {s: evaluate(tables.users, tables.items, ds, s, cfg.ks, cfg.protocol, chunk_size)
+           | evaluate_groups(tables.users, tables.items, ds, s, cfg.ks, cfg.protocol, chunk_size, model.cold_start) for s in splits}
     model.train(was_training)
     return out
 
@@ -236,7 +237,7 @@ class Trainer:
         clock.lap("t_eval")
         record: dict[str, Any] = {"epoch": epoch, **mean_parts(sums, len(self.sampler.pairs))}
         for split, values in metrics.items():
-            record.update({f"{split}/{k}": v for k, v in values.items() if k != "users"})
+            record.update({f"{split}/{k}": v for k, v in values.items() if k.rsplit("/", 1)[-1] != "users"})
         record["seconds"] = time.perf_counter() - start
         record.update(clock.seconds)
         self.advance(record, metrics[select_split(self.cfg)][SELECT_METRIC])
@@ -284,7 +285,11 @@ class Trainer:
         result = RunResult(
             self.run_dir, self.state.best_epoch, self.state.epoch, metrics["valid"], metrics["test"], self.state.history, self.cfg.protocol
         )
-        write_json(self.run_dir / METRICS, metrics_record(result, replace(self.cfg, epochs=self.max_epochs)))
+        record = metrics_record(result, replace(self.cfg, epochs=self.max_epochs))
+        if self.ds.has_cold_items:  # what the cold groups of metrics mean, and a refusal by name
+            record["cold_items"] = {"count": len(self.ds.cold_items), "cold_start": self.model.cold_start,
+                                    "refused": cold_refusal(self.model_cfg.label(), self.model.cold_start)}
+        write_json(self.run_dir / METRICS, record)
         return result
 
 

@@ -111,6 +111,7 @@ class DisenGCN(Recommender):
         g = structure_graph(ds)
         self.to_users, self.to_items = interaction_edges(g)
         self.inputs = EarlyFusionInputs(ds, cfg)
+        self.cold_start = self.inputs.cold_start
         self.convs = nn.ModuleList([DisenConv(cfg.dim, cfg.factors, cfg.iterations, cfg.tau) for _ in range(cfg.layers)])
 
     def input_tables(self) -> Tables:

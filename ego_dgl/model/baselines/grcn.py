@@ -53,6 +53,7 @@ from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.layers.attention import DIRECTIONS, shared_logits
+from ego_dgl.model.layers.cold import keep_rows
 from ego_dgl.model.layers.features import ItemFeatures, UserPreferences, xavier_table
 from ego_dgl.model.layers.id_branch import IdTable, lightgcn
 from ego_dgl.model.layers.routing import route
@@ -109,7 +110,8 @@ class GRCN(Recommender):
         self.to_users, self.to_items = interaction_edges(g)
         self.item_features = ItemFeatures(ds, cfg.content_dim, cfg.word_dim)
         self.preferences = UserPreferences(ds.num_users, M, cfg.content_dim)
-        self.ids = IdTable(ds.num_users, ds.num_items, cfg.dim)
+        self.cold_start = "content"  # a cold item: its refined content, a zero ID row
+        self.ids = IdTable(ds.num_users, ds.num_items, cfg.dim, keep_rows(ds, ds.num_users))
         self.confidence = xavier_table(ds.num_users + ds.num_items, M) if cfg.weight_mode == "confid" else None
 
     def inputs(self) -> tuple[Tensor, Tensor]:

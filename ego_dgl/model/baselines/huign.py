@@ -60,6 +60,7 @@ from ego_dgl.graph.backends import Edges
 from ego_dgl.graph.heterograph import ITEM, unique_pairs
 from ego_dgl.model.base import Recommender, Tables, inner
 from ego_dgl.model.config import RecommenderConfig
+from ego_dgl.model.layers.cold import keep_rows, masked
 from ego_dgl.model.layers.features import ItemFeatures, xavier_table
 from ego_dgl.model.layers.loss import bpr, regulariser
 
@@ -150,6 +151,8 @@ class HUIGN(Recommender):
         self.preferences = xavier_table(ds.num_users, m * sum(sizes))
         self.user_ids = xavier_table(ds.num_users, cfg.dim) if cfg.ids else None
         self.item_ids = xavier_table(ds.num_items, cfg.dim) if cfg.ids else None
+        self.cold_start = "content"  # a cold item: its intents from its features, a zero ID row
+        self.register_buffer("item_keep", keep_rows(ds), persistent=False)
 
     def intents(self, aggregate: bool = True) -> Intents:
         """The hierarchy of every modality at once; without `aggregate`, no intra-level
@@ -181,7 +184,7 @@ class HUIGN(Recommender):
     def _tables(self, intents: Intents) -> Tables:
         users, items = self.preferences, intents.items.flatten(1)
         if self.user_ids is not None:
-            users, items = torch.cat([self.user_ids, users], 1), torch.cat([self.item_ids, items], 1)
+            users, items = torch.cat([self.user_ids, users], 1), torch.cat([masked(self.item_ids, self.item_keep), items], 1)
         return Tables(users, items)
 
     def propagate(self) -> Tables:

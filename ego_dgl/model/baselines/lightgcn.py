@@ -40,6 +40,7 @@ class LightGCN(Recommender):
         self.to_users, self.to_items = interaction_edges(g)
         self.register_buffer("norm", lightgcn_weights(g), persistent=False)
         self.inputs = EarlyFusionInputs(ds, cfg)
+        self.cold_start = self.inputs.cold_start
 
     def input_tables(self) -> Tables:
         return Tables(*self.inputs())

@@ -55,6 +55,7 @@ from ego_dgl.graph.backends import interaction_edges
 from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
+from ego_dgl.model.layers.cold import keep_rows, masked
 from ego_dgl.model.layers.features import ItemFeatures, UserPreferences, xavier_table
 
 AGGREGATIONS = ("mean", "sum")
@@ -155,6 +156,8 @@ class MMGCN(Recommender):
         self.item_features = ItemFeatures(ds, cfg.latent_dim, cfg.word_dim)
         self.preferences = UserPreferences(ds.num_users, M, cfg.latent_dim)
         self.ids = xavier_table(ds.num_users + ds.num_items, cfg.dim) if cfg.has_id else None
+        self.cold_start = "content"  # a cold item: its features per modality, a zero ID row
+        self.register_buffer("id_keep", keep_rows(ds, ds.num_users), persistent=False)
         widths = [cfg.latent_dim] + [cfg.dim] * (cfg.layers - 1)
         self.layers = nn.ModuleList(MMGCNLayer(M, d_in, cfg.dim, cfg.combine) for d_in in widths)
 
@@ -172,7 +175,7 @@ class MMGCN(Recommender):
         users, items = self.inputs()
         for layer in self.layers:
             agg = torch.cat([to_users.aggregate(items, self.w_to_users), to_items.aggregate(users, self.w_to_items)])
-            x = layer(torch.cat([users, items]), agg, self.ids)
+            x = layer(torch.cat([users, items]), agg, None if self.ids is None else masked(self.ids, self.id_keep))
             users, items = x[: self.num_users], x[self.num_users :]
         return Tables(users.sum(1), items.sum(1))
 

@@ -86,6 +86,7 @@ class NGCF(Recommender):
         self.to_users, self.to_items = interaction_edges(g)
         self.register_buffer("norm", lightgcn_weights(g), persistent=False)
         self.inputs = EarlyFusionInputs(ds, cfg)
+        self.cold_start = self.inputs.cold_start
         self.layers = nn.ModuleList(NGCFLayer(cfg.dim) for _ in range(cfg.layers))
         self.dropout = nn.Dropout(cfg.dropout)
 

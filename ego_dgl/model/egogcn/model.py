@@ -42,6 +42,7 @@ from ego_dgl.model.egogcn.config import ModelConfig
 from ego_dgl.model.egogcn.ego_fusion import Attention, EgoLayer
 from ego_dgl.model.egogcn.node_alignment import NodeAlignment
 from ego_dgl.model.layers.attention import DIRECTIONS, shared_logits
+from ego_dgl.model.layers.cold import content_or_none, keep_rows
 from ego_dgl.model.layers.features import ItemFeatures, UserPreferences
 from ego_dgl.model.layers.id_branch import (
     IdTable,
@@ -71,6 +72,12 @@ class EgoGCN(Recommender):
         self.num_users, self.num_items = ds.num_users, ds.num_items
         self.use_id = cfg.branches in ("id+mm", "id")
         self.use_mm = cfg.branches in ("id+mm", "mm")
+        # A cold item (layers/cold.py): a zero ID row, and its layer-0 features as its
+        # multimodal output, since every multimodal layer only aggregates neighbours and an
+        # item without edges would come out as the zero vector (the paper is silent on it).
+        self.cold_start = content_or_none(self.use_mm)
+        cold = torch.from_numpy(~ds.warm_mask()).view(-1, 1, 1) if ds.has_cold_items else None
+        self.register_buffer("cold", cold, persistent=False)
         if self.use_mm and not self.modalities:
             raise ConfigError(f"dataset {ds.name!r} has no modality; use --branches id")
         g = structure_graph(ds)
@@ -95,7 +102,7 @@ class EgoGCN(Recommender):
                 self.layer0 = EgoLayer(cfg.fusion, cfg.mode, cfg.eps, cfg.gate, M, cfg.dim, cfg.threshold)
         self.soft_pruning = self.use_id and self.use_mm and cfg.id_weights == "soft-pruning"
         if self.use_id:
-            self.ids = IdTable(ds.num_users, ds.num_items, cfg.dim)
+            self.ids = IdTable(ds.num_users, ds.num_items, cfg.dim, keep_rows(ds, ds.num_users))
             self.register_buffer("id_norm", lightgcn_weights(g), persistent=False)
             self.register_buffer("user_degrees", g.in_degrees(etype=CLICKED_BY), persistent=False)
             self.register_buffer("item_degrees", g.in_degrees(etype=CLICKS), persistent=False)
@@ -154,6 +161,7 @@ class EgoGCN(Recommender):
         if self.use_mm:
             users0, items0 = self.inputs()
             users, items, att = self._multimodal(to_users, to_items, users0, items0)
+            items = self.with_cold_content(items, items0)
             if att is not None:
                 stats = self._fused_stats(fused_shares(att))
             if self.soft_pruning:
@@ -316,8 +324,16 @@ class EgoGCN(Recommender):
             out_u, out_i = out_u + users[:n_users], out_i + items[:n_items]
         return out_u, out_i
 
+    def with_cold_content(self, items: Tensor, items0: Tensor) -> Tensor:
+        """The multimodal item outputs [Q, M, D] with cold items' rows set to their layer-0
+        features (unchanged without cold items)."""
+        return items if self.cold is None else torch.where(self.cold, items0, items)
+
     def check_layerwise(self) -> None:
-        """Node alignment has no layer-wise form (it aligns over the whole graph)."""
+        """Node alignment has no layer-wise form (it aligns over the whole graph); cold
+        items' content fallback exists for whole-graph propagation only."""
+        if self.cold is not None:
+            raise ConfigError("--eval-chunk is not built for datasets with cold items; drop --eval-chunk")
         if self.use_mm and self.cfg.fusion == "na":
             raise ConfigError("--eval-chunk does not support --fusion na (node alignment runs over the whole graph); drop --eval-chunk")
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.config import RecommenderConfig
+from ego_dgl.model.layers.cold import keep_rows, masked
 from ego_dgl.model.layers.features import ItemFeatures, xavier_table
 
 
@@ -54,15 +55,17 @@ class EarlyFusionInputs(nn.Module):
         self.num_users = ds.num_users
         self.users = xavier_table(ds.num_users, cfg.dim)
         self.items = xavier_table(ds.num_items, cfg.dim) if cfg.item_ids else None
+        self.register_buffer("item_keep", keep_rows(ds), persistent=False)  # cold items' ID rows zeroed
         self.features = None
         if cfg.content and ds.modalities:
             self.features = ItemFeatures(ds, cfg.dim, cfg.word_dim)
             self.fuse = nn.Linear(cfg.dim * len(ds.modalities), cfg.dim)
         if self.items is None and self.features is None:
             raise ConfigError(f"dataset {ds.name!r} has no modality, so items need their ID embedding: drop --param item_ids=false")
+        self.cold_start = "early-fused" if self.features is not None else "none"
 
     def forward(self) -> tuple[Tensor, Tensor]:
-        items = self.items if self.items is not None else 0
+        items = masked(self.items, self.item_keep) if self.items is not None else 0
         if self.features is not None:
             items = items + self.fuse(self.features().flatten(1))
         return self.users, items

@@ -31,6 +31,7 @@ class HeteroConvRecommender(Recommender):
         self.cfg = cfg
         self.graph = structure_graph(ds)
         self.inputs = EarlyFusionInputs(ds, cfg)
+        self.cold_start = self.inputs.cold_start
         self.convs = nn.ModuleList(convs)
 
     @property

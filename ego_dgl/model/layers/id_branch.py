@@ -15,6 +15,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ego_dgl.graph.backends import Relation
+from ego_dgl.model.layers.cold import masked
 from ego_dgl.model.layers.features import normalize, xavier_table
 
 
@@ -38,15 +39,17 @@ def lightgcn(to_users: Relation, to_items: Relation, users: Tensor, items: Tenso
 
 
 class IdTable(nn.Module):
-    """The raw ID table [P + Q, D], users first; normalised before propagation."""
+    """The raw ID table [P + Q, D], users first; normalised before propagation, with the
+    rows `keep` zeroes (cold items, layers/cold.py) set to zero."""
 
-    def __init__(self, num_users: int, num_items: int, dim: int):
+    def __init__(self, num_users: int, num_items: int, dim: int, keep: Tensor | None = None):
         super().__init__()
         self.num_users = num_users
         self.table = xavier_table(num_users + num_items, dim)
+        self.register_buffer("keep", keep, persistent=False)
 
     def forward(self) -> tuple[Tensor, Tensor]:
-        e = normalize(self.table)
+        e = masked(normalize(self.table), self.keep)
         return e[: self.num_users], e[self.num_users :]
 
     def user_rows(self, users: Tensor) -> Tensor:
