@@ -78,6 +78,9 @@ def cosine_loss(online: Tensor, target: Tensor, weights: Tensor | None = None) -
 class BM3(GraphContentModel):
     """LightGCN encoder, a shared predictor, and bootstrapped cosine losses (no negatives)."""
 
+    # items are scored by their ID representations alone (content enters only the losses)
+    cold_start = "none"
+
     def __init__(self, ds: Dataset, cfg: BM3Config):
         super().__init__(ds, cfg, trainable_content=True)
         self.project = nn.ModuleList([projection(width, cfg.dim) for width in self.content.dims])
@@ -86,8 +89,8 @@ class BM3(GraphContentModel):
 
     def encode(self) -> tuple[Tensor, Tensor]:
         """h_u [P, D] and h_i [Q, D] (step 1)."""
-        users, items = self.graph.layer_mean(self.users, self.items, self.cfg.layers)
-        return users, items + self.items
+        users, items = self.graph.layer_mean(self.users, self.item_ids(), self.cfg.layers)
+        return users, items + self.item_ids()
 
     def propagate(self) -> Tables:
         users, items = self.encode()

@@ -112,6 +112,9 @@ def contrast(anchors: Tensor, others: Tensor, rows: Tensor) -> Tensor:
 class LGMRec(GraphContentModel):
     """Local (CGE + MGE) and global (hypergraph) embeddings, summed."""
 
+    # the modality embeddings (MGE) and the hypergraph read the item's features
+    cold_start = "content"
+
     def __init__(self, ds: Dataset, cfg: LGMRecConfig):
         super().__init__(ds, cfg, trainable_content=False)
         self.project = nn.ParameterList([xavier_uniform(width, cfg.dim) for width in self.content.dims])
@@ -128,7 +131,7 @@ class LGMRec(GraphContentModel):
     def embeddings(self) -> tuple[Tensor, list[Tensor]]:
         """The final [P + Q, D] table and each modality's global [P + Q, D] (steps 1-5)."""
         cfg = self.cfg
-        c_u, c_i = self.graph.layer_mean(self.users, self.items, cfg.ui_layers)
+        c_u, c_i = self.graph.layer_mean(self.users, self.item_ids(), cfg.ui_layers)
         local = torch.cat([c_u, c_i])
         globals_ = []
         for proj, hyper, x in zip(self.project, self.hyper, self.content()):

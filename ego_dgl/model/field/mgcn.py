@@ -90,6 +90,9 @@ def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
 class MGCN(GraphContentModel):
     """Purified modality views on kNN item graphs, attention-fused onto a LightGCN view."""
 
+    # the item-item views reach a cold item through its content neighbours
+    cold_start = "content"
+
     def __init__(self, ds: Dataset, cfg: MGCNConfig):
         super().__init__(ds, cfg, trainable_content=True)
         if cfg.knn_k > ds.num_items:
@@ -102,11 +105,11 @@ class MGCN(GraphContentModel):
 
     def views(self) -> tuple[Tensor, Tensor]:
         """E_id and E_mm over users then items, [P + Q, D] each (steps 2-4)."""
-        id_u, id_i = self.graph.layer_mean(self.users, self.items, self.cfg.ui_layers)
+        id_u, id_i = self.graph.layer_mean(self.users, self.item_ids(), self.cfg.ui_layers)
         e_id = torch.cat([id_u, id_i])
         modal = []
         for proj, purify, item_graph, content in zip(self.project, self.purify, self.item_graphs, self.content()):
-            items = self.items * purify(proj(content))
+            items = self.item_ids() * purify(proj(content))
             for _ in range(self.cfg.item_layers):
                 items = item_graph(items)
             modal.append(torch.cat([self.graph.users_from_items(items, "norm"), items]))

@@ -24,6 +24,7 @@ from ego_dgl.graph.backends import Edges, interaction_edges
 from ego_dgl.graph.heterograph import ITEM, lightgcn_weights, structure_graph
 from ego_dgl.graph.knn import knn_edges, knn_indices, sym_norm_weights
 from ego_dgl.model.base import Recommender, Tables
+from ego_dgl.model.layers.cold import keep_rows, masked
 from ego_dgl.model.layers.id_branch import lightgcn
 
 SIMILAR = (ITEM, "similar", ITEM)  # item -> item edges of a kNN content graph
@@ -146,6 +147,11 @@ class GraphContentModel(Recommender):
         self.content = ContentTables(ds, cfg.name, trainable_content)
         self.users = xavier_uniform(ds.num_users, cfg.dim)
         self.items = xavier_uniform(ds.num_items, cfg.dim)
+        self.register_buffer("item_keep", keep_rows(ds), persistent=False)  # cold items' ID rows zeroed
+
+    def item_ids(self) -> Tensor:
+        """The item ID table as the models use it: cold items' rows zeroed (layers/cold.py)."""
+        return masked(self.items, self.item_keep)
 
     def input_tables(self) -> Tables:
         return Tables(self.users, self.items)
