@@ -29,7 +29,9 @@ from ego_dgl.data.tables import (
     require_columns,
 )
 from ego_dgl.data.text import DIM, MODEL, embed_texts
+from ego_dgl.data.validate import check_card
 from ego_dgl.errors import DataError
+from ego_dgl.untrusted import read_json
 
 CARD = "card.json"
 CARD_FORMAT = "ego-dgl-card/1"
@@ -486,13 +488,10 @@ def read_card(folder: Path) -> dict | None:
     path = Path(folder) / CARD
     if not path.is_file():
         return None
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: unreadable ({err}); rebuild the dataset or delete the file") from None
+    card = read_json(path, hint="rebuild the dataset or delete the file")
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise DataError(f"{path}: not an ego-dgl dataset card ({CARD_FORMAT}); rebuild the dataset or delete the file")
-    return card
+    return check_card(card, path)
 
 
 def card_markdown(card: dict) -> str:

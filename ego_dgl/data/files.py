@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import math
+import os
 import pickle
 import shutil
 import tempfile
@@ -15,8 +18,10 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from ego_dgl.data.dataset import Dataset, WordBag
+from ego_dgl.data.validate import check_array_size, check_meta
 from ego_dgl.errors import DataError
 from ego_dgl.umask import folder_mode
+from ego_dgl.untrusted import read_json, read_text
 
 META = "meta.json"
 FORMAT = "ego-dgl/1"
@@ -34,9 +39,13 @@ def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
             raise DataError(f"{target} already exists; choose another folder or pass --overwrite")
         check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    remove_stale_partials(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as err:
+            raise write_error(err, target) from None
         list_written_files(tmp)
         tmp.chmod(folder_mode())  # mkdtemp made it 0700
         if target.exists():
@@ -51,6 +60,39 @@ def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_stale_partials(target: Path) -> None:
+    """Remove the hidden `.NAME.partial-PID-*` folders that a write of `target` killed
+    outright (kill -9, the OOM killer) left behind: those whose process no longer runs.
+    Only folders of that exact pattern, which only atomic_folder makes, are touched."""
+    for folder in target.parent.glob(f".{target.name}.partial-*-*"):
+        pid = folder.name[len(f".{target.name}.partial-"):].split("-", 1)[0]
+        if pid.isdigit() and folder.is_dir() and not folder.is_symlink() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def write_error(err: OSError, target: Path) -> OSError | DataError:
+    """An OSError met while writing `target`, with the path when the error lacks one (numpy
+    reports a short write as byte counts only) and 'disk full' said plainly."""
+    if err.filename:
+        return err
+    full = err.errno in (errno.ENOSPC, errno.EDQUOT) or "requested and" in str(err)
+    if full:
+        return DataError(f"{target}: disk full while writing ({err}); free some space and run again "
+                         "(nothing was left half-written)")
+    return OSError(err.errno, err.strerror or str(err), str(target))
+
+
 def folder_files(folder: Path) -> list[str]:
     """Every file under `folder`, as sorted paths relative to it."""
     return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if not p.is_dir())
@@ -60,7 +102,7 @@ def list_written_files(folder: Path) -> None:
     """Record in the folder's meta.json (when it has one) which files ego-dgl wrote."""
     path = Path(folder) / META
     if path.exists():
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
         meta["files"] = folder_files(folder)
         path.write_text(json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
@@ -79,7 +121,12 @@ def check_replaceable(target: Path) -> None:
             f"{target}: not written by ego-dgl (no {META} of format {FORMAT}), so --overwrite will not replace it; "
             "move it away or choose another folder"
         )
-    extra = [f for f in folder_files(target) if f not in meta.get("files", folder_files(target))]
+    if "files" not in meta:
+        raise DataError(
+            f"{target}: its {META} does not list the files ego-dgl wrote (an older ego-dgl made it), so --overwrite cannot "
+            "tell them from yours and will not replace the folder; move it away or choose another folder"
+        )
+    extra = [f for f in folder_files(target) if f not in meta["files"]]
     if extra:
         raise DataError(
             f"{target}: holds {extra[0]}, which ego-dgl did not write, so --overwrite will not replace the folder; "
@@ -145,13 +192,10 @@ def read_meta(folder: Path) -> dict:
     path = Path(folder) / META
     if not path.exists():
         return {}
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: unreadable ({err}); fix or delete the file") from None
+    meta = read_json(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{path}: not an ego-dgl meta file (format {FORMAT}); delete it or rename it")
-    return meta
+    return check_meta(meta, path)
 
 
 class ArrayUnpickler(pickle.Unpickler):
@@ -166,10 +210,38 @@ class ArrayUnpickler(pickle.Unpickler):
     }
     MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
 
+    def __init__(self, fh, limit: int):
+        super().__init__(fh)
+        self.limit = limit  # the most elements any array inside may have (the file's length bounds it)
+
     def find_class(self, module: str, name: str):
+        if module in self.MODULES and name == "_reconstruct":
+            return self.reconstruct
         if module in self.MODULES and name in self.ALLOWED:
             return self.ALLOWED[name]
         raise pickle.UnpicklingError(f"{module}.{name}")
+
+    def reconstruct(self, cls, shape, dtype) -> "BoundedArray":
+        """numpy's _reconstruct, but the array's later state (its real shape) is checked
+        against the limit before numpy allocates it."""
+        array = self.ALLOWED["_reconstruct"](BoundedArray, shape, dtype)
+        array.limit = self.limit
+        return array
+
+
+class BoundedArray(np.ndarray):
+    """An array being unpickled whose __setstate__ refuses a shape of more elements than
+    `limit` (a pickled shape of 10^15 would otherwise be allocated before anything fails)."""
+
+    limit = 0
+
+    def __setstate__(self, state):
+        shape = state[1] if isinstance(state, tuple) and len(state) > 1 else ()
+        if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise ValueError(f"pickled array shape {shape!r:.40} is not a shape")
+        if math.prod(shape) > self.limit:
+            raise ValueError(f"its pickled array claims {math.prod(shape):,} elements, more than the file can hold")
+        super().__setstate__(state)
 
 
 def load_npy(path: Path) -> np.ndarray:
@@ -185,9 +257,11 @@ def load_npy(path: Path) -> np.ndarray:
                 raise DataError(f"{path}: not a .npy file (no NumPy header); save the array with numpy.save") from None
             header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
             shape, _, dtype = header(fh)
+            data_bytes = path.stat().st_size - fh.tell()
+            check_array_size(path, shape, dtype, data_bytes)
             if not dtype.hasobject:
                 return np.load(path)
-            array = ArrayUnpickler(fh).load()
+            array = ArrayUnpickler(fh, data_bytes).load()
     except pickle.UnpicklingError as err:
         raise DataError(
             f"{path}: holds a pickled reference to {err}, which ego-dgl refuses to load (no code runs from data); "
@@ -197,7 +271,7 @@ def load_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a readable .npy array ({err}); re-save it with numpy.save") from None
     if not isinstance(array, np.ndarray) or array.shape != shape:
         raise DataError(f"{path}: its pickled content is not the array its header describes; re-save it with numpy.save")
-    return array
+    return array.view(np.ndarray)
 
 
 def load_pt(path: Path) -> np.ndarray:
@@ -251,7 +325,7 @@ def read_raw_ids(folder: Path, kind: str, count: int) -> list[str] | None:
     path = Path(folder) / RAW_IDS[kind]
     if not path.exists():
         return None
-    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    lines = read_text(path, hint="rebuild the dataset or save the file as UTF-8").splitlines()[1:]
     rows = [line.split("\t", 1) for line in lines]
     if len(rows) != count or any(len(r) != 2 or r[0] != str(k) for k, r in enumerate(rows)):
         raise DataError(
