@@ -221,7 +221,7 @@ class ArrayUnpickler(pickle.Unpickler):
             return self.ALLOWED[name]
         raise pickle.UnpicklingError(f"{module}.{name}")
 
-    def reconstruct(self, cls, shape, dtype) -> "BoundedArray":
+    def reconstruct(self, cls, shape, dtype) -> BoundedArray:
         """numpy's _reconstruct, but the array's later state (its real shape) is checked
         against the limit before numpy allocates it."""
         array = self.ALLOWED["_reconstruct"](BoundedArray, shape, dtype)

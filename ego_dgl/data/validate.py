@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ego_dgl.errors import DataError
-from ego_dgl.system import available_memory, gib
+from ego_dgl.system import check_memory
 from ego_dgl.untrusted import Field, check_record, kind_name
 
 COUNT = Field(int, low=0)
@@ -91,12 +91,6 @@ def check_array_size(path: Path, shape: tuple[int, ...], dtype: np.dtype, data_b
     if need > data_bytes:
         raise DataError(f"{path}: its header claims shape {shape} of {dtype}, {need:,} bytes, but the file holds "
                         f"{data_bytes:,}; the file is truncated or damaged, re-save it with numpy.save")
-    check_memory(path, count * dtype.itemsize)
+    check_memory(f"{path}: loading it", count * dtype.itemsize, "use a machine with more memory or a smaller dataset",
+                 DataError)
 
-
-def check_memory(path: Path | str, need: int, what: str = "loading it") -> None:
-    """Refuse before allocating `need` bytes for `path` when the machine has less free."""
-    free = available_memory("cpu")
-    if free is not None and need > free:
-        raise DataError(f"{path}: {what} needs {gib(need)}, but this machine has {gib(free)} free; "
-                        "use a machine with more memory or a smaller dataset")

@@ -13,7 +13,6 @@ from ego_dgl.errors import ConfigError
 from ego_dgl.train.defaults import option_types
 from ego_dgl.untrusted import read_text
 
-
 MAX_BYTES = 2**20  # a config file names a few dozen options; a megabyte is not one
 MAX_DEPTH = 32  # options are scalars under one mapping; deeper nesting is not a config
 
