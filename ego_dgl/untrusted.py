@@ -33,7 +33,7 @@ def decode(data: bytes, path: Path | str, encoding: str = "utf-8", error: type[E
         raise error(f"{encoding!r} is not a text encoding Python knows (e.g. utf-8, latin-1, cp1252)") from None
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise error(f"{path}: line {line}, byte {err.start} (0x{data[err.start]:02x}) is not {encoding} text; {hint}") from None
+        raise error(f"{path}: line {line}, byte {err.start} (0x{data[err.start]:02x}) is not {encoding.upper()} text; {hint}") from None
 
 
 def read_text(path: Path | str, encoding: str = "utf-8", error: type[EgoDGLError] = DataError,

@@ -94,9 +94,11 @@ def _ratios(value: str) -> tuple[float, float, float]:
 @click.option("--embedding", multiple=True, metavar="NAME=FILE",
               help="Precomputed vectors keyed by raw item id: .parquet (id column + vector column) or .npy with FILE.ids.txt; repeatable.")
 @click.option("--name", default=None, help="Dataset name [default: the interactions file's name].")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="Text encoding of the CSV/TSV tables and embedding id files, e.g. latin-1 (MovieLens-1M's).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT (atomically) if it exists.")
 def data_build(out: Path, interactions, items, user, item, item_key, rating, time_col, title, min_rating, k_core, split,
-               ratios, seed, text, categories, numbers, embedding, name, overwrite) -> None:
+               ratios, seed, text, categories, numbers, embedding, name, encoding, overwrite) -> None:
     """Build dataset OUT (MMRec layout plus card.json and README.md) from an interactions
     table and an item table; train on it with `egodgl train --dataset OUT`."""
     from ego_dgl.data.build import (
@@ -116,7 +118,7 @@ def data_build(out: Path, interactions, items, user, item, item_key, rating, tim
                   (("text", text), ("categories", categories), ("numbers", numbers), ("embedding", embedding)) for v in values)
     cfg = BuildConfig(interactions=interactions, items=items, user=user, item=item, rating=rating, time=time_col,
                       item_key=item_key, title=title, min_rating=min_rating, k_core=k_core, split=split,
-                      ratios=_ratios(ratios), seed=seed, modalities=specs, name=name or out.name)
+                      ratios=_ratios(ratios), seed=seed, modalities=specs, name=name or out.name, encoding=encoding)
     check_config(cfg)
     check_destination(out, overwrite)
     with steps(Console(stderr=True).is_terminal) as s:  # live bars only where someone watches

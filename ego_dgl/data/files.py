@@ -28,16 +28,18 @@ FORMAT = "ego-dgl/1"
 
 
 @contextmanager
-def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_folder(target: Path, overwrite: bool = False, kind: str | None = None, take_empty: bool = False) -> Iterator[Path]:
     """Yields a hidden temporary folder beside `target` and renames it to `target` only
     when the block completes, so an interrupted write leaves no half-written dataset.
     With `overwrite`, an existing `target` is replaced only if ego-dgl wrote it
-    (`check_replaceable`); the files written are listed in meta.json for that check."""
+    (`check_replaceable`) and is of the same `kind` (meta.json's; None: a dataset); the
+    files written are listed in meta.json for that check. With `take_empty`, an empty
+    `target` is replaced as if absent, and left as it was when the block fails."""
     target = Path(target)
-    if target.exists() or target.is_symlink():
+    if (target.exists() or target.is_symlink()) and not (take_empty and is_empty_folder(target)):
         if not overwrite:
             raise DataError(f"{target} already exists; choose another folder or pass --overwrite")
-        check_replaceable(target)
+        check_replaceable(target, kind)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
@@ -58,6 +60,12 @@ def atomic_folder(target: Path, overwrite: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def is_empty_folder(path: Path) -> bool:
+    """A real (not linked) folder with nothing in it: taken over by a write, and kept
+    as it is when the write fails."""
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
 def remove_stale_partials(target: Path) -> None:
@@ -107,9 +115,10 @@ def list_written_files(folder: Path) -> None:
         path.write_text(json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def check_replaceable(target: Path) -> None:
-    """--overwrite replaces only a folder ego-dgl wrote: one with its meta.json and no file
-    beyond those the meta file lists; anything else is refused, never deleted."""
+def check_replaceable(target: Path, kind: str | None = None) -> None:
+    """--overwrite replaces only a folder ego-dgl wrote of the same `kind` (a dataset, or
+    partitions): one with its meta.json and no file beyond those the meta file lists;
+    anything else is refused, never deleted."""
     if not target.is_dir() or target.is_symlink():
         raise DataError(f"{target}: exists and is not a folder ego-dgl wrote; move it away or choose another destination")
     try:
@@ -121,6 +130,10 @@ def check_replaceable(target: Path) -> None:
             f"{target}: not written by ego-dgl (no {META} of format {FORMAT}), so --overwrite will not replace it; "
             "move it away or choose another folder"
         )
+    if meta.get("kind") != kind:
+        found = f"{meta['kind']} folder" if meta.get("kind") else "dataset folder"
+        raise DataError(f"{target}: is a {found} ego-dgl wrote, not what this command writes, so --overwrite will not "
+                        "replace it; choose another folder")
     if "files" not in meta:
         raise DataError(
             f"{target}: its {META} does not list the files ego-dgl wrote (an older ego-dgl made it), so --overwrite cannot "
@@ -222,8 +235,9 @@ class ArrayUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name}")
 
     def reconstruct(self, cls, shape, dtype) -> BoundedArray:
-        """numpy's _reconstruct, but the array's later state (its real shape) is checked
-        against the limit before numpy allocates it."""
+        """numpy's _reconstruct, its shape and the array's later state (its real shape)
+        checked against the limit before numpy allocates either."""
+        BoundedArray.check_shape(shape, self.limit)
         array = self.ALLOWED["_reconstruct"](BoundedArray, shape, dtype)
         array.limit = self.limit
         return array
@@ -235,12 +249,16 @@ class BoundedArray(np.ndarray):
 
     limit = 0
 
-    def __setstate__(self, state):
-        shape = state[1] if isinstance(state, tuple) and len(state) > 1 else ()
+    @staticmethod
+    def check_shape(shape, limit: int) -> None:
+        shape = (shape,) if isinstance(shape, int) else shape
         if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
             raise ValueError(f"pickled array shape {shape!r:.40} is not a shape")
-        if math.prod(shape) > self.limit:
+        if math.prod(shape) > limit:
             raise ValueError(f"its pickled array claims {math.prod(shape):,} elements, more than the file can hold")
+
+    def __setstate__(self, state):
+        self.check_shape(state[1] if isinstance(state, tuple) and len(state) > 1 else (), self.limit)
         super().__setstate__(state)
 
 

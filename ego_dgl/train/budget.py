@@ -4,6 +4,7 @@ training step's bytes for any model's config, refused in one line when it cannot
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 from typing import Any
 
 from ego_dgl.data.dataset import Dataset, WordBag
@@ -47,7 +48,7 @@ def intent_bytes(ds: Dataset, cfg: Any, M: int) -> int:
     levels = cfg.levels() if callable(getattr(cfg, "levels", None)) else []
     if not levels:
         return 0
-    memberships = ds.num_items * M * levels[0] + M * sum(a * b for a, b in zip(levels, levels[1:]))
+    memberships = ds.num_items * M * levels[0] + M * sum(a * b for a, b in pairwise(levels))
     return 4 * (3 * memberships + 4 * ds.num_users * M * sum(levels))
 
 
