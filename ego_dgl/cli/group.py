@@ -13,7 +13,6 @@ from rich.markup import escape
 from ego_dgl.errors import EgoDGLError, EgoDGLWarning, os_error_message
 
 console = Console(emoji=False)  # a user's ':x:' in a path stays ':x:'
-_default_showwarning = warnings.showwarning
 _held: list[tuple] = []  # library warnings of the running command, shown only if it succeeds
 
 
@@ -45,8 +44,8 @@ class FriendlyGroup(click.Group):
             _held.clear()
             try:
                 result = super().invoke(ctx)
-                for held in _held:  # the command succeeded: the library warnings it raised, as Python shows them
-                    _default_showwarning(*held)
+                for message, category, filename, lineno, _, line in _held:  # it succeeded: its library warnings
+                    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
                 return result
             except EgoDGLError as err:
                 fail(str(err))

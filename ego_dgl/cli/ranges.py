@@ -25,8 +25,8 @@ class Bounded(click.ParamType):
     def convert(self, value, param, ctx):
         where = param.opts[0] if param is not None and param.opts else "the value"
         wanted = "an integer" if self.kind is int else "a number"
-        span = f" in {self.low:g}..{self.high:g}" if self.low is not None and self.high is not None else (
-            f" >= {self.low:g}" if self.low is not None else (f" <= {self.high:g}" if self.high is not None else ""))
+        low, high = (None if b is None else f"{b:g}" if self.kind is float else str(b) for b in (self.low, self.high))
+        span = f" in {low}..{high}" if low and high else (f" >= {low}" if low else (f" <= {high}" if high else ""))
         try:
             number = self.kind(value)
         except (TypeError, ValueError, OverflowError):
