@@ -274,7 +274,10 @@ def load_npy(path: Path) -> np.ndarray:
             except ValueError:
                 raise DataError(f"{path}: not a .npy file (no NumPy header); save the array with numpy.save") from None
             header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
-            shape, _, dtype = header(fh)
+            try:
+                shape, _, dtype = header(fh)
+            except Exception as err:  # noqa: BLE001 - numpy's header parser raises what its tokenizer meets
+                raise ValueError(f"damaged header: {type(err).__name__}") from None
             data_bytes = path.stat().st_size - fh.tell()
             check_array_size(path, shape, dtype, data_bytes)
             if not dtype.hasobject:

@@ -59,9 +59,11 @@ def read_table(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
 
 
 def as_strings(column: pd.Series) -> pd.Series:
-    """Values as strings ('' for missing); whole floats lose their '.0' so 7.0 matches 7."""
+    """Values as strings ('' for missing); whole floats lose their '.0' so 7.0 matches 7
+    (those an int64 holds exactly: |x| < 2**53; larger ones stay as numpy prints them)."""
     missing = column.isna()
-    if pd.api.types.is_float_dtype(column) and bool((column[~missing] % 1 == 0).all()):
+    present = column[~missing]
+    if pd.api.types.is_float_dtype(column) and bool(((present % 1 == 0) & (present.abs() < 2**53)).all()):
         column = column.astype("Int64")
     return column.astype(str).where(~missing, "")
 
