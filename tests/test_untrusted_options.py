@@ -142,3 +142,18 @@ def test_library_warnings_of_a_good_command_are_still_shown(monkeypatch):
     monkeypatch.setattr(ego_dgl.data, "load_dataset", warn)
     result = cli("data", "info", "synthetic-tiny")
     assert result.exit_code == 0 and "a numpy notice" in result.stderr
+
+
+def test_markup_in_the_compare_folder_prints_literally(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import ego_dgl.study.compare
+
+    folder = tmp_path / "a[/b]" / "comparisons" / "c"
+    folder.mkdir(parents=True)
+    (folder / "summary.csv").write_text("")
+    monkeypatch.setattr(ego_dgl.study.compare, "launch_compare",
+                        lambda options: SimpleNamespace(summary=[], paired=[], folder=folder))
+    result = cli("compare", "--models", "lightgcn", "--out", tmp_path / "a[/b]")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"comparison folder: {folder} (summary.csv)" in " ".join(result.output.split())
