@@ -21,11 +21,12 @@ CONFIG_HINT = "restore the config.json the run wrote, or train again"
 CKPT_HINT = "use a checkpoint this run wrote, or train again"
 CONFIG_FIELDS = {"dataset": Field(dict), "model": Field(dict), "train": Field(dict), "model_name": Field(str, required=False)}
 DATASET_FIELDS = {"source": Field(str), "fingerprint": Field(str)}
-TRAIN_FIELDS = {"epochs": Field(int, low=1), "patience": Field(int, low=1), "batch_size": Field(int, low=1),
-                "lr": Field(float), "reg": Field(float), "seed": Field(int), "device": Field(str), "protocol": Field(str),
-                "ks": Field(list), "sampler": Field(str, required=False), "fanouts": Field(str, required=False),
-                "procs": Field(int, required=False, low=1), "dist": Field(str, required=False),
-                "eval_chunk": Field(int, required=False, low=0), "compile": Field(str, required=False)}
+# every option but the cut-offs optional: a run folder from before an option existed gets its default, as it always did
+TRAIN_FIELDS = {"epochs": Field(int, False, 1), "patience": Field(int, False, 1), "batch_size": Field(int, False, 1),
+                "lr": Field(float, False), "reg": Field(float, False), "seed": Field(int, False), "device": Field(str, False),
+                "protocol": Field(str, False), "ks": Field(list), "sampler": Field(str, False),
+                "fanouts": Field(str, False), "procs": Field(int, False, 1), "dist": Field(str, False),
+                "eval_chunk": Field(int, False, 0), "compile": Field(str, False)}
 PAYLOAD_FIELDS = {"format": Field(int), "model": Field(dict), "optimizer": Field(dict), "train_state": Field(dict),
                   "rng": Field(dict)}
 STATE_FIELDS = {"epoch": Field(int, low=0), "best_epoch": Field(int, low=0), "best_value": Field(float, finite=False),
@@ -45,14 +46,15 @@ def check_run_config(config: Any, path: Path) -> dict[str, Any]:
     if name not in MODELS:
         raise ConfigError(f"{where}: field 'model_name' {name!r:.60} is not a model ego-dgl knows "
                           f"({', '.join(MODELS)}); {CONFIG_HINT}")
-    model_fields = {k: Field(PYTHON_TYPES.get(t, t)) for k, t in config_fields(name).items()}
+    model_fields = {k: Field(PYTHON_TYPES.get(t, t), required=False) for k, t in config_fields(name).items()}
     check_record(config["model"], model_fields, f"{where} field 'model'", ConfigError, CONFIG_HINT)
     check_record(config["train"], TRAIN_FIELDS, f"{where} field 'train'", ConfigError, CONFIG_HINT)
-    if not config["train"]["ks"] or not all(isinstance(k, int) and not isinstance(k, bool) for k in config["train"]["ks"]):
+    ks = config["train"]["ks"]
+    if not ks or not all(isinstance(k, int) and not isinstance(k, bool) for k in ks):
         raise ConfigError(f"{where}: field 'train.ks' must be a list of integers; {CONFIG_HINT}")
     try:
         config_type(name)(**config["model"]).validate()
-        TrainConfig(**{**config["train"], "ks": tuple(config["train"]["ks"])}).validate()
+        TrainConfig(**{**config["train"], "ks": tuple(ks)}).validate()
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}; {CONFIG_HINT}") from None
     return config
