@@ -238,8 +238,11 @@ def test_overwrite_refuses_an_old_folder_whose_meta_lists_no_files(tmp_path):
     assert cli("data", "convert", "synthetic-tiny", dst, "--to", "mmrec").exit_code == 0
     edit_json(dst / "meta.json", lambda m: {k: v for k, v in m.items() if k != "files"})
     (dst / "notes.txt").write_text("mine")
-    one_line(cli("data", "convert", "synthetic-tiny", dst, "--to", "mmrec", "--overwrite"), "dst", "move it away")
+    one_line(cli("data", "convert", "synthetic-tiny", dst, "--to", "mmrec", "--overwrite"), "notes.txt")
     assert (dst / "notes.txt").read_text() == "mine"
+    (dst / "notes.txt").unlink()  # what is left bears only ego-dgl's names: replaced
+    assert cli("data", "convert", "synthetic-tiny", dst, "--to", "mmrec", "--overwrite").exit_code == 0
+    assert "files" in json.loads((dst / "meta.json").read_text())
 
 
 def test_partition_overwrite_refuses_a_dataset_folder(tmp_path):

@@ -46,7 +46,7 @@ def sweep_eps_command(**options) -> None:
 @click.option("--models", required=True, metavar="NAME,NAME,...",
               help="models or presets (egodgl models lists them), comma-separated; options after a name as +KEY=VALUE, "
                    "e.g. pop,lightgcn,egogcn-hard,egogcn-hard+threshold=relative+eps=2")
-@click.option("--seeds", type=POSITIVE, default=5, show_default=True, help="seeds per model, the same for every model (the paired test needs >= 2)")
+@click.option("--seeds", type=int, default=5, show_default=True, help="seeds per model, the same for every model (the paired test needs >= 2)")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="first seed")
 @click.option("--jobs", type=POSITIVE, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads")
 @click.option("--tune", multiple=True, metavar="KEY=V1,V2",
@@ -77,7 +77,7 @@ def compare_command(**options) -> None:
 
 @main.command("plot-embeddings")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
-@click.option("--users", type=POSITIVE, default=8, show_default=True, help="how many users to plot (each with at least 3 held-out items)")
+@click.option("--users", type=int, default=8, show_default=True, help="how many users to plot (each with at least 3 held-out items)")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the user choice, the random items and t-SNE")
 @click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True, help="the held-out items shown")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,10 @@ from ego_dgl.untrusted import read_json, read_text
 
 META = "meta.json"
 FORMAT = "ego-dgl/1"
+# every name the dataset writers gave files before meta.json listed them (MMRec, GRCN, build)
+WRITTEN_BEFORE_LISTS = (META, "*.inter", "*_feat.npy", "*_words.npy", "*_mask.npy", "user_ids.tsv", "item_ids.tsv",
+                        "card.json", "README.md", "train.npy", "val_full.npy", "test_full.npy", "user_item_dict.npy",
+                        "feat_*.npy", "feat_*.pt", "mask_*.npy")
 
 
 @contextmanager
@@ -134,12 +139,10 @@ def check_replaceable(target: Path, kind: str | None = None) -> None:
         found = f"{meta['kind']} folder" if meta.get("kind") else "dataset folder"
         raise DataError(f"{target}: is a {found} ego-dgl wrote, not what this command writes, so --overwrite will not "
                         "replace it; choose another folder")
-    if "files" not in meta:
-        raise DataError(
-            f"{target}: its {META} does not list the files ego-dgl wrote (an older ego-dgl made it), so --overwrite cannot "
-            "tell them from yours and will not replace the folder; move it away or choose another folder"
-        )
-    extra = [f for f in folder_files(target) if f not in meta["files"]]
+    if "files" in meta:
+        extra = [f for f in folder_files(target) if f not in meta["files"]]
+    else:  # an older ego-dgl listed nothing: only names its writers use prove the files its own
+        extra = [f for f in folder_files(target) if not any(fnmatch(f, pattern) for pattern in WRITTEN_BEFORE_LISTS)]
     if extra:
         raise DataError(
             f"{target}: holds {extra[0]}, which ego-dgl did not write, so --overwrite will not replace the folder; "
