@@ -126,7 +126,8 @@ def metric_values(
     hits = hits.double()
     ideal_hits = hits if ideal_hits is None else ideal_hits.double()
     width = hits.shape[1]
-    discount = 1.0 / torch.log2(torch.arange(2, max(ks) + 2, device=hits.device, dtype=torch.float64))
+    # ranks beyond the ranked width (at most the catalogue) hold no hit: no discount for them
+    discount = 1.0 / torch.log2(torch.arange(2, min(max(ks), width) + 2, device=hits.device, dtype=torch.float64))
     ideal_prefix = torch.cat([torch.zeros(1, device=hits.device, dtype=torch.float64), torch.cumsum(discount, 0)])
     n = num_heldout.double()
     values: dict[str, torch.Tensor] = {}

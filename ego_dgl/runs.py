@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ego_dgl import untrusted
 from ego_dgl.errors import ConfigError, os_error_message
 from ego_dgl.umask import file_mode
 
@@ -80,12 +81,10 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    """A JSON file of a run or study folder; missing, damaged or not UTF-8 is one ConfigError line."""
+    if not Path(path).exists():
+        raise ConfigError(f"{path} does not exist")
+    return untrusted.read_json(path, error=ConfigError, hint="restore the file the run wrote, or delete the folder")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

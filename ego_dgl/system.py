@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from ego_dgl.errors import ConfigError, EgoDGLError
+
 GIB = 2**30
 
 
@@ -24,3 +26,11 @@ def available_memory(device: str = "cpu") -> int | None:
 def gib(size: float) -> str:
     """Bytes as GiB for messages, e.g. '931.3 GiB'."""
     return f"{size / GIB:,.1f} GiB"
+
+
+def check_memory(subject: str, need: int, hint: str, error: type[EgoDGLError] = ConfigError) -> None:
+    """Refuse, before allocating them, `need` bytes of CPU memory that this machine does not
+    have free: one line saying what (`subject`) needs how much and what to change."""
+    free = available_memory("cpu")
+    if free is not None and need > free:
+        raise error(f"{subject} needs {gib(need)}, but this machine has {gib(free)} free; {hint}")

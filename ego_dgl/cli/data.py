@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from ego_dgl.cli.group import console, main
 from ego_dgl.cli.options import DATASETS_ROOT
+from ego_dgl.cli.ranges import COUNT, FINITE, POSITIVE, SEED
 
 
 @main.group()
@@ -100,12 +101,12 @@ def _ratios(value: str) -> tuple[float, float, float]:
 @click.option("--rating", default="rating", show_default=True, help="Rating column (read with --min-rating).")
 @click.option("--time", "time_col", default="timestamp", show_default=True, help="Time column (read with --split temporal).")
 @click.option("--title", default=None, help="Item-table column shown as the item's title by `egodgl recommend`.")
-@click.option("--min-rating", type=float, default=None, help="Keep interactions rated at least this (implicit feedback).")
-@click.option("--k-core", type=int, default=0, show_default=True, help="Drop users and items with fewer interactions, repeatedly.")
+@click.option("--min-rating", type=FINITE, default=None, help="Keep interactions rated at least this (implicit feedback).")
+@click.option("--k-core", type=COUNT, default=0, show_default=True, help="Drop users and items with fewer interactions, repeatedly.")
 @click.option("--split", type=click.Choice(["random", "temporal"]), default="random", show_default=True,
               help="Per user: at random (seeded) or by time (the latest to valid and test).")
 @click.option("--ratios", default="8:1:1", show_default=True, help="train:valid:test per user.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random split.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random split.")
 @click.option("--text", multiple=True, metavar="NAME=COLS", help="Sentence embedding (all-MiniLM-L6-v2) of item-table columns; repeatable.")
 @click.option("--categories", multiple=True, metavar="NAME=COL[:SEP]", help="Multi-hot of a column of SEP-separated categories (default '|'); repeatable.")
 @click.option("--numbers", multiple=True, metavar="NAME=COLS", help="Standardised numeric columns; repeatable.")
@@ -116,9 +117,11 @@ def _ratios(value: str) -> tuple[float, float, float]:
               help="Share of the items made cold: every interaction in valid/test (split by --ratios), none in train.")
 @click.option("--train-fraction", type=float, default=1.0, show_default=True,
               help="Share of each user's training interactions kept (at least one; valid/test unchanged).")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="Text encoding of the CSV/TSV tables and embedding id files, e.g. latin-1 (MovieLens-1M's).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT (atomically) if it exists.")
 def data_build(out: Path, interactions, items, user, item, item_key, rating, time_col, title, min_rating, k_core, split,
-               ratios, seed, text, categories, numbers, embedding, name, cold_items, train_fraction, overwrite) -> None:
+               ratios, seed, text, categories, numbers, embedding, name, cold_items, train_fraction, encoding, overwrite) -> None:
     """Build dataset OUT (MMRec layout plus card.json and README.md) from an interactions
     table and an item table; train on it with `egodgl train --dataset OUT`."""
     from ego_dgl.data.build import (
@@ -139,7 +142,7 @@ def data_build(out: Path, interactions, items, user, item, item_key, rating, tim
     cfg = BuildConfig(interactions=interactions, items=items, user=user, item=item, rating=rating, time=time_col,
                       item_key=item_key, title=title, min_rating=min_rating, k_core=k_core, split=split,
                       ratios=_ratios(ratios), seed=seed, modalities=specs, name=name or out.name,
-                      cold_items=cold_items, train_fraction=train_fraction)
+                      cold_items=cold_items, train_fraction=train_fraction, encoding=encoding)
     check_config(cfg)
     check_destination(out, overwrite)
     with steps(Console(stderr=True).is_terminal) as s:  # live bars only where someone watches
@@ -172,7 +175,7 @@ def data_convert(src: str, dst: Path, layout: str, root: Path | None, overwrite:
 @data.command("partition")
 @click.argument("dataset")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--parts", type=int, required=True, help="Number of partitions (one per machine of the DistDGL job).")
+@click.option("--parts", type=POSITIVE, required=True, help="Number of partitions (one per machine of the DistDGL job).")
 @click.option("--method", type=click.Choice(["metis", "random"]), default="metis", show_default=True, help="How nodes are assigned to partitions.")
 @DATASETS_ROOT
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it is a folder ego-dgl wrote (any other is refused).")

@@ -12,21 +12,24 @@ from rich.markup import escape
 
 from ego_dgl.errors import EgoDGLError, EgoDGLWarning, os_error_message
 
-console = Console()
-_default_showwarning = warnings.showwarning
+console = Console(emoji=False)  # a user's ':x:' in a path stays ':x:'
+_held: list[tuple] = []  # library warnings of the running command, shown only if it succeeds
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """EgoDGLWarning as one yellow line; other warnings as Python shows them."""
+    """EgoDGLWarning as one yellow line at once; other (numpy, pandas, torch) warnings are
+    held until the command ends, so none precedes an error line."""
     if issubclass(category, EgoDGLWarning):
-        Console(stderr=True).print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+        Console(stderr=True, emoji=False).print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
-        _default_showwarning(message, category, filename, lineno, file, line)
+        _held.append((message, category, filename, lineno, file, line))
 
 
 def fail(message: str) -> None:
-    """The one red error line, then exit code 2."""
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """The one red error line, then exit code 2 (held library warnings are dropped: the
+    error says what matters)."""
+    _held.clear()
+    Console(stderr=True, emoji=False).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 
@@ -38,8 +41,12 @@ class FriendlyGroup(click.Group):
         with warnings.catch_warnings():
             warnings.simplefilter("always", EgoDGLWarning)
             warnings.showwarning = _show_warning
+            _held.clear()
             try:
-                return super().invoke(ctx)
+                result = super().invoke(ctx)
+                for message, category, filename, lineno, _, line in _held:  # it succeeded: its library warnings
+                    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+                return result
             except EgoDGLError as err:
                 fail(str(err))
             except OSError as err:  # the file system's (full disk, read-only, a file in the way)

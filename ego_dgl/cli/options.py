@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ego_dgl.cli.ranges import COUNT, POSITIVE, SEED
+
 TRAIN_OPTION_HELP = {
     "model": "model or preset (egodgl models lists them): egogcn, egogcn-hard, egogcn-soft, gm, na, id-only, pop, lightgcn, ... [default: egogcn]",
     "dataset": "built-in name (ml100k, movielens, tiktok, synthetic, synthetic-tiny, ...) or a dataset folder [default: ml100k]",
@@ -63,11 +65,11 @@ def sweep_options(f):
     """The options both sweeps share."""
     f = training_options(SWEEP_OPTIONS)(f)
     for option in reversed([
-        click.option("--seeds", type=int, default=1, show_default=True, help="seeds per cell; the summary gives mean and std"),
-        click.option("--seed", type=int, default=0, show_default=True, help="first seed"),
-        click.option("--jobs", type=int, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads"),
-        click.option("--k-fixed", type=int, default=None, help="K while L varies (and for eps) [default: per dataset]"),
-        click.option("--l-fixed", type=int, default=None, help="L while K varies (and for eps) [default: per dataset]"),
+        click.option("--seeds", type=POSITIVE, default=1, show_default=True, help="seeds per cell; the summary gives mean and std"),
+        click.option("--seed", type=SEED, default=0, show_default=True, help="first seed"),
+        click.option("--jobs", type=POSITIVE, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads"),
+        click.option("--k-fixed", type=POSITIVE, default=None, help="K while L varies (and for eps) [default: per dataset]"),
+        click.option("--l-fixed", type=COUNT, default=None, help="L while K varies (and for eps) [default: per dataset]"),
         click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the sweep goes to OUT/sweeps/<name> [default: results]"),
         click.option("--name", default=None, help="sweep folder name; rerunning with the same name skips finished cells [default: <kind>-<dataset>]"),
     ]):

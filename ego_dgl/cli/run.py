@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from ego_dgl.cli.group import console, main
 from ego_dgl.cli.options import TRAIN_OPTION_HELP, training_options
+from ego_dgl.cli.ranges import COUNT, POSITIVE
 
 
 @main.command("train")
@@ -52,15 +53,15 @@ def models_command() -> None:
 @click.argument("run_dir", required=False, type=click.Path())
 @click.option("--split", type=click.Choice(["valid", "test"]), default=None, help="one split [default: both]")
 @click.option("--protocol", type=click.Choice(["full", "legacy"]), default=None, help="[default: the run's]")
-@click.option("--k", "ks", type=int, multiple=True, help="cut-off, repeatable: --k 5 --k 10 [default: the run's]")
+@click.option("--k", "ks", type=POSITIVE, multiple=True, help="cut-off, repeatable: --k 5 --k 10 [default: the run's]")
 @click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder to take the most recent run from [default: results]")
-@click.option("--eval-chunk", type=int, default=None, help=TRAIN_OPTION_HELP["eval-chunk"].replace("[default: 0", "[default: the run's; 0"))
+@click.option("--eval-chunk", type=COUNT, default=None, help=TRAIN_OPTION_HELP["eval-chunk"].replace("[default: 0", "[default: the run's; 0"))
 @click.option("--by", type=click.Choice(["item-degree", "user-degree"]), default=None,
               help="metrics per quantile bucket of training degree, as a table, by-<view>-<split>.csv and .png in RUN_DIR "
                    "(RUN_DIR may also be a compare folder: every finished cell, averaged over seeds)")
-@click.option("--bins", type=int, default=5, show_default=True, help="quantile buckets for --by")
+@click.option("--bins", type=POSITIVE, default=5, show_default=True, help="quantile buckets for --by")
 def eval_command(run_dir, split, protocol, ks, as_json, device, out, eval_chunk, by, bins) -> None:
     """Recompute the metrics of a run's best checkpoint (default: the most recent run)."""
     if by is not None:
@@ -90,8 +91,8 @@ def eval_command(run_dir, split, protocol, ks, as_json, device, out, eval_chunk,
 
 @main.command("recommend")
 @click.argument("run_dir", type=click.Path())
-@click.option("--user", type=int, required=True, help="user id (0-based, as in the dataset)")
-@click.option("--k", type=int, default=10, show_default=True, help="how many items")
+@click.option("--user", type=COUNT, required=True, help="user id (0-based, as in the dataset)")
+@click.option("--k", type=POSITIVE, default=10, show_default=True, help="how many items")
 @click.option("--json", "as_json", is_flag=True, help="print the list as JSON")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
 def recommend_command(run_dir, user, k, as_json, device) -> None:

@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from ego_dgl.cli.group import console, main
 from ego_dgl.cli.options import SWEEP_OPTIONS, sweep_options, training_options
+from ego_dgl.cli.ranges import POSITIVE, SEED
 
 
 def run_sweep_command(kind: str, options: dict) -> None:
@@ -46,8 +47,8 @@ def sweep_eps_command(**options) -> None:
               help="models or presets (egodgl models lists them), comma-separated; options after a name as +KEY=VALUE, "
                    "e.g. pop,lightgcn,egogcn-hard,egogcn-hard+threshold=relative+eps=2")
 @click.option("--seeds", type=int, default=5, show_default=True, help="seeds per model, the same for every model (the paired test needs >= 2)")
-@click.option("--seed", type=int, default=0, show_default=True, help="first seed")
-@click.option("--jobs", type=int, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="first seed")
+@click.option("--jobs", type=POSITIVE, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads")
 @click.option("--tune", multiple=True, metavar="KEY=V1,V2",
               help="repeatable: per model that has KEY free, try the values on the first seed, keep the best by validation recall@10")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the comparison goes to OUT/compare/<name> [default: results]")
@@ -71,13 +72,13 @@ def compare_command(**options) -> None:
     console.print(compare_table("compare: test figures at the best validation epoch", result.summary, result.paired))
     names = ("cells.csv", "tuning.csv", "summary.csv", "paired.csv", "table.md", "compare.png")
     files = ", ".join(n for n in names if (result.folder / n).exists())
-    console.print(f"comparison folder: {result.folder} ({files})", highlight=False, soft_wrap=True)
+    console.print(f"comparison folder: {result.folder} ({files})", highlight=False, soft_wrap=True, markup=False)
 
 
 @main.command("plot-embeddings")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--users", type=int, default=8, show_default=True, help="how many users to plot (each with at least 3 held-out items)")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the user choice, the random items and t-SNE")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the user choice, the random items and t-SNE")
 @click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True, help="the held-out items shown")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="the PNG; its .json and .csv go beside it [default: results/plots/embeddings-<split>-seed<S>.png]")
@@ -102,10 +103,10 @@ def plot_embeddings_command(runs, users, seed, split, out, overwrite, device) ->
               help="ml100k, models (every baseline beside EgoGCN-hard on ml100k), synthetic-tiktok, scaling (full-graph against "
                    "neighbour-sampled training on synthetic data at 1x-64x the ml100k edges), sampling (full against fanouts 10 and 5 on "
                    "ml100k and synthetic-tiktok), compile (the eager training step against --compile's) or synthetic-tiny; repeatable")
-@click.option("--repeats", type=int, default=3, show_default=True, help="repetitions per figure (the median is reported)")
-@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads per case")
+@click.option("--repeats", type=POSITIVE, default=3, show_default=True, help="repetitions per figure (the median is reported)")
+@click.option("--threads", type=POSITIVE, default=2, show_default=True, help="CPU threads per case")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
-@click.option("--batches", type=int, default=None, help="time this many batches and project the epoch [default: per suite]")
+@click.option("--batches", type=POSITIVE, default=None, help="time this many batches and project the epoch [default: per suite]")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results/bench"), show_default=True,
               help="folder for <suite>.json, <suite>-cuda.json on CUDA (and scaling.png)")
 def bench_command(suites, repeats, threads, device, batches, out) -> None:

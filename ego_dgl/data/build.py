@@ -16,7 +16,7 @@ import pandas as pd
 
 from ego_dgl import __version__
 from ego_dgl.data.dataset import MODALITY_NAME, SPLITS, Dataset
-from ego_dgl.data.files import atomic_folder
+from ego_dgl.data.files import atomic_folder, is_empty_folder, load_npy
 from ego_dgl.data.mmrec import write_mmrec_files
 from ego_dgl.data.progress import Steps
 from ego_dgl.data.split import check_ratios, split_per_user, split_temporal
@@ -29,8 +29,10 @@ from ego_dgl.data.tables import (
     require_columns,
 )
 from ego_dgl.data.text import DIM, MODEL, embed_texts
+from ego_dgl.data.validate import check_card
 from ego_dgl.data.variants import Variant, apply_variant, write_cold_items
 from ego_dgl.errors import DataError
+from ego_dgl.untrusted import decode, read_json, read_text
 
 CARD = "card.json"
 CARD_FORMAT = "ego-dgl-card/1"
@@ -71,6 +73,7 @@ class BuildConfig:
     name: str | None = None
     cold_items: float = 0.0  # share of items kept out of training (data/variants.py)
     train_fraction: float = 1.0  # share of each user's training interactions kept
+    encoding: str = "utf-8"  # of the text tables and embedding id files (MovieLens-1M's are latin-1)
 
     def variant(self) -> Variant:
         return Variant(self.cold_items, self.train_fraction, self.seed)
@@ -126,6 +129,7 @@ def check_config(cfg: BuildConfig) -> None:
         raise DataError("--text, --categories and --numbers read the item table; give it with --items FILE")
     if cfg.split not in ("random", "temporal"):
         raise DataError(f"--split {cfg.split!r}: use random or temporal")
+    decode(b"", "--encoding", cfg.encoding)  # an unknown encoding fails before any file is read
     if cfg.k_core < 0:
         raise DataError("--k-core must be 0 (off) or a positive number of interactions")
     check_ratios(cfg.ratios)
@@ -291,16 +295,17 @@ def number_features(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) -
     return x.astype(np.float32), have.any(axis=1)
 
 
-def load_embedding(spec: ModalitySpec, raw_ids: list[str], known_ids: set[str], item_col: str) -> tuple[np.ndarray, np.ndarray]:
+def load_embedding(spec: ModalitySpec, raw_ids: list[str], known_ids: set[str], item_col: str,
+                   encoding: str = "utf-8") -> tuple[np.ndarray, np.ndarray]:
     """Precomputed vectors keyed by raw item id: a .parquet with an id column (named like
     --item, else the first) and a list column or number columns, or a 2-D .npy whose
     rows follow the ids in FILE.ids.txt (one per line). Returns features and coverage."""
     path = Path(spec.file)
     if not path.is_file():
         raise DataError(f"--embedding {spec.name}: {path}: file not found")
-    ids, vectors = (_parquet_vectors if path.suffix.lower() == ".parquet" else _npy_vectors)(path, item_col)
-    if vectors.ndim != 2 or vectors.shape[1] == 0 or not np.issubdtype(vectors.dtype, np.number):
-        raise DataError(f"{path}: vectors of shape {vectors.shape} and dtype {vectors.dtype}; give one numeric row per item")
+    ids, vectors = _parquet_vectors(path, item_col) if path.suffix.lower() == ".parquet" else _npy_vectors(path, encoding)
+    if vectors.ndim != 2 or vectors.shape[1] == 0 or not np.issubdtype(vectors.dtype, np.number) or np.iscomplexobj(vectors):
+        raise DataError(f"{path}: vectors of shape {vectors.shape} and dtype {vectors.dtype}; give one real-valued row per item")
     if len(ids) != len(vectors):
         raise DataError(f"{path}: {len(vectors):,} vectors for {len(ids):,} ids; give one id per row")
     if len(set(ids)) != len(ids):
@@ -318,17 +323,15 @@ def load_embedding(spec: ModalitySpec, raw_ids: list[str], known_ids: set[str], 
     return x, at >= 0
 
 
-def _npy_vectors(path: Path, item_col: str) -> tuple[list[str], np.ndarray]:
+def _npy_vectors(path: Path, encoding: str) -> tuple[list[str], np.ndarray]:
     ids_path = path.with_suffix(".ids.txt")
     if path.suffix.lower() != ".npy":
         raise DataError(f"{path}: embeddings must be a .npy or .parquet file")
     if not ids_path.is_file():
         raise DataError(f"{path}: the raw item id of each row must be in {ids_path.name} (one per line)")
-    try:
-        vectors = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"{path}: not a readable numeric .npy array ({err}); re-save it with numpy.save") from None
-    return [line.strip() for line in ids_path.read_text(encoding="utf-8").splitlines() if line.strip()], vectors
+    vectors = load_npy(path)  # its header checked against the file's length before numpy allocates
+    text = read_text(ids_path, encoding, hint="pass the file's --encoding (e.g. latin-1) or save it as UTF-8")
+    return [line.strip() for line in text.splitlines() if line.strip()], vectors
 
 
 def _parquet_vectors(path: Path, item_col: str) -> tuple[list[str], np.ndarray]:
@@ -364,7 +367,7 @@ def item_modalities(cfg: BuildConfig, items: Table | None, raw_ids: list[str], k
         where = f"{items.path if items else spec.file} ({spec.kind} {spec.name})"
         info: dict = {"name": spec.name, "kind": spec.kind}
         if spec.kind == "embedding":
-            x, mask = load_embedding(spec, raw_ids, known_ids, cfg.item)
+            x, mask = load_embedding(spec, raw_ids, known_ids, cfg.item, cfg.encoding)
             info["file"] = spec.file
         else:
             require_columns(items.frame, list(spec.columns), items.path, f"--{spec.kind} {spec.name}")
@@ -470,8 +473,8 @@ def build(cfg: BuildConfig, steps: Steps, text_cache: Path | None) -> Built:
     """`egodgl data build`: read the files named in `cfg` and build."""
     check_config(cfg)
     with steps.step("reading tables"):
-        inter = Table(read_table(Path(cfg.interactions)), Path(cfg.interactions))
-        items = Table(read_table(Path(cfg.items)), Path(cfg.items)) if cfg.items else None
+        inter = Table(read_table(Path(cfg.interactions), cfg.encoding), Path(cfg.interactions))
+        items = Table(read_table(Path(cfg.items), cfg.encoding), Path(cfg.items)) if cfg.items else None
     files = [Path(m.file) for m in cfg.modalities if m.file]
     sources = [inter.path] + ([items.path] if items else []) + files + [f.with_suffix(".ids.txt") for f in files]
     return build_tables(inter, items, cfg, steps, text_cache, [p for p in sources if p.is_file()])
@@ -479,18 +482,16 @@ def build(cfg: BuildConfig, steps: Steps, text_cache: Path | None) -> Built:
 
 def check_destination(folder: Path, overwrite: bool) -> None:
     """Refuses an existing non-empty folder before any work unless --overwrite; an empty
-    one is taken over."""
+    one is taken over when the build succeeds (and left as it was when it fails)."""
     folder = Path(folder)
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-    elif folder.exists() and not overwrite:
+    if folder.exists() and not is_empty_folder(folder) and not overwrite:
         raise DataError(f"{folder} already exists and is not empty; choose another folder or pass --overwrite")
 
 
 def write_built(built: Built, folder: Path, overwrite: bool = False, recipe: str | None = None) -> Path:
     """The MMRec files, raw ids, card.json and README.md, atomically."""
     folder = Path(folder)
-    with atomic_folder(folder, overwrite) as tmp:
+    with atomic_folder(folder, overwrite, take_empty=True) as tmp:
         write_mmrec_files(tmp, folder.name, built.ds, recipe)
         write_cold_items(tmp, built.ds)
         if built.card is not None:
@@ -504,13 +505,10 @@ def read_card(folder: Path) -> dict | None:
     path = Path(folder) / CARD
     if not path.is_file():
         return None
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: unreadable ({err}); rebuild the dataset or delete the file") from None
+    card = read_json(path, hint="rebuild the dataset or delete the file")
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise DataError(f"{path}: not an ego-dgl dataset card ({CARD_FORMAT}); rebuild the dataset or delete the file")
-    return card
+    return check_card(card, path)
 
 
 def card_markdown(card: dict) -> str:

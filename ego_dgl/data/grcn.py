@@ -44,12 +44,24 @@ def is_grcn(folder: Path) -> bool:
     return (Path(folder) / "train.npy").exists()
 
 
+def whole_numbers(values: np.ndarray, path: Path) -> np.ndarray:
+    """Ids as int64: integers, or floats that are whole (81.0); 81.7 is refused, never truncated."""
+    if values.dtype == object:
+        values = np.array(values.tolist())  # plain Python numbers: their own dtype (int, float)
+    if np.issubdtype(values.dtype, np.floating) and not np.all(np.mod(values, 1) == 0):
+        bad = values[np.mod(values, 1) != 0][0]
+        raise DataError(f"{path}: id {bad!r} is not a whole number; ids must be integers from 0 to 2**63-1")
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)) and len(values):
+        raise TypeError(values.dtype)
+    return values.astype(np.int64)
+
+
 def rows_to_pairs(rows: np.ndarray, path: Path) -> np.ndarray:
     """[user, item, item, ...] rows (object array or a regular 2-D array) as (user, item) pairs."""
     if rows.dtype != object and rows.ndim == 2:
         rows = list(rows)
     try:
-        parts = [np.asarray(r, dtype=np.int64).reshape(-1) for r in rows]
+        parts = [whole_numbers(np.asarray(r).reshape(-1), path) for r in rows]
     except (TypeError, ValueError, OverflowError):
         raise DataError(f"{path}: each row must be [user, item, item, ...] of integers from 0 to 2**63-1") from None
     if any(len(p) == 0 for p in parts):

@@ -26,6 +26,7 @@ from ego_dgl.data.files import (
     write_raw_ids,
 )
 from ego_dgl.errors import DataError
+from ego_dgl.untrusted import read_text
 
 COLUMNS = ("userID", "itemID", "rating", "timestamp", "x_label")
 REQUIRED = ("userID", "itemID", "x_label")
@@ -51,14 +52,8 @@ def inter_file(folder: Path) -> Path:
 
 def read_inter(path: Path) -> dict[str, np.ndarray]:
     """The three splits of an .inter file as int64 [n, 2] (user, item) arrays, in file order."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            header = fh.readline().rstrip("\r\n").split("\t")
-        table = read_columns(path, header)
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); save the file as UTF-8"
-        ) from None
+    header = read_text(path).split("\n", 1)[0].rstrip("\r").split("\t")  # the whole file checked to be UTF-8
+    table = read_columns(path, header)
     label = table["x_label"].to_numpy()
     pairs = table[["userID", "itemID"]].to_numpy()
     return {s: pairs[label == k] for k, s in enumerate(SPLITS)}
@@ -67,6 +62,9 @@ def read_inter(path: Path) -> dict[str, np.ndarray]:
 def read_columns(path: Path, header: list[str]) -> pd.DataFrame:
     """The userID, itemID and x_label columns as int64 with valid labels, or a DataError
     naming the problem."""
+    twice = [c for c in header if header.count(c) > 1]
+    if twice:
+        raise DataError(f"{path}: the header names column {twice[0]!r} twice; give every column its own name")
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise DataError(
@@ -75,8 +73,6 @@ def read_columns(path: Path, header: list[str]) -> pd.DataFrame:
         )
     try:
         table = pd.read_csv(path, sep="\t", usecols=list(REQUIRED), dtype=np.int64, encoding="utf-8")
-    except UnicodeDecodeError:
-        raise  # a ValueError too, but read_inter words it
     except (ValueError, OverflowError, pd.errors.ParserError) as err:
         raise DataError(
             f"{path}: rows must hold integer userID, itemID and x_label, ids from 0 to 2**63-1 ({str(err).splitlines()[0]})"

@@ -41,5 +41,5 @@ def steps(enabled: bool) -> Iterator[Steps]:
         yield Steps(None)
         return
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True)) as progress:
+    with Progress(*columns, console=Console(stderr=True, emoji=False)) as progress:
         yield Steps(progress)

@@ -26,7 +26,7 @@ def summary_table(ds: Dataset) -> Group:
                          ("coverage", "right")):
         mods.add_column(col, justify=justify)
     for m in s["modalities"]:
-        mods.add_row(escape(m["name"]), m["kind"], f"{m['dim']:,}", f"{m['items_with']:,}", f"{m['coverage']:.1%}")
+        mods.add_row(escape(m["name"]), escape(m["kind"]), f"{m['dim']:,}", f"{m['items_with']:,}", f"{m['coverage']:.1%}")
     return Group(sizes, mods)
 
 
@@ -35,11 +35,11 @@ def card_table(card: dict) -> Group:
     where each modality came from."""
     from rich.markup import escape
 
-    sources = Table(title=f"built by {card['built_by']} in {card['build_seconds']} s", title_justify="left")
+    sources = Table(title=f"built by {escape(card['built_by'])} in {card['build_seconds']} s", title_justify="left")
     sources.add_column("source")
     sources.add_column("sha256")
     for s in card["sources"]:
-        sources.add_row(escape(s["path"]), s["sha256"][:16])
+        sources.add_row(escape(s["path"]), escape(s["sha256"][:16]))
     counts = Table(title="interactions", title_justify="left")
     for col, justify in (("stage", "left"), ("interactions", "right"), ("users", "right"), ("items", "right")):
         counts.add_column(col, justify=justify)
@@ -58,5 +58,5 @@ def card_table(card: dict) -> Group:
         mods.add_column(col, justify=justify)
     for m in card["modalities"]:
         origin = ", ".join(m.get("columns", [])) or m.get("file") or "recipe"
-        mods.add_row(escape(m["name"]), m["kind"], escape(origin), f"{m['dim']:,}", f"{m['coverage']:.1%}")
+        mods.add_row(escape(m["name"]), escape(m["kind"]), escape(origin), f"{m['dim']:,}", f"{m['coverage']:.1%}")
     return Group(sources, counts, mods)

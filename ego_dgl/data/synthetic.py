@@ -13,6 +13,7 @@ import numpy as np
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.data.split import split_per_user
 from ego_dgl.errors import ConfigError
+from ego_dgl.system import check_memory
 
 ML100K_SIZE = (943, 1682, 100_000)  # users, items, interactions of the default real dataset
 PRESETS = {
@@ -43,6 +44,8 @@ def make_synthetic(
     scales taste-factor affinity against popularity; `missing[m]` is the fraction of
     items lacking modality m (zero row, mask false). Deterministic in `seed`."""
     _check_sizes(num_users, num_items, num_interactions, dims)
+    check_memory(f"synthetic data of {num_users:,} users, {num_items:,} items and {num_interactions:,} interactions",
+                 synthetic_bytes(num_users, num_items, num_interactions, dims, latent_dim), "use a smaller scale")
     rng = np.random.default_rng(seed)
     tastes = rng.standard_normal((num_users, latent_dim))
     factors = rng.standard_normal((num_items, latent_dim))
@@ -75,6 +78,13 @@ def make_synthetic_scaled(scale: float = 1.0, seed: int = 0) -> Dataset:
 def make_preset(name: str, seed: int = 0) -> Dataset:
     """One of PRESETS by name."""
     return make_synthetic(**PRESETS[name], seed=seed, name=name)
+
+
+def synthetic_bytes(num_users: int, num_items: int, num_interactions: int, dims: dict[str, int], latent_dim: int) -> int:
+    """A lower estimate of the generator's memory, checked before anything is drawn:
+    float64 latent factors of users and items, float32 features, and per interaction its
+    int64 pair and ten candidates' float64 keys."""
+    return 8 * latent_dim * (num_users + num_items) + 4 * num_items * sum(dims.values()) + (16 + 80) * num_interactions
 
 
 def _check_sizes(num_users: int, num_items: int, num_interactions: int, dims: dict[str, int]) -> None:

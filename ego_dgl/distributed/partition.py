@@ -28,10 +28,13 @@ from ego_dgl.data.files import FORMAT, META, atomic_folder, list_written_files
 from ego_dgl.errors import ConfigError, DataError
 from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.runs import slug
+from ego_dgl.untrusted import Field, check_record, read_json
 
 METHODS = ("metis", "random")
 ORIG_IDS = "orig_ids.npz"
 KIND = "partitions"
+PARTITION_FIELDS = {"kind": Field(str), "name": Field(str), "dataset": Field(str), "fingerprint": Field(str),
+                    "parts": Field(int, low=1)}
 
 
 def type_key(kind: str, name: str | tuple[str, str, str]) -> str:
@@ -47,10 +50,13 @@ def partition_dataset(ds: Dataset, source: str, out: Path, parts: int, method: s
         raise ConfigError(f"--parts must be a positive integer, got {parts}")
     if method not in METHODS:
         raise ConfigError(f"--method {method!r} is not one of: {', '.join(METHODS)}")
+    if parts > ds.num_users + ds.num_items:
+        raise ConfigError(f"--parts {parts} is more than the {ds.num_users + ds.num_items:,} nodes of {ds.name}; "
+                          "use at most one partition per node (usually one per machine)")
     g = structure_graph(ds)
     name = slug(ds.name)
     out = Path(out)
-    with atomic_folder(out, overwrite) as tmp:
+    with atomic_folder(out, overwrite, KIND) as tmp:
         with contextlib.redirect_stdout(io.StringIO()):  # DGL prints its progress
             nodes, edges = dgl.distributed.partition_graph(
                 g, name, parts, str(tmp), num_hops=1, part_method=method, balance_edges=method == "metis", return_mapping=True
@@ -95,11 +101,10 @@ def read_partitions(config: str | Path) -> Partitions:
     hint = "make one with: egodgl data partition DATASET OUT --parts N"
     if not config.is_file():
         raise ConfigError(f"--dist {config}: no such partition config file; {hint}")
-    try:
-        meta = json.loads(meta_path.read_text())
-        dgl_conf = json.loads(config.read_text())
-    except (OSError, ValueError):
-        raise DataError(f"--dist {config}: not a partition folder written by egodgl data partition; {hint}") from None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND or dgl_conf.get("graph_name") != meta.get("name"):
+    if not meta_path.is_file():
+        raise DataError(f"--dist {config}: not a partition folder written by egodgl data partition (no {META}); {hint}")
+    meta = check_record(read_json(meta_path, hint=hint), PARTITION_FIELDS, str(meta_path), hint=hint, extra_ok=True)
+    dgl_conf = check_record(read_json(config, hint=hint), {"graph_name": Field(str)}, str(config), hint=hint, extra_ok=True)
+    if meta["kind"] != KIND or dgl_conf["graph_name"] != meta["name"]:
         raise DataError(f"--dist {config}: not a partition folder written by egodgl data partition; {hint}")
-    return Partitions(config.resolve(), meta["name"], meta["dataset"], meta["fingerprint"], int(meta["parts"]))
+    return Partitions(config.resolve(), meta["name"], meta["dataset"], meta["fingerprint"], meta["parts"])

@@ -27,6 +27,7 @@ import torch
 
 from ego_dgl.errors import EgoDGLError
 from ego_dgl.runs import write_png
+from ego_dgl.untrusted import Field, check_record, read_json
 
 PHASES = ("t_sample", "t_forward", "t_backward", "t_optim")
 
@@ -253,6 +254,24 @@ def ratios(results: list[dict[str, Any]], previous: dict[str, Any] | None) -> di
     return out
 
 
+CASE_FIELDS = {"dataset": Field(str), "backend": Field(str), "mode": Field(str), "batches": Field((int, type(None)), False, 1),
+               "model": Field(str, False), "sampler": Field(str, False), "fanouts": Field((str, type(None)), False),
+               "compile": Field(str, False)}
+
+
+def read_previous(path: Path) -> dict[str, Any]:
+    """The suite's earlier record, which this run compares with, checked before any case
+    runs: every result names a case and a positive finite epoch time."""
+    hint = "move the file away (this run writes a new one) or restore it"
+    record = check_record(read_json(path, EgoDGLError, hint), {"results": Field(list)}, str(path), EgoDGLError, hint,
+                          extra_ok=True)
+    for k, result in enumerate(record["results"]):
+        where = f"{path} field 'results', element {k}"
+        check_record(result, {"case": Field(dict), "epoch_s": Field(float, low=1e-12)}, where, EgoDGLError, hint, extra_ok=True)
+        check_record(result["case"], CASE_FIELDS, f"{where} field 'case'", EgoDGLError, hint)
+    return record
+
+
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """The suite's JSON, written atomically."""
     from ego_dgl.runs import write_atomic
@@ -339,7 +358,7 @@ def run_suite(
     for dataset in dict.fromkeys(c.dataset for c in cases):
         load_dataset(dataset, progress=progress)  # prepare once, before the timed children
     path = report_path(out, suite, device)
-    previous = json.loads(path.read_text()) if path.exists() else None
+    previous = read_previous(path) if path.exists() else None
     results, failed = [], {}
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"bench {suite}", total=len(cases))

@@ -3,6 +3,8 @@ training step's bytes for any model's config, refused in one line when it cannot
 
 from __future__ import annotations
 
+from dataclasses import replace
+from itertools import pairwise
 from typing import Any
 
 from ego_dgl.data.dataset import Dataset, WordBag
@@ -36,7 +38,31 @@ def training_bytes(ds: Dataset, cfg: Any) -> int:
     for f in ds.features.values() if M else ():
         params += f.num_words * W + W * D if isinstance(f, WordBag) else int(f.shape[1]) * D
     activations = 2 * (P + Q) * D * (M * (K + 1) + L + 1) + 2 * E * D * M
-    return 4 * (4 * params + activations)
+    return 4 * (4 * params + activations) + intent_bytes(ds, cfg, M)
+
+
+def intent_bytes(ds: Dataset, cfg: Any, M: int) -> int:
+    """For a model with intent levels C_0..C_n (HUIGN's `levels()`): the memberships
+    S_0 [Q, M, C_0] and S_l [M, C_{l-1}, C_l], their gradients and softmax inputs (float32,
+    three copies), and the users' preferences [P, M * sum C_l] four times like any table."""
+    levels = cfg.levels() if callable(getattr(cfg, "levels", None)) else []
+    if not levels:
+        return 0
+    memberships = ds.num_items * M * levels[0] + M * sum(a * b for a, b in pairwise(levels))
+    return 4 * (3 * memberships + 4 * ds.num_users * M * sum(levels))
+
+
+BLAMED = ("dim", "layers_mm", "layers_id", "layers", "intents")  # the options an estimate can grow with
+
+
+def blamed_option(ds: Dataset, cfg: Any) -> tuple[str, Any]:
+    """The option (flag, value) that drives the estimate: the one whose smallest value
+    shrinks it most, so --layers-mm 1000000 is named rather than --dim."""
+    present = [name for name in BLAMED if hasattr(cfg, name)]
+    smallest = {name: ("1" if name == "intents" else 1) for name in present}
+    name = min(present, key=lambda n: training_bytes(ds, replace(cfg, **{n: smallest[n]})))
+    flag = "--param intents=" if name == "intents" else f"--{name.replace('_', '-')} "
+    return flag, getattr(cfg, name)
 
 
 def check_fits(ds: Dataset, cfg: Any, device: str) -> None:
@@ -44,7 +70,9 @@ def check_fits(ds: Dataset, cfg: Any, device: str) -> None:
     (`training_bytes`) exceeds what is free on `device`."""
     need, free = training_bytes(ds, cfg), available_memory(device)
     if free is not None and need > free:
+        flag, value = blamed_option(ds, cfg)
+        paper = " (the paper's --dim is 64)" if flag == "--dim " else ""
         raise ConfigError(
-            f"--dim {cfg.dim} on {ds.name} needs at least {gib(need)} to train, but {device} has {gib(free)} free; "
-            "use a smaller --dim (the paper's is 64)"
+            f"{flag}{value} on {ds.name} needs at least {gib(need)} to train, but {device} has {gib(free)} free; "
+            f"use a smaller {flag.strip(' =')}{paper}"
         )

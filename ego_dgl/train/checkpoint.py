@@ -16,6 +16,7 @@ import torch
 
 from ego_dgl.errors import ConfigError
 from ego_dgl.runs import write_atomic
+from ego_dgl.train.validate import check_archive, check_payload
 
 FORMAT = 1
 
@@ -76,14 +77,16 @@ def save_checkpoint(
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """The checkpoint's payload, tensors on `device`; ConfigError if it is not one."""
+    if not Path(path).exists():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    check_archive(Path(path))
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"checkpoint {path} does not exist") from None
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
         raise ConfigError(f"checkpoint {path} cannot be read ({type(err).__name__}); it is damaged or not an ego-dgl checkpoint") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"checkpoint {path} is not an ego-dgl checkpoint of format {FORMAT}")
+    check_payload(payload, path)
     # the RNG byte tensors must stay on the CPU whatever the map location
     payload["rng"]["torch"] = payload["rng"]["torch"].cpu()
     if "cuda" in payload["rng"]:

@@ -11,22 +11,54 @@ import yaml
 
 from ego_dgl.errors import ConfigError
 from ego_dgl.train.defaults import option_types
+from ego_dgl.untrusted import read_text
+
+MAX_BYTES = 2**20  # a config file names a few dozen options; a megabyte is not one
+MAX_DEPTH = 32  # options are scalars under one mapping; deeper nesting is not a config
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors and aliases: an option file never needs them, and
+    nested aliases ("billion laughs") expand exponentially."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"anchors and aliases (& and *) are not allowed in a config file (line {mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of [ and { in the text (strings not told apart): a cheap bound
+    checked before a parser recurses into 100,000 nested lists."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def parse_file(path: Path) -> dict[str, Any]:
-    """The file's top-level mapping, by extension (.toml, .yaml/.yml)."""
+    """The file's top-level mapping, by extension (.toml, .yaml/.yml); refused in one line
+    when larger than MAX_BYTES, not UTF-8, nested deeper than MAX_DEPTH or (YAML) using
+    aliases."""
     suffix = path.suffix.lower()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+    text = read_text(path, error=ConfigError, limit=MAX_BYTES, hint="save the config file as UTF-8")
+    if nesting_depth(text) > MAX_DEPTH:
+        raise ConfigError(f"config file {path} nests lists or tables more than {MAX_DEPTH} deep; "
+                          "a config file holds option = value lines")
     try:
         if suffix == ".toml":
             data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
         else:
-            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+            data = yaml.load(text, Loader=NoAliasLoader) or {}
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply; a config file holds option = value lines") from None
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
         detail = " ".join(str(err).split())
         raise ConfigError(f"config file {path} is not valid {suffix[1:].upper()}: {detail}") from None

@@ -19,9 +19,9 @@ from ego_dgl.model.registry import (
     config_type,
     resolve_model,
 )
+from ego_dgl.untrusted import MAX_SEED
 
 DEFAULT_DATASET = "ml100k"
-MAX_SEED = 2**32 - 1  # numpy accepts seeds in 0..2**32-1; torch and DGL accept more
 SELECT_METRIC = "recall@10"
 SAMPLERS = ("full", "neighbor")
 COMPILE_MODES = ("off", "default", "reduce-overhead")

@@ -55,7 +55,7 @@ class EpochProgress:
         self.display = resolve_display(display)
         self.prefix = f"{escape(tag)}: " if tag else ""
         self.total, self.patience = total_epochs, patience
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, emoji=False)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

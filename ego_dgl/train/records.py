@@ -20,6 +20,7 @@ from ego_dgl.model.base import Recommender
 from ego_dgl.model.registry import model_name
 from ego_dgl.runs import CONFIG, read_json, write_json
 from ego_dgl.train.defaults import SELECT_METRIC, TrainConfig, profile_for, select_split
+from ego_dgl.train.validate import check_run_config
 
 
 @dataclass
@@ -92,8 +93,8 @@ def metrics_record(result: RunResult, cfg: TrainConfig) -> dict[str, Any]:
 
 
 def load_run_config(run_dir: Path) -> dict[str, Any]:
-    """config.json of a run folder."""
-    return read_json(Path(run_dir) / CONFIG)
+    """config.json of a run folder, checked field by field."""
+    return check_run_config(read_json(Path(run_dir) / CONFIG), Path(run_dir) / CONFIG)
 
 
 def note_resume(run_dir: Path, cfg: TrainConfig, at_epoch: int, device: torch.device) -> None:

@@ -81,7 +81,7 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    dgl.seed(seed)
+    dgl.seed(seed % 2**31)  # DGL takes a C int: seeds from 2**31 on are mapped onto its range
 
 
 def resolve_device(name: str) -> torch.device:

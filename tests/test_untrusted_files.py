@@ -1,0 +1,347 @@
+"""Issue 20, the files: each example of the issue, grouped by class. Our own files damaged
+or hand-edited (meta.json, card.json, a run's config.json, checkpoints), sizes a header
+claims, text that is not UTF-8, config files that explode, a user's folder deleted or
+written outside. Each fails on the code before the issue and passes after."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from numpy.lib import format as npformat
+from untrusted_checks import cli, files_under, one_line
+
+# --- fixtures: a dataset folder, a built dataset with its card, a trained run ---------
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> dict[str, Path]:
+    """Made once per module, copied by each test: synthetic-tiny as an MMRec folder, a
+    built dataset (with card.json) and a one-epoch run."""
+    root = tmp_path_factory.mktemp("made")
+    assert cli("data", "convert", "synthetic-tiny", root / "ds", "--to", "mmrec").exit_code == 0
+    tables = root / "tables"
+    tables.mkdir()
+    (tables / "inter.csv").write_text("user_id,item_id\n" + "".join(f"u{u},i{(u * 3 + k) % 7}\n" for u in range(12) for k in range(5)))
+    (tables / "items.csv").write_text("item_id,price\n" + "".join(f"i{i},{i * 1.5}\n" for i in range(7)))
+    built = cli("data", "build", root / "built", "--interactions", tables / "inter.csv", "--items", tables / "items.csv",
+                "--numbers", "price=price")
+    assert built.exit_code == 0, built.output
+    trained = cli("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--dim", 8, "--device", "cpu", "--out", root / "res")
+    assert trained.exit_code == 0, trained.output
+    return {"ds": root / "ds", "built": root / "built", "tables": tables, "run": next((root / "res" / "runs").iterdir())}
+
+
+@pytest.fixture
+def copy(made, tmp_path):
+    """A fresh copy of one of the made folders."""
+    return lambda name: Path(shutil.copytree(made[name], tmp_path / name))
+
+
+def edit_json(path: Path, change) -> None:
+    value = json.loads(path.read_text())
+    path.write_text(json.dumps(change(value)))
+
+
+# --- our own files, damaged or hand-edited ----------------------------------------------
+
+
+@pytest.mark.parametrize("field, value", [("num_users", "abc"), ("num_users", 60.5), ("modalities", 5),
+                                          ("num_items", -1), ("num_words", {"textual": "many"})])
+def test_damaged_meta_json_names_the_file_and_field(copy, field, value):
+    ds = copy("ds")
+    edit_json(ds / "meta.json", lambda m: m | {field: value})
+    one_line(cli("data", "info", ds), "meta.json", field)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda c: {k: v for k, v in c.items() if k != "built_by"}, "built_by"),
+    (lambda c: c | {"sources": [{"path": 5}]}, "sources"),
+    (lambda c: c | {"split": []}, "split"),
+])
+def test_damaged_card_json_names_the_file_and_field(copy, change, fragment):
+    built = copy("built")
+    edit_json(built / "card.json", change)
+    one_line(cli("data", "info", built), "card.json", fragment)
+
+
+def test_markup_in_a_card_prints_literally(copy):
+    built = copy("built")
+    edit_json(built / "card.json", lambda c: c | {"built_by": "[/red] me :x:"})
+    result = cli("data", "info", built)
+    assert result.exit_code == 0, result.output
+    assert "[/red] me :x:" in result.output
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda c: [c], "object"),
+    (lambda c: {k: v for k, v in c.items() if k != "train"}, "'train'"),
+    (lambda c: c | {"model": c["model"] | {"evil": 1}}, "evil"),
+    (lambda c: c | {"model_name": "evil"}, "model_name"),
+    (lambda c: c | {"train": c["train"] | {"lr": "fast"}}, "lr"),
+    (lambda c: c | {"train": c["train"] | {"ks": "10"}}, "ks"),
+    (lambda c: c | {"model": c["model"] | {"dim": -3}}, "dim"),
+])
+def test_damaged_run_config_names_the_file_and_field(copy, change, fragment):
+    run = copy("run")
+    edit_json(run / "config.json", change)
+    one_line(cli("eval", run), "config.json", fragment)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda p: {k: v for k, v in p.items() if k != "rng"}, "rng"),
+    (lambda p: {k: v for k, v in p.items() if k != "train_state"}, "train_state"),
+    (lambda p: p | {"extra": 1}, "extra"),
+    (lambda p: p | {"model": 5}, "model"),
+    (lambda p: p | {"train_state": p["train_state"] | {"epoch": "one"}}, "epoch"),
+])
+def test_damaged_checkpoint_names_the_file_and_field(copy, change, fragment):
+    run = copy("run")
+    for name in ("best.pt", "last.pt"):
+        payload = torch.load(run / name, weights_only=True)
+        torch.save(change(payload), run / name)
+    one_line(cli("eval", run), "best.pt", fragment)
+    one_line(cli("train", "--resume", run, "--epochs", 2), "last.pt", fragment)
+
+
+def test_zip_bomb_checkpoint_is_refused_before_unpacking(copy):
+    run = copy("run")
+    with zipfile.ZipFile(run / "best.pt", "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("best/data/bomb", bytes(64 * 2**20))  # 64 MiB of zeros in a few kilobytes
+    assert (run / "best.pt").stat().st_size < 2**20
+    one_line(cli("eval", run), "best.pt", "claims")
+
+
+# --- sizes are believed before they are checked ----------------------------------------
+
+
+def npy_claiming(path: Path, shape: tuple[int, ...], descr: str = "<f4", data: bytes = bytes(64)) -> None:
+    """A .npy whose header claims `shape` but holds only `data`."""
+    with open(path, "wb") as fh:
+        npformat.write_array_header_1_0(fh, {"descr": descr, "fortran_order": False, "shape": shape})
+        fh.write(data)
+
+
+def test_npy_header_claiming_exabytes_is_refused(copy):
+    ds = copy("ds")
+    npy_claiming(ds / "visual_feat.npy", (10**12, 10**6))
+    one_line(cli("data", "info", ds), "visual_feat.npy", "header claims")
+
+
+def test_embedding_npy_header_claiming_exabytes_is_refused(made, tmp_path):
+    tables = made["tables"]
+    npy_claiming(tmp_path / "vec.npy", (10**12, 10**6))
+    (tmp_path / "vec.ids.txt").write_text("i0\n")
+    one_line(cli("data", "build", tmp_path / "out", "--interactions", tables / "inter.csv",
+                 "--embedding", f"image={tmp_path / 'vec.npy'}"), "vec.npy", "header claims")
+    assert not (tmp_path / "out").exists()
+
+
+class HugeArray:
+    """Unpickles through the allowed numpy classes to an array of 10^15 bytes: numpy's
+    _reconstruct allocates the shape it is given (909 TiB)."""
+
+    def __reduce__(self):
+        return np.empty(0).__reduce__()[0], (np.ndarray, (10**15,), b"b")
+
+
+@pytest.mark.parametrize("header_shape", [(2,), (10**15,)])
+def test_pickled_array_claiming_a_petabyte_is_refused(grcn_folder, header_shape):
+    npy_claiming(grcn_folder / "val_full.npy", header_shape, "|O", pickle.dumps(HugeArray(), protocol=3))
+    one_line(cli("data", "info", grcn_folder), "val_full.npy")
+
+
+def test_float_ids_in_a_grcn_row_are_refused_not_truncated(grcn_folder):
+    rows = np.empty(2, dtype=object)
+    rows[0], rows[1] = [0, 6.0], [1, 81.7]
+    np.save(grcn_folder / "val_full.npy", rows, allow_pickle=True)
+    one_line(cli("data", "info", grcn_folder), "val_full.npy", "81.7")
+
+
+def test_complex_embedding_is_refused(made, tmp_path):
+    np.save(tmp_path / "vec.npy", np.ones((3, 4), dtype=np.complex64))
+    (tmp_path / "vec.ids.txt").write_text("i0\ni1\ni2\n")
+    one_line(cli("data", "build", tmp_path / "out", "--interactions", made["tables"] / "inter.csv",
+                 "--embedding", f"image={tmp_path / 'vec.npy'}"), "vec.npy", "real")
+
+
+# --- text that is not UTF-8 -------------------------------------------------------------
+
+
+LATIN1 = "Caf\xe9".encode("latin-1")
+
+
+def test_latin1_raw_ids_name_file_line_and_byte(copy):
+    ds = copy("built")
+    ids = ds / "item_ids.tsv"
+    ids.write_bytes(ids.read_bytes().replace(b"\ti1\n", b"\t" + LATIN1 + b"\n"))
+    one_line(cli("data", "info", ds), "item_ids.tsv", "line", "byte", "0xe9")
+
+
+def test_latin1_embedding_ids_name_file_line_and_byte(made, tmp_path):
+    np.save(tmp_path / "vec.npy", np.ones((2, 4), dtype=np.float32))
+    (tmp_path / "vec.ids.txt").write_bytes(b"i0\n" + LATIN1 + b"\n")
+    one_line(cli("data", "build", tmp_path / "out", "--interactions", made["tables"] / "inter.csv",
+                 "--embedding", f"image={tmp_path / 'vec.npy'}"), "vec.ids.txt", "line 2", "--encoding")
+
+
+def test_latin1_config_file_names_file_line_and_byte(tmp_path):
+    (tmp_path / "c.toml").write_bytes(b"epochs = 1\n# " + LATIN1 + b"\n")
+    one_line(cli("train", "--config", tmp_path / "c.toml", "--dataset", "synthetic-tiny"), "c.toml", "line 2")
+
+
+def test_latin1_item_table_names_the_line_and_builds_with_encoding(made, tmp_path):
+    items = tmp_path / "items.csv"
+    items.write_bytes(b"item_id,title\n" + b"".join(b"i%d,%s %d\n" % (i, LATIN1, i) for i in range(7)))
+    args = ["data", "build", tmp_path / "out", "--interactions", made["tables"] / "inter.csv", "--items", items,
+            "--categories", "t=title", "--title", "title"]
+    one_line(cli(*args), "items.csv", "line 2", "--encoding")
+    assert cli(*args, "--encoding", "latin-1").exit_code == 0
+    assert "Café 3" in json.loads((tmp_path / "out" / "meta.json").read_text(encoding="utf-8"))["item_titles"]
+
+
+def test_unknown_encoding_is_one_line(made, tmp_path):
+    one_line(cli("data", "build", tmp_path / "out", "--interactions", made["tables"] / "inter.csv", "--items",
+                 made["tables"] / "items.csv", "--numbers", "p=price", "--encoding", "klingon"), "klingon")
+
+
+# --- config files that explode ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, text, fragment", [
+    ("laughs.yaml", "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + k)}: &{chr(98 + k)} [{', '.join([f'*{chr(97 + k)}'] * 9)}]\n" for k in range(8)), "aliases"),
+    ("deep.yaml", "epochs: " + "[" * 100_000 + "]" * 100_000 + "\n", "deep"),
+    ("deep.toml", "epochs = " + "[" * 100_000 + "]" * 100_000 + "\n", "deep"),
+    ("block.yaml", "epochs:\n" + "".join(" " * k + "-\n" for k in range(3000)), ""),
+    ("big.toml", "# " + "x" * (2**21) + "\n", "bytes"),
+])
+def test_exploding_config_files_are_one_line(tmp_path, name, text, fragment):
+    (tmp_path / name).write_text(text)
+    one_line(cli("train", "--config", tmp_path / name, "--dataset", "synthetic-tiny", "--out", tmp_path / "res"),
+             name, fragment)
+    assert not (tmp_path / "res").exists()
+
+
+# --- a user's file deleted, a write outside the named folder ------------------------------
+
+
+def test_overwrite_refuses_an_old_folder_whose_meta_lists_no_files(tmp_path):
+    dst = tmp_path / "dst"
+    assert cli("data", "convert", "synthetic-tiny", dst, "--to", "mmrec").exit_code == 0
+    edit_json(dst / "meta.json", lambda m: {k: v for k, v in m.items() if k != "files"})
+    (dst / "notes.txt").write_text("mine")
+    one_line(cli("data", "convert", "synthetic-tiny", dst, "--to", "mmrec", "--overwrite"), "notes.txt")
+    assert (dst / "notes.txt").read_text() == "mine"
+    (dst / "notes.txt").unlink()  # what is left bears only ego-dgl's names: replaced
+    assert cli("data", "convert", "synthetic-tiny", dst, "--to", "mmrec", "--overwrite").exit_code == 0
+    assert "files" in json.loads((dst / "meta.json").read_text())
+
+
+def test_partition_overwrite_refuses_a_dataset_folder(tmp_path):
+    dst = tmp_path / "dst"
+    assert cli("data", "convert", "synthetic-tiny", dst, "--to", "mmrec").exit_code == 0
+    before = files_under(dst)
+    one_line(cli("data", "partition", "synthetic-tiny", dst, "--parts", 1, "--method", "random", "--overwrite"),
+             "dataset folder")
+    assert files_under(dst) == before
+
+
+def test_convert_overwrite_refuses_a_partition_folder(tmp_path):
+    parts = tmp_path / "parts"
+    assert cli("data", "partition", "synthetic-tiny", parts, "--parts", 1, "--method", "random").exit_code == 0
+    one_line(cli("data", "convert", "synthetic-tiny", parts, "--to", "mmrec", "--overwrite"), "partitions folder")
+
+
+def test_failed_build_keeps_the_users_empty_out(made, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    one_line(cli("data", "build", out, "--interactions", made["tables"] / "inter.csv", "--items", made["tables"] / "items.csv",
+                 "--numbers", "p=nosuchcolumn"), "nosuchcolumn")
+    assert out.is_dir() and not any(out.iterdir())
+    result = cli("data", "build", out, "--interactions", made["tables"] / "inter.csv", "--items", made["tables"] / "items.csv",
+                 "--numbers", "p=price")
+    assert result.exit_code == 0 and (out / "card.json").is_file()
+
+
+def test_a_killed_converts_partial_folder_is_removed_by_the_next_write(tmp_path):
+    dst = tmp_path / "dst"
+    dead = tmp_path / ".dst.partial-999999999-abc"  # no process has this id
+    dead.mkdir()
+    (dead / "half.npy").write_bytes(b"x")
+    alive = tmp_path / f".dst.partial-{os.getpid()}-abc"  # a write still running
+    alive.mkdir()
+    mine = tmp_path / ".dst.partial-notes"  # not of the pattern: a user's
+    mine.mkdir()
+    assert cli("data", "convert", "synthetic-tiny", dst, "--to", "mmrec").exit_code == 0
+    assert not dead.exists() and alive.exists() and mine.exists()
+
+
+def test_disk_full_during_convert_names_the_folder(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError("102400 requested and 0 written")
+
+    monkeypatch.setattr(np, "save", full)
+    dst = tmp_path / "dst"
+    one_line(cli("data", "convert", "synthetic-tiny", dst, "--to", "mmrec"), str(dst), "disk full")
+    assert files_under(tmp_path) == set()
+
+
+# --- more of the issue's tracebacks -----------------------------------------------------
+
+
+def test_recbole_header_naming_a_column_twice(made, tmp_path):
+    (tmp_path / "x.inter").write_text("user_id:token\titem_id:token\tuser_id:token\nu1\ti1\tu1\n")
+    one_line(cli("data", "build", tmp_path / "out", "--interactions", tmp_path / "x.inter", "--items",
+                 made["tables"] / "items.csv", "--numbers", "p=price"), "x.inter", "'user_id' twice")
+
+
+def test_mmrec_inter_header_naming_a_column_twice(copy):
+    ds = copy("ds")
+    inter = ds / "ds.inter"
+    lines = inter.read_text().splitlines()
+    inter.write_text("\n".join([lines[0] + "\tuserID"] + [line + "\t0" for line in lines[1:]]) + "\n")
+    one_line(cli("data", "info", ds), "twice")
+
+
+@pytest.mark.parametrize("config, fragment", [(lambda c, m: [c], "object"),
+                                              (lambda c, m: c, "fingerprint")])
+def test_damaged_partition_config_is_one_line(tmp_path, config, fragment):
+    parts = tmp_path / "parts"
+    assert cli("data", "partition", "synthetic-tiny", parts, "--parts", 1, "--method", "random").exit_code == 0
+    conf = next(p for p in parts.glob("*.json") if p.name != "meta.json")
+    if fragment == "object":
+        edit_json(conf, lambda c: [c])
+    else:
+        edit_json(parts / "meta.json", lambda m: {k: v for k, v in m.items() if k != "fingerprint"})
+    one_line(cli("train", "--dist", conf, "--epochs", 1), fragment)
+
+
+def test_more_parts_than_nodes_is_one_line(tmp_path):
+    one_line(cli("data", "partition", "synthetic-tiny", tmp_path / "p", "--parts", 1000, "--method", "random"), "--parts")
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("record", ["{not json", "[1, 2]", '{"results": [{"case": {"dataset": 1}, "epoch_s": 2}]}',
+                                    '{"results": [{"case": {"dataset": "a", "backend": "b", "mode": "c"}, "epoch_s": -1}]}'])
+def test_bench_refuses_a_damaged_previous_record_before_running(tmp_path, monkeypatch, record):
+    from ego_dgl.study import bench
+
+    monkeypatch.setattr(bench, "run_case", lambda *a: pytest.fail("a case ran before the record was checked"))
+    (tmp_path / "synthetic-tiny.json").write_text(record)
+    one_line(cli("bench", "--suite", "synthetic-tiny", "--out", tmp_path), "synthetic-tiny.json")
+    assert (tmp_path / "synthetic-tiny.json").read_text() == record
+
+
+def test_no_stray_bytes_in_a_good_npy(copy):
+    """The header check keeps the honest files: a converted folder still loads."""
+    ds = copy("ds")
+    result = cli("data", "info", ds, "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["items"] == 80

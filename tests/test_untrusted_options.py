@@ -1,0 +1,157 @@
+"""Issue 20, the options: one seed range that works end to end (DGL's own is smaller), a
+range for every numeric option, memory estimates before allocations that scale with a
+user's number (blaming the right option), and what the error line looks like (no emoji
+from a path, no library warning before it)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from untrusted_checks import cli, one_line
+
+from ego_dgl._dgl import dgl
+from ego_dgl.errors import DataError
+from ego_dgl.train.defaults import MAX_SEED
+from ego_dgl.train.trainer import seed_everything
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("res")
+    result = cli("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--dim", 8, "--device", "cpu", "--out", out)
+    assert result.exit_code == 0, result.output
+    return next((out / "runs").iterdir())
+
+
+# --- seeds: one range, every accepted value works ----------------------------------------
+
+
+@pytest.mark.parametrize("seed", [2**31 - 1, 2**31, 3_000_000_000, MAX_SEED])
+def test_every_seed_in_range_seeds_dgl_too(seed):
+    seed_everything(seed)
+    first = torch.from_numpy(np.asarray(dgl.random.choice(1000, 5)))
+    seed_everything(seed)
+    assert torch.equal(first, torch.from_numpy(np.asarray(dgl.random.choice(1000, 5))))
+
+
+def test_train_with_the_largest_seed_ends_with_finite_metrics(tmp_path):
+    result = cli("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--dim", 8, "--device", "cpu",
+                 "--seed", MAX_SEED, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(next((tmp_path / "runs").glob("*/metrics.json")).read_text())
+    assert all(np.isfinite(v) for v in metrics["test"].values())
+
+
+@pytest.mark.parametrize("args", [
+    ["data", "build", "OUT", "--interactions", "x.csv", "--seed", "-1"],
+    ["data", "build", "OUT", "--interactions", "x.csv", "--seed", str(2**40)],
+    ["plot-embeddings", "RUN", "--seed", "-1"],
+    ["plot-embeddings", "RUN", "--seed", str(2**40)],
+    ["compare", "--models", "lightgcn", "--seed", "-1"],
+    ["sweep-eps", "--seed", str(2**32)],
+    ["train", "--seed", str(2**32)],
+])
+def test_seeds_outside_the_one_range_are_one_line(tmp_path, args):
+    args = [str(tmp_path / a) if a in ("OUT", "RUN", "x.csv") else a for a in args]
+    one_line(cli(*args), "--seed", str(MAX_SEED))
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- a range for every numeric option ------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, option", [
+    (["sweep-eps", "--k-fixed", "0"], "--k-fixed"),
+    (["sweep-layers", "--l-fixed", "-1"], "--l-fixed"),
+    (["sweep-eps", "--jobs", "0"], "--jobs"),
+    (["data", "partition", "synthetic-tiny", "P", "--parts", "0"], "--parts"),
+    (["data", "build", "OUT", "--interactions", "x.csv", "--k-core", "-2"], "--k-core"),
+    (["data", "build", "OUT", "--interactions", "x.csv", "--min-rating", "nan"], "--min-rating"),
+    (["bench", "--repeats", "0"], "--repeats"),
+    (["dist-launch", "--parts-config", "c.json", "--trainers", "0", "--", "train"], "--trainers"),
+    (["recommend", "RUN", "--user", "-1"], "--user"),
+    (["eval", "RUN", "--k", "0"], "--k"),
+    (["eval", "RUN", "--eval-chunk", "x"], "--eval-chunk"),
+])
+def test_numeric_options_out_of_range_are_one_line(tmp_path, args, option):
+    args = [str(tmp_path / a) if a in ("OUT", "RUN", "P", "x.csv", "c.json") else a for a in args]
+    one_line(cli(*args), option)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_huge_k_evaluates_without_allocating_it(run_dir):
+    result = cli("eval", run_dir, "--k", 10**12, "--k", 10, "--json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    test = figures.get("test", figures)
+    assert all(np.isfinite(v) for v in test.values())
+
+
+# --- memory estimates before allocating, blaming the right option -------------------------
+
+
+def test_huge_synthetic_scale_is_refused_before_allocating():
+    one_line(cli("data", "info", "synthetic-x100000"), "synthetic data", "smaller scale")
+
+
+def test_huge_huign_intents_are_refused_before_allocating(tmp_path):
+    one_line(cli("train", "--model", "huign", "--param", "intents=100000,100000", "--dataset", "synthetic-tiny",
+                 "--device", "cpu", "--out", tmp_path), "intents=100000,100000")
+
+
+def test_the_estimate_blames_layers_not_dim(tmp_path):
+    line = one_line(cli("train", "--layers-mm", 10**8, "--dataset", "synthetic-tiny", "--device", "cpu", "--out", tmp_path),
+                    "--layers-mm 100000000")
+    assert "--dim" not in line
+
+
+# --- the error line itself -----------------------------------------------------------------
+
+
+def test_emoji_codes_in_a_path_print_literally(tmp_path):
+    one_line(cli("data", "info", tmp_path / ":x: folder"), ":x: folder")
+
+
+def test_library_warnings_never_precede_the_error_line(monkeypatch):
+    import ego_dgl.data
+
+    def warn_then_fail(*args, **kwargs):
+        warnings.warn("invalid value encountered in divide", RuntimeWarning)
+        raise DataError("the one line")
+
+    monkeypatch.setattr(ego_dgl.data, "load_dataset", warn_then_fail)
+    one_line(cli("data", "info", "synthetic-tiny"), "the one line")
+
+
+def test_library_warnings_of_a_good_command_are_still_shown(monkeypatch):
+    import ego_dgl.data
+
+    real = ego_dgl.data.load_dataset
+
+    def warn(*args, **kwargs):
+        warnings.warn("a numpy notice", RuntimeWarning)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ego_dgl.data, "load_dataset", warn)
+    result = cli("data", "info", "synthetic-tiny")
+    assert result.exit_code == 0 and "a numpy notice" in result.stderr
+
+
+def test_markup_in_the_compare_folder_prints_literally(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import ego_dgl.study.compare
+
+    folder = tmp_path / "a[/b]" / "comparisons" / "c"
+    folder.mkdir(parents=True)
+    (folder / "summary.csv").write_text("")
+    monkeypatch.setattr(ego_dgl.study.compare, "launch_compare",
+                        lambda options: SimpleNamespace(summary=[], paired=[], folder=folder))
+    result = cli("compare", "--models", "lightgcn", "--out", tmp_path / "a[/b]")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"comparison folder: {folder} (summary.csv)" in " ".join(result.output.split())
