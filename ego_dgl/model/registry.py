@@ -50,6 +50,10 @@ MODELS: dict[str, ModelSpec] = {
     "lightgcn": ModelSpec("baselines.lightgcn", "LightGCN", "LightGCNConfig", "LightGCN (He et al. SIGIR 2020) on early-fused multimodal inputs"),
     "grcn": ModelSpec("baselines.grcn", "GRCN", "GRCNConfig", "GRCN (Wei et al. MM 2020): content-refined, pruned graph under an ID GCN; ID and modalities concatenated"),
     "pop": ModelSpec("baselines.pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
+    # the field's models (MMRec's set)
+    "vbpr": ModelSpec("field.vbpr", "VBPR", "VBPRConfig", "VBPR (He & McAuley AAAI 2016): MF with projected item content; no graph"),
+    "lattice": ModelSpec("field.lattice", "LATTICE", "LATTICEConfig", "LATTICE (Zhang et al. MM 2021): learned + initial content kNN item graphs, LightGCN"),
+    "freedom": ModelSpec("field.freedom", "FREEDOM", "FREEDOMConfig", "FREEDOM (Zhou & Shen MM 2023): frozen content kNN item graph, degree-pruned LightGCN"),
 }
 
 # name -> (model, options): the paper's variants (Table 3 and 4) under their own names

@@ -25,7 +25,7 @@ from rich.markup import escape
 from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLError, non_finite_loss
-from ego_dgl.evaluate import evaluate, protocol_label
+from ego_dgl.evaluate import evaluate, protocol_label, select_metric
 from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender
@@ -41,7 +41,6 @@ from ego_dgl.train.checkpoint import (
 )
 from ego_dgl.train.defaults import (
     DEFAULT_FANOUT,
-    SELECT_METRIC,
     TrainConfig,
     select_split,
 )
@@ -239,7 +238,7 @@ class Trainer:
             record.update({f"{split}/{k}": v for k, v in values.items() if k != "users"})
         record["seconds"] = time.perf_counter() - start
         record.update(clock.seconds)
-        self.advance(record, metrics[select_split(self.cfg)][SELECT_METRIC])
+        self.advance(record, metrics[select_split(self.cfg)][select_metric(self.cfg.protocol)])
         return record
 
     def steps(self) -> int:

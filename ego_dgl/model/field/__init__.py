@@ -1,0 +1,1 @@
+"""The models current multimodal-recommendation papers compare against (MMRec's set)."""
