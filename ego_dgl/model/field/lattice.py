@@ -129,9 +129,11 @@ class LATTICE(Recommender):
         return knn_matrix(torch.cat([nb_learned, *nb_init], 1), torch.cat([(1 - lam) * w_learned, *(lam * w for w in w_init)], 1))
 
     def current_graph(self) -> RowSparse:
-        """The epoch's graph: built with gradients at its first training batch, then
-        reused detached; always rebuilt outside training (evaluation)."""
-        if self.cached is not None and self.training:
+        """The epoch's graph: built with gradients at its first batch, then reused
+        detached; rebuilt, and not kept, without autograd (evaluation)."""
+        if not torch.is_grad_enabled():
+            return self.item_graph()
+        if self.cached is not None:
             return self.cached
         graph = self.item_graph()
         self.cached = RowSparse(graph.crow, graph.col, graph.value.detach())

@@ -69,7 +69,8 @@ class VBPR(Recommender):
         self.project = nn.Linear(self.content.shape[1], cfg.dim)
 
     def propagate(self) -> Tables:
-        return Tables(self.users, torch.cat([self.items, self.project(self.content)], 1))
+        # clone: a new tensor, so that `final_tables` (no autograd) holds no parameter
+        return Tables(self.users.clone(), torch.cat([self.items, self.project(self.content)], 1))
 
     def input_tables(self) -> Tables:
         return self.propagate()
