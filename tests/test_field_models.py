@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from ego_dgl.data import load_dataset
 from ego_dgl.model.field.freedom import degree_sensitive_keep
 from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options
@@ -17,15 +16,11 @@ from ego_dgl.train import resolve_options
 BATCH = (torch.tensor([0, 3, 7]), torch.tensor([1, 2, 5]), torch.tensor([4, 6, 9]))
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
-
-
 def float64_model(ds, name: str, **given):
-    _, cfg, _, _ = resolve_options({"dataset": ds.name, "model": name, **given})
+    """The model with its options over synthetic-tiny's profile, seeded, in float64."""
+    _, cfg, _, _ = resolve_options({"dataset": ds.name, "model": name, "seed": 0, **given})
     torch.manual_seed(0)
-    return build_model(ds, cfg, "cpu").double()
+    return build_model(ds, cfg).double()
 
 
 def raw_features(ds) -> list[torch.Tensor]:
@@ -143,7 +138,6 @@ def test_freedom_trains_on_its_pruned_graph_and_loss_matches(tiny):
     t = model.propagate()
     assert torch.allclose(t.users, ref_u, atol=1e-9) and torch.allclose(t.items, ref_i, atol=1e-9)
     loss, parts = model.loss(*BATCH, 0.3)
-    u, pos, neg = BATCH
     content = 0.0
     for proj, x in zip(model.project, model.raw):
         feats = torch.stack([proj.weight @ x[i] + proj.bias for i in range(tiny.num_items)])
@@ -209,7 +203,7 @@ def test_lattice_matches_the_reference_and_its_loss(tiny):
     assert torch.allclose(t.users, ref_u, atol=1e-9) and torch.allclose(t.items, ref_i, atol=1e-6)
     model.train()
     model.start_epoch(1, np.random.default_rng(0))
-    loss, parts = model.loss(*BATCH, 0.2)
+    loss, _ = model.loss(*BATCH, 0.2)
     u, pos, neg = BATCH
     squares = ref_u[u].pow(2).sum() + ref_i[pos].pow(2).sum() + ref_i[neg].pow(2).sum()
     assert loss.item() == pytest.approx(bpr(batch_diffs(ref_u, ref_i)) + 0.2 * float(squares) / 6, abs=1e-6)

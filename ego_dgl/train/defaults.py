@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from ego_dgl.errors import ConfigError
-from ego_dgl.evaluate import DEFAULT_KS, PROTOCOLS, check_eval_options, protocol_ks, select_metric
+from ego_dgl.evaluate import (
+    DEFAULT_KS,
+    PROTOCOLS,
+    check_eval_options,
+    protocol_ks,
+    select_metric,
+)
 from ego_dgl.model.egogcn.config import ModelConfig
 from ego_dgl.model.registry import (
     all_option_types,
@@ -48,7 +54,7 @@ class TrainConfig:
     eval_chunk: int = 0  # evaluation: nodes per chunk of exact layer-wise inference; 0 propagates the whole graph at once
     compile: str = "off"  # torch.compile of the training step: off | default | reduce-overhead (CUDA graphs on CUDA)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad option."""
         for name in ("epochs", "patience", "batch_size", "procs"):
             if getattr(self, name) < 1:
@@ -112,7 +118,7 @@ PROFILE_OF = {
 # --protocol mmrec: MMRec's overall.yaml (learning_rate, train_batch_size, epochs,
 # stopping_step, embedding_size) over the dataset's profile; each model's own
 # `mmrec_defaults` (its MMRec yaml) over these
-MMREC_OVERALL: dict[str, Any] = dict(lr=1e-3, batch_size=2048, epochs=1000, patience=20, dim=64)
+MMREC_OVERALL: dict[str, Any] = {"lr": 1e-3, "batch_size": 2048, "epochs": 1000, "patience": 20, "dim": 64}
 
 # every option a config file or the `train` command accepts, with its type: these, the
 # training options and every model's options

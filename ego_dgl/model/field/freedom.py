@@ -70,7 +70,7 @@ class FREEDOMConfig(RecommenderConfig):
     image_weight: float = 0.1  # share of the image modality in the mixed item graph (mm_image_weight)
     dropout: float = 0.8  # share of training edges pruned each epoch (degree-sensitive)
 
-    def validate(self) -> "FREEDOMConfig":
+    def validate(self) -> FREEDOMConfig:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1 or self.knn_k < 1:
             raise ConfigError(f"--dim and knn_k must be positive integers, got dim={self.dim}, knn_k={self.knn_k}")

@@ -1,6 +1,6 @@
 """Pieces the field's models share: sparse row-wise matrices applied as one
 `F.embedding_bag` (sum with per-entry weights, differentiable in both the values and the
-dense input), the user-item adjacency in MMRec's two normalisations, the item-item kNN
+dense input), the loss on the batch's output rows, the user-item adjacency in MMRec's two normalisations, the item-item kNN
 graphs of LATTICE and FREEDOM as [Q, k] neighbour and weight tables, and the dense raw
 item features these models read.
 
@@ -9,6 +9,7 @@ for the kNN graphs (ego_dgl.graph.knn builds their neighbours in blocks of rows)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,8 @@ from torch import Tensor, nn
 from ego_dgl.data.dataset import Dataset, WordBag
 from ego_dgl.errors import ConfigError
 from ego_dgl.graph.knn import knn_indices
+from ego_dgl.model.base import Tables, inner
+from ego_dgl.model.layers.loss import bpr
 
 DEGREE_EPS = 1e-7  # MMRec's floor on degrees before the inverse square root
 IMAGE_NAMES = ("image", "visual", "v")  # modality names taken as MMRec's image_feat.npy
@@ -34,7 +37,7 @@ class RowSparse:
     value: Tensor
 
     @staticmethod
-    def from_edges(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int) -> "RowSparse":
+    def from_edges(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int) -> RowSparse:
         """The matrix with values[e] at (rows[e], cols[e]); repeated entries add up."""
         order = torch.argsort(rows, stable=True)
         counts = torch.bincount(rows, minlength=num_rows)
@@ -92,7 +95,7 @@ def bipartite_row_self(users: Tensor, items: Tensor, num_users: int, num_items: 
     return RowSparse.from_edges(rows, cols, 1.0 / degree[rows], n)
 
 
-def layer_mean(adj: "RowSparse | FixedSparse", x: Tensor, layers: int) -> Tensor:
+def layer_mean(adj: RowSparse | FixedSparse, x: Tensor, layers: int) -> Tensor:
     """LightGCN's output: the mean of x, adj x, ..., adj^layers x (layer 0 included)."""
     out = [x]
     for _ in range(layers):
@@ -152,3 +155,14 @@ def knn_matrix(neighbours: Tensor, values: Tensor) -> RowSparse:
     q, width = neighbours.shape
     crow = torch.arange(0, q * width + 1, width, device=neighbours.device)
     return RowSparse(crow, neighbours.reshape(-1), values.reshape(-1))
+
+
+def output_rows_loss(
+    t: Tables, users: Tensor, pos: Tensor, neg: Tensor, reg: float, penalty: Callable[[Tensor, Tensor, Tensor], Tensor]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """BPR on the batch's output rows plus reg * penalty(users, positives, negatives) of
+    the same rows (MMRec's VBPR and LATTICE regularise what they score, not raw tables)."""
+    u, p, n = t.users[users], t.items[pos], t.items[neg]
+    bpr_term = bpr(inner(u, p), inner(u, n))
+    reg_term = reg * penalty(u, p, n)
+    return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach()}

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.model.base import Recommender, Tables, inner
+from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.field.graphs import (
     FixedSparse,
@@ -50,11 +50,11 @@ from ego_dgl.model.field.graphs import (
     knn_cosine,
     knn_matrix,
     layer_mean,
+    output_rows_loss,
     sym_normalise,
     train_edges,
     xavier_uniform,
 )
-from ego_dgl.model.layers.loss import bpr
 
 
 @dataclass
@@ -73,7 +73,7 @@ class LATTICEConfig(RecommenderConfig):
     knn_k: int = 10  # neighbours per item in every kNN graph
     lam: float = 0.9  # lambda: weight of the initial graph against the learned one (lambda_coeff)
 
-    def validate(self) -> "LATTICEConfig":
+    def validate(self) -> LATTICEConfig:
         """Raise ConfigError naming the first bad option."""
         if min(self.dim, self.feat_dim, self.knn_k) < 1:
             raise ConfigError(f"--dim, feat_dim and knn_k must be positive integers, got {self.dim}, {self.feat_dim}, {self.knn_k}")
@@ -152,8 +152,4 @@ class LATTICE(Recommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float) -> tuple[Tensor, dict[str, Tensor]]:
         """BPR + reg * the squared norms of the scored rows over 2B (step 7)."""
-        t = self.propagate()
-        u, p, n = t.users[users], t.items[pos], t.items[neg]
-        bpr_term = bpr(inner(u, p), inner(u, n))
-        reg_term = reg * squared_penalty(u, p, n)
-        return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach()}
+        return output_rows_loss(self.propagate(), users, pos, neg, reg, squared_penalty)

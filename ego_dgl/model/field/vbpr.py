@@ -29,10 +29,9 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.model.base import Recommender, Tables, inner
+from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.model.field.graphs import dense_features, xavier_uniform
-from ego_dgl.model.layers.loss import bpr
+from ego_dgl.model.field.graphs import dense_features, output_rows_loss, xavier_uniform
 
 
 @dataclass
@@ -45,7 +44,7 @@ class VBPRConfig(RecommenderConfig):
 
     dim: int = 64  # D: width of gamma and of the content projection (users are 2D wide)
 
-    def validate(self) -> "VBPRConfig":
+    def validate(self) -> VBPRConfig:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1:
             raise ConfigError(f"--dim must be a positive integer, got {self.dim}")
@@ -77,8 +76,4 @@ class VBPR(Recommender):
 
     def loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float) -> tuple[Tensor, dict[str, Tensor]]:
         """BPR + reg * EmbLoss of the scored rows (module docstring)."""
-        t = self.propagate()
-        u, p, n = t.users[users], t.items[pos], t.items[neg]
-        bpr_term = bpr(inner(u, p), inner(u, n))
-        reg_term = reg * norm_penalty(u, p, n)
-        return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach()}
+        return output_rows_loss(self.propagate(), users, pos, neg, reg, norm_penalty)
