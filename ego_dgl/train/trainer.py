@@ -362,7 +362,7 @@ def train_rank(
             bar.note(f"[yellow]{protocol_label('legacy')}[/]")
         while not trainer.done():
             record = trainer.run_epoch(bar)
-            bar.end_epoch(record, trainer.state, split)
+            bar.end_epoch(record, trainer.state, split, "R@" + select_metric(trainer.cfg.protocol).split("@")[1])
             if on_epoch is not None:
                 on_epoch(record)
     return trainer.finish() if place.writes else None
