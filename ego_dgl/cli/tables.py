@@ -93,7 +93,8 @@ def models_table() -> Table:
         table.add_column(col)
     for name, spec in MODELS.items():
         options = ", ".join(f"{k}={v}" for k, v in asdict(config_type(name)()).items())
-        table.add_row(name, spec.summary, options or "-")
+        mmrec = ", ".join(f"{k}={v}" for k, v in config_type(name).mmrec_defaults.items())
+        table.add_row(name, spec.summary, (options or "-") + (f"; under --protocol mmrec: {mmrec}" if mmrec else ""))
     table.add_section()
     for name, (model, opts) in PRESETS.items():
         table.add_row(name, f"preset of {model}", ", ".join(f"{k}={v}" for k, v in opts.items()))

@@ -10,7 +10,8 @@ A name is a registry model or preset (`egodgl models`), optionally followed by o
 trains with its own defaults over the dataset's training profile. `--tune KEY=v1,v2`
 (repeatable) runs, per model that has the option (and does not fix it by its name or
 preset), the grid on the first seed, keeps the values with the best VALIDATION recall@10
-(never test) and trains every seed with them.
+(recall@20 under --protocol mmrec; never test) and trains every seed with them. Under
+--protocol mmrec the tables show P/R/NDCG at 5, 10, 20 and 50.
 
 The comparison lives in <out>/compare/<name>/: compare.json (the options every cell
 shares), cells/<key>/ (one run folder per model, tuned values and seed), cells.csv,
