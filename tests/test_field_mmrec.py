@@ -108,3 +108,10 @@ def test_a_sweep_runs_under_the_mmrec_protocol(baby, tmp_path):
     assert result.exit_code == 0, result.output
     (cell,) = rows(tmp_path / "sweeps" / "e" / "cells.csv")
     assert "test/recall@50" in cell
+
+
+def test_the_bench_times_the_field():
+    from ego_dgl.study.bench import SUITES
+
+    assert {"vbpr", "lattice", "freedom"} <= {c.model for c in SUITES["models"]}
+    assert [(c.dataset, c.model, c.batches) for c in SUITES["knn"]] == [("synthetic-tiktok", "lattice", 1), ("synthetic-tiktok", "freedom", 1)]

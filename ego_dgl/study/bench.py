@@ -122,6 +122,7 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     start = time.perf_counter()
     model = build_model(ds, model_cfg, torch_device)  # with the kNN item graphs of LATTICE and FREEDOM
     build_seconds = time.perf_counter() - start
+    build_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the peak up to here: data and model
     optimizer = make_optimizer(model, train_cfg.lr)
     sampler = NegativeSampler(ds)
     rng = np.random.default_rng(0)
@@ -169,6 +170,7 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
         "projected": bool(case.batches and case.batches < per_epoch),
         "repeats": repeats,
         "build_s": build_seconds,
+        "build_peak_rss_mb": build_peak_mb,
         **phase,
         "epoch_s": epoch_seconds,
         "batches_per_s": per_epoch / epoch_seconds,
