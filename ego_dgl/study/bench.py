@@ -85,7 +85,7 @@ SUITES: dict[str, list[Case]] = {
     "synthetic-tiny": _grid("synthetic-tiny", None),
     # LATTICE's and FREEDOM's kNN item graphs at 76,085 items (build_s, peak memory) and
     # their first training steps there (one step timed, the epoch projected)
-    "knn": [Case("synthetic-tiktok", "auto", "", 1, model=m) for m in ("lattice", "freedom")],
+    "knn": [Case("synthetic-tiktok", "auto", "", 1, model=m) for m in ("freedom", "lattice")],
 }
 
 
