@@ -53,7 +53,7 @@ def compare_table(title: str, summary: list[dict[str, Any]], paired: list[dict[s
     from ego_dgl.study.compare import fmt_p, fmt_pct, metric_title
 
     mmrec = bool(summary) and "recall@50_mean" in summary[0]  # --protocol mmrec: MMRec's cut-offs
-    metrics = tuple(f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20, 50)) if mmrec else ("precision@10", "recall@10", "ndcg@10")
+    metrics = ("recall@5", "recall@10", "recall@20", "recall@50", "ndcg@20") if mmrec else ("precision@10", "recall@10", "ndcg@10")
     note = f"%improv. and p: {paired[0]['variant']} over {paired[0]['baseline']}, paired t-test across seeds; " if paired else ""
     table = Table(title=title, caption=escape(f"mean±std over seeds; {note}all figures in table.md"), caption_style="dim")
     table.add_column("model")

@@ -368,13 +368,15 @@ def caption(plan: Plan, summary: list[dict[str, Any]], paired: list[dict[str, An
                      "two-sided p is 2/2^n. n/a: fewer than 2 seeds, or no difference to test.")
     else:
         lines.append("No %improv. or p-values: the list needs an EgoGCN variant and a baseline (or pop).")
+    defaults = "MMRec's overall.yaml, then each model's mmrec_defaults (its MMRec yaml)" if protocol_of(shared) == "mmrec" else \
+        f"the dataset's {profile_for(shared['dataset'])} training profile"
     if tuning:
         chosen = "; ".join(f"{r['name']}: {r['tuned']}" for r in tuning if r["chosen"])
         grid = ", ".join(f"{k} in {{{', '.join(show(v) for v in vs)}}}" for k, vs in plan.grid.items())
-        lines.append(f"Hyper-parameters: each model's defaults over the dataset's {profile_for(shared['dataset'])} training profile; "
+        lines.append(f"Hyper-parameters: each model's defaults over {defaults}; "
                      f"tuned ({grid}) on seed {plan.seeds[0]} by validation {watched}, never test: {chosen} (tuning.csv).")
     else:
-        lines.append(f"Hyper-parameters: each model's defaults over the dataset's {profile_for(shared['dataset'])} training profile.")
+        lines.append(f"Hyper-parameters: each model's defaults over {defaults}.")
     return lines
 
 
