@@ -10,6 +10,10 @@ known items get a score of 1e-5 instead of -inf (so they can still be ranked abo
 with a negative score) and the ideal DCG runs over min(hits, K) instead of
 min(|held-out|, K). (Its third deviation, picking the epoch by test recall, lives in the
 trainer.) Its figures are labelled with LEGACY_LABEL wherever they are printed or saved.
+
+`protocol="mmrec"` is MMRec's protocol (enoche/MMRec's overall.yaml): the same full
+ranking as "full", cut-offs 5/10/20/50, the epoch picked by validation recall@20 (the
+trainer's `select_metric`); its training defaults live in train/defaults.py.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import torch
 from ego_dgl.data.dataset import CSR, Dataset
 from ego_dgl.errors import ConfigError
 
-PROTOCOLS = ("full", "legacy")
+PROTOCOLS = ("full", "legacy", "mmrec")
 DEFAULT_KS = (5, 10, 20)
+MMREC_KS = (5, 10, 20, 50)  # MMRec's topk
+SELECTION = {"full": "recall@10", "legacy": "recall@10", "mmrec": "recall@20"}  # the metric that picks the epoch
 METRICS = ("precision", "recall", "ndcg", "hit")
 LEGACY_MASK_SCORE = 1e-5
 LEGACY_LABEL = "LEGACY protocol (authors' evaluator: known items scored 1e-5, ideal DCG over min(hits, K), epoch picked by test recall)"
@@ -35,7 +41,19 @@ _MAX_CHUNK_BYTES = 1 << 30
 
 def protocol_label(protocol: str) -> str:
     """How figures of this protocol are titled in tables and files."""
+    if protocol == "mmrec":
+        return "MMRec protocol: full ranking (known items masked to -inf), epoch picked by validation recall@20"
     return LEGACY_LABEL if protocol == "legacy" else "full ranking (known items masked to -inf)"
+
+
+def select_metric(protocol: str) -> str:
+    """The validation metric that picks the epoch (and a tuned value) under `protocol`."""
+    return SELECTION.get(protocol, SELECTION["full"])
+
+
+def protocol_ks(protocol: str) -> tuple[int, ...]:
+    """The cut-offs every table of `protocol` shows."""
+    return MMREC_KS if protocol == "mmrec" else DEFAULT_KS
 
 
 def check_eval_options(ks: tuple[int, ...] | list[int], protocol: str) -> tuple[int, ...]:

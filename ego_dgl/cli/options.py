@@ -23,7 +23,7 @@ TRAIN_OPTION_HELP = {
     "branches": "id+mm, id (ID only) or mm (multimodal only) [default: id+mm]",
     "id-weights": "ID-branch edge weights: lightgcn or soft-pruning [default: lightgcn]",
     "epochs": "maximum number of epochs [default: 1000]",
-    "patience": "stop after this many epochs without a better validation recall@10 [default: 20]",
+    "patience": "stop after this many epochs without a better validation recall@10 (recall@20 under --protocol mmrec) [default: 20]",
     "batch-size": "BPR triples per batch [default: per dataset]",
     "lr": "Adam learning rate [default: per dataset]",
     "reg": "regulariser weight lambda [default: per dataset]",
@@ -31,7 +31,8 @@ TRAIN_OPTION_HELP = {
     "seed": "random seed [default: 0]",
     "device": "auto, cpu, cuda or cuda:N [default: auto = cuda when available]",
     "backend": "graph backend: auto, dgl, dgl-udf (EGO as DGL edge functions, slower) or torch [default: auto]",
-    "protocol": "full, or legacy (the authors' evaluator, labelled as such) [default: full]",
+    "protocol": "full, legacy (the authors' evaluator, labelled as such) or mmrec (MMRec's: epoch by validation recall@20, "
+                "cut-offs 5/10/20/50, patience 20, MMRec's overall and per-model defaults) [default: full]",
     "sampler": "full (every batch propagates the whole graph, the paper's) or neighbor (DGL blocks around the batch, EgoGCN only) [default: full]",
     "procs": "data-parallel training in this many processes on this machine (DDP: gloo on CPU, nccl on CUDA), each with its share of every epoch's batches of --batch-size; under torchrun leave it out (torchrun starts the processes) [default: 1]",
     "dist": "DistDGL: train on the partitions of this config (egodgl data partition writes OUT/<name>.json), started by egodgl dist-launch "

@@ -52,7 +52,7 @@ def models_command() -> None:
 @main.command("eval")
 @click.argument("run_dir", required=False, type=click.Path())
 @click.option("--split", type=click.Choice(["valid", "test"]), default=None, help="one split [default: both]")
-@click.option("--protocol", type=click.Choice(["full", "legacy"]), default=None, help="[default: the run's]")
+@click.option("--protocol", type=click.Choice(["full", "legacy", "mmrec"]), default=None, help="[default: the run's]")
 @click.option("--k", "ks", type=POSITIVE, multiple=True, help="cut-off, repeatable: --k 5 --k 10 [default: the run's]")
 @click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")

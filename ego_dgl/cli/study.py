@@ -102,7 +102,8 @@ def plot_embeddings_command(runs, users, seed, split, out, overwrite, device) ->
 @click.option("--suite", "suites", multiple=True, default=("ml100k",), show_default=True,
               help="ml100k, models (every baseline beside EgoGCN-hard on ml100k), synthetic-tiktok, scaling (full-graph against "
                    "neighbour-sampled training on synthetic data at 1x-64x the ml100k edges), sampling (full against fanouts 10 and 5 on "
-                   "ml100k and synthetic-tiktok), compile (the eager training step against --compile's) or synthetic-tiny; repeatable")
+                   "ml100k and synthetic-tiktok), compile (the eager training step against --compile's), knn (LATTICE's and "
+                   "FREEDOM's kNN item graphs and first steps on synthetic-tiktok) or synthetic-tiny; repeatable")
 @click.option("--repeats", type=POSITIVE, default=3, show_default=True, help="repetitions per figure (the median is reported)")
 @click.option("--threads", type=POSITIVE, default=2, show_default=True, help="CPU threads per case")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")

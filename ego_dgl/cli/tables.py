@@ -55,7 +55,8 @@ def compare_table(title: str, summary: list[dict[str, Any]], paired: list[dict[s
 
     from ego_dgl.study.compare import fmt_p, fmt_pct, metric_title
 
-    metrics = ("precision@10", "recall@10", "ndcg@10")
+    mmrec = bool(summary) and "recall@50_mean" in summary[0]  # --protocol mmrec: MMRec's cut-offs
+    metrics = ("recall@5", "recall@10", "recall@20", "recall@50", "ndcg@20") if mmrec else ("precision@10", "recall@10", "ndcg@10")
     note = f"%improv. and p: {paired[0]['variant']} over {paired[0]['baseline']}, paired t-test across seeds; " if paired else ""
     table = Table(title=title, caption=escape(f"mean±std over seeds; {note}all figures in table.md"), caption_style="dim")
     table.add_column("model")
@@ -95,7 +96,8 @@ def models_table() -> Table:
         table.add_column(col)
     for name, spec in MODELS.items():
         options = ", ".join(f"{k}={v}" for k, v in asdict(config_type(name)()).items())
-        table.add_row(name, spec.summary, options or "-")
+        mmrec = ", ".join(f"{k}={v}" for k, v in config_type(name).mmrec_defaults.items())
+        table.add_row(name, spec.summary, (options or "-") + (f"; under --protocol mmrec: {mmrec}" if mmrec else ""))
     table.add_section()
     for name, (model, opts) in PRESETS.items():
         table.add_row(name, f"preset of {model}", ", ".join(f"{k}={v}" for k, v in opts.items()))

@@ -4,7 +4,7 @@ defaults, the registry name, a short label for run ids, and a check of its value
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from typing_extensions import Self
 
@@ -15,6 +15,9 @@ class RecommenderConfig:
     paper's or the model's defaults), `name` is its registry name."""
 
     name: ClassVar[str] = ""
+    # option -> value under `--protocol mmrec` (MMRec's configs/model/<Model>.yaml): model
+    # or training options, over MMRec's overall.yaml and under what the user gives
+    mmrec_defaults: ClassVar[dict[str, Any]] = {}
 
     def label(self) -> str:
         """Short name used in run ids (a variant may say more, e.g. EgoGCN's 'soft')."""

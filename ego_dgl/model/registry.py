@@ -54,6 +54,10 @@ MODELS: dict[str, ModelSpec] = {
     "mgcn": ModelSpec("field.mgcn", "MGCN", "MGCNConfig", "MGCN (Yu et al. MM 2023): purified modality views on kNN item graphs, attention fusion, InfoNCE"),
     "lgmrec": ModelSpec("field.lgmrec", "LGMRec", "LGMRecConfig", "LGMRec (Guo et al. AAAI 2024): local graph embeddings plus a global hypergraph of learned hyperedges"),
     "pop": ModelSpec("baselines.pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
+    # the field's models (MMRec's set)
+    "vbpr": ModelSpec("field.vbpr", "VBPR", "VBPRConfig", "VBPR (He & McAuley AAAI 2016): MF with projected item content; no graph"),
+    "lattice": ModelSpec("field.lattice", "LATTICE", "LATTICEConfig", "LATTICE (Zhang et al. MM 2021): learned + initial content kNN item graphs, LightGCN"),
+    "freedom": ModelSpec("field.freedom", "FREEDOM", "FREEDOMConfig", "FREEDOM (Zhou & Shen MM 2023): frozen content kNN item graph, degree-pruned LightGCN"),
 }
 
 # name -> (model, options): the paper's variants (Table 3 and 4) under their own names

@@ -69,7 +69,7 @@ def _grid(dataset: str, batches: int | None) -> list[Case]:
 
 # Every trained baseline with its defaults, beside EgoGCN-hard, for the per-epoch ratios.
 BASELINES = ("lightgcn", "ngcf", "graphsage", "gat", "disengcn", "mmgcn", "grcn", "huign")
-FIELD_MODELS = ("bm3", "mgcn", "lgmrec")  # the field's current models (MMRec's set), with their defaults
+FIELD_MODELS = ("vbpr", "lattice", "freedom", "bm3", "mgcn", "lgmrec")  # the field's current models (MMRec's set), with their defaults
 
 SUITES: dict[str, list[Case]] = {
     "ml100k": _grid("ml100k", None) + [Case("ml100k", "dgl-udf", "hard")],
@@ -85,6 +85,9 @@ SUITES: dict[str, list[Case]] = {
     # the eager training step against torch.compile's (CUDA graphs under reduce-overhead on CUDA)
     "compile": [Case("ml100k", b, "hard", compile=c) for b in ("torch", "dgl") for c in ("off", "default", "reduce-overhead")],
     "synthetic-tiny": _grid("synthetic-tiny", None),
+    # LATTICE's and FREEDOM's kNN item graphs at 76,085 items (build_s, peak memory) and
+    # their first training steps there (one step timed, the epoch projected)
+    "knn": [Case("synthetic-tiktok", "auto", "", 1, model=m) for m in ("freedom", "lattice")],
 }
 
 
@@ -118,7 +121,10 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     _, model_cfg, train_cfg, profile = resolve_options(case.options(device))
     torch_device = resolve_device(device)
     seed_everything(0)
-    model = build_model(ds, model_cfg, torch_device)
+    start = time.perf_counter()
+    model = build_model(ds, model_cfg, torch_device)  # with the kNN item graphs of LATTICE and FREEDOM
+    build_seconds = time.perf_counter() - start
+    build_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the peak up to here: data and model
     optimizer = make_optimizer(model, train_cfg.lr)
     sampler = NegativeSampler(ds)
     rng = np.random.default_rng(0)
@@ -130,8 +136,9 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
         train_step(model, optimizer, batch, train_cfg.reg, PhaseClock(torch_device), blocks, step)
 
     epochs = []
-    for _ in range(repeats):
+    for epoch in range(1, repeats + 1):
         clock = PhaseClock(torch_device)
+        model.start_epoch(epoch, rng)  # as the trainer: a model's per-epoch graph work counts as sampling
         batches = sample_epoch(sampler, rng, train_cfg.batch_size)
         clock.lap("t_sample")
         timed = batches[: case.batches] if case.batches else batches
@@ -164,6 +171,8 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
         "batches_timed": case.batches or per_epoch,
         "projected": bool(case.batches and case.batches < per_epoch),
         "repeats": repeats,
+        "build_s": build_seconds,
+        "build_peak_rss_mb": build_peak_mb,
         **phase,
         "epoch_s": epoch_seconds,
         "batches_per_s": per_epoch / epoch_seconds,

@@ -10,7 +10,8 @@ A name is a registry model or preset (`egodgl models`), optionally followed by o
 trains with its own defaults over the dataset's training profile. `--tune KEY=v1,v2`
 (repeatable) runs, per model that has the option (and does not fix it by its name or
 preset), the grid on the first seed, keeps the values with the best VALIDATION recall@10
-(never test) and trains every seed with them.
+(recall@20 under --protocol mmrec; never test) and trains every seed with them. Under
+--protocol mmrec the tables show P/R/NDCG at 5, 10, 20 and 50.
 
 The comparison lives in <out>/compare/<name>/: compare.json (the options every cell
 shares), cells/<key>/ (one run folder per model, tuned values and seed), cells.csv,
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ego_dgl.errors import ConfigError
-from ego_dgl.evaluate import protocol_label
+from ego_dgl.evaluate import MMREC_KS, protocol_label, select_metric
 from ego_dgl.model.egogcn.config import ModelConfig
 from ego_dgl.model.registry import MODELS, config_fields, model_names, resolve_model
 from ego_dgl.runs import DEFAULT_RESULTS, slug, write_atomic, write_csv
@@ -54,7 +55,6 @@ from ego_dgl.study.sweeps import (
 )
 from ego_dgl.train.config_file import convert_text
 from ego_dgl.train.defaults import (
-    SELECT_METRIC,
     TrainConfig,
     flag,
     ignored_options,
@@ -72,6 +72,16 @@ EGOGCN, FLOOR = "egogcn", "pop"
 # `+` starts an option only where `KEY=` follows, so values such as id+mm stay whole
 OPTION_START = re.compile(r"\+(?=[A-Za-z_][A-Za-z0-9_-]*=)")
 SAFE_LABEL = re.compile(r"[A-Za-z0-9_.+=-]+")
+
+
+def table_metrics(protocol: str) -> tuple[str, ...]:
+    """The table's metrics: P/R/NDCG at 10 and 20, or at MMRec's 5/10/20/50 under its protocol."""
+    ks = MMREC_KS if protocol == "mmrec" else (10, 20)
+    return tuple(f"{m}@{k}" for k in ks for m in ("precision", "recall", "ndcg"))
+
+
+def protocol_of(shared: dict[str, Any]) -> str:
+    return shared.get("protocol", "full")
 
 
 def show(value: Any) -> str:
@@ -248,19 +258,23 @@ def plan_compare(opts: dict[str, Any]) -> Plan:
     return plan
 
 
-def choose(cells: list[ModelCell], rows: dict[str, dict[str, Any]]) -> ModelCell:
-    """The grid cell with the best validation recall@10 (the first of equals)."""
-    return max(cells, key=lambda c: float(rows[c.key][f"valid/{SELECT_METRIC}"]))
+def choose(cells: list[ModelCell], rows: dict[str, dict[str, Any]], protocol: str = "full") -> ModelCell:
+    """The grid cell with the best validation selection metric (recall@10; recall@20
+    under --protocol mmrec), the first of equals."""
+    return max(cells, key=lambda c: float(rows[c.key][f"valid/{select_metric(protocol)}"]))
 
 
-def tuning_rows(cells: list[ModelCell], rows: dict[str, dict[str, Any]], chosen: ModelCell) -> list[dict[str, Any]]:
+def tuning_rows(cells: list[ModelCell], rows: dict[str, dict[str, Any]], chosen: ModelCell, protocol: str = "full") -> list[dict[str, Any]]:
     """tuning.csv's rows of one entry: each grid cell's values, validation figures, choice."""
+    watched = dict.fromkeys(("recall@10", "ndcg@10", select_metric(protocol)))
     return [{"name": c.entry.label, "key": c.key, "seed": c.seed, "tuned": c.settings()["tuned"], **dict(c.tuned),
-             **{f"valid/{m}": rows[c.key][f"valid/{m}"] for m in ("recall@10", "ndcg@10")}, "chosen": int(c == chosen)}
+             **{f"valid/{m}": rows[c.key][f"valid/{m}"] for m in watched}, "chosen": int(c == chosen)}
             for c in cells]
 
 
-def summarize_entries(entries: list[Entry], finals: dict[str, list[ModelCell]], rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize_entries(
+    entries: list[Entry], finals: dict[str, list[ModelCell]], rows: dict[str, dict[str, Any]], protocol: str = "full"
+) -> list[dict[str, Any]]:
     """summary.csv: per entry, mean and std (ddof 1; 0 for one seed) over the seeds of
     the test figures at the best validation epoch."""
     out = []
@@ -268,24 +282,25 @@ def summarize_entries(entries: list[Entry], finals: dict[str, list[ModelCell]], 
         members = [rows[c.key] for c in finals[entry.label]]
         row: dict[str, Any] = {"name": entry.label, "model": entry.model, "role": entry.role, "seeds": len(members),
                                "tuned": finals[entry.label][0].settings()["tuned"]}
-        for m in TABLE_METRICS:
+        for m in table_metrics(protocol):
             values = np.array([float(r[f"test/{m}"]) for r in members])
             row[f"{m}_mean"] = float(values.mean())
             row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        row[f"valid/{SELECT_METRIC}_mean"] = float(np.mean([float(r[f"valid/{SELECT_METRIC}"]) for r in members]))
+        row[f"valid/{select_metric(protocol)}_mean"] = float(np.mean([float(r[f"valid/{select_metric(protocol)}"]) for r in members]))
         out.append(row)
     return out
 
 
-def best_pair(summary: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(best EgoGCN variant, best baseline) by mean VALIDATION recall@10, so that picking
+def best_pair(summary: list[dict[str, Any]], protocol: str = "full") -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(best EgoGCN variant, best baseline) by mean VALIDATION recall@10 (recall@20 under
+    --protocol mmrec), so that picking
     the pair out of many models does not flatter the test figures; popularity is the floor
     and counts as the baseline only when no other baseline is listed. None without both."""
     variants = [e for e in summary if e["role"] == EGOGCN]
     baselines = [e for e in summary if e["role"] == "baseline"] or [e for e in summary if e["role"] == "floor"]
     if not variants or not baselines:
         return None
-    best = lambda group: max(group, key=lambda e: e[f"valid/{SELECT_METRIC}_mean"])  # noqa: E731
+    best = lambda group: max(group, key=lambda e: e[f"valid/{select_metric(protocol)}_mean"])  # noqa: E731
     return best(variants), best(baselines)
 
 
@@ -339,7 +354,8 @@ def caption(plan: Plan, summary: list[dict[str, Any]], paired: list[dict[str, An
     shared = plan.shared
     seeds = ", ".join(map(str, plan.seeds))
     patience = shared.get("patience", TrainConfig.patience)
-    lines = [f"Test figures at the best validation epoch (validation recall@10, patience {patience}), mean ± standard deviation "
+    watched = select_metric(protocol_of(shared))
+    lines = [f"Test figures at the best validation epoch (validation {watched}, patience {patience}), mean ± standard deviation "
              f"(ddof 1) over seeds {seeds}; {protocol_label(shared.get('protocol', 'full'))}."]
     short = [e["name"] for e in summary if e["seeds"] < len(plan.seeds)]
     untrained = [e.label for e in plan.entries if e.label not in {s["name"] for s in summary}]
@@ -350,31 +366,34 @@ def caption(plan: Plan, summary: list[dict[str, Any]], paired: list[dict[str, An
         variant, baseline = paired[0]["variant"], paired[0]["baseline"]
         floor_only = not any(e["role"] == "baseline" for e in summary)
         lines.append(f"%improv.: the best EgoGCN variant ({variant}) over the best baseline ({baseline}), both chosen by mean "
-                     "validation recall@10; pop (popularity) is the floor, shown but not counted as a baseline"
+                     f"validation {watched}; pop (popularity) is the floor, shown but not counted as a baseline"
                      + (" unless it is the only one, as here." if floor_only else "."))
         lines.append(f"p: two-sided paired t-test across the {paired[0]['seeds']} seeds both models share (scipy.stats.ttest_rel), the main "
                      "test; the Wilcoxon signed-rank test (scipy.stats.wilcoxon, exact) for reference: with n seeds its smallest "
                      "two-sided p is 2/2^n. n/a: fewer than 2 seeds, or no difference to test.")
     else:
         lines.append("No %improv. or p-values: the list needs an EgoGCN variant and a baseline (or pop).")
+    defaults = "MMRec's overall.yaml, then each model's mmrec_defaults (its MMRec yaml)" if protocol_of(shared) == "mmrec" else \
+        f"the dataset's {profile_for(shared['dataset'])} training profile"
     if tuning:
         chosen = "; ".join(f"{r['name']}: {r['tuned']}" for r in tuning if r["chosen"])
         grid = ", ".join(f"{k} in {{{', '.join(show(v) for v in vs)}}}" for k, vs in plan.grid.items())
-        lines.append(f"Hyper-parameters: each model's defaults over the dataset's {profile_for(shared['dataset'])} training profile; "
-                     f"tuned ({grid}) on seed {plan.seeds[0]} by validation recall@10, never test: {chosen} (tuning.csv).")
+        lines.append(f"Hyper-parameters: each model's defaults over {defaults}; "
+                     f"tuned ({grid}) on seed {plan.seeds[0]} by validation {watched}, never test: {chosen} (tuning.csv).")
     else:
-        lines.append(f"Hyper-parameters: each model's defaults over the dataset's {profile_for(shared['dataset'])} training profile.")
+        lines.append(f"Hyper-parameters: each model's defaults over {defaults}.")
     return lines
 
 
 def markdown(command: str, plan: Plan, summary: list[dict[str, Any]], paired: list[dict[str, Any]], tuning: list[dict[str, Any]]) -> str:
     """table.md: title, the command, the table (with %improv. and p rows) and its caption."""
-    head = ["model", "seeds", *(metric_title(m) for m in TABLE_METRICS)]
+    metrics = table_metrics(protocol_of(plan.shared))
+    head = ["model", "seeds", *(metric_title(m) for m in metrics)]
     lines = [f"# Comparison on {plan.shared['dataset']}", "", f"    {command}", "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for e in summary:
         name = e["name"] + (" (floor)" if e["role"] == "floor" else "")
-        cells = [f"{e[f'{m}_mean']:.4f} ± {e[f'{m}_std']:.4f}" for m in TABLE_METRICS]
+        cells = [f"{e[f'{m}_mean']:.4f} ± {e[f'{m}_std']:.4f}" for m in metrics]
         lines.append("| " + " | ".join([name, str(e["seeds"]), *cells]) + " |")
     if paired:
         lines.append("| " + " | ".join([f"%improv. {paired[0]['variant']} over {paired[0]['baseline']}", "",
@@ -384,20 +403,20 @@ def markdown(command: str, plan: Plan, summary: list[dict[str, Any]], paired: li
     return "\n".join([*lines, "", *caption(plan, summary, paired, tuning), ""])
 
 
-def plot_bars(summary: list[dict[str, Any]], path: Path, title: str) -> None:
+def plot_bars(summary: list[dict[str, Any]], path: Path, title: str, metrics: tuple[str, ...] = TABLE_METRICS) -> None:
     """One group of bars per metric, one bar per model, std error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = np.arange(len(TABLE_METRICS))
+    x = np.arange(len(metrics))
     width = 0.8 / len(summary)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(summary) * len(TABLE_METRICS)), 4.2))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(summary) * len(metrics)), 4.2))
     for k, e in enumerate(summary):
-        ax.bar(x + (k - (len(summary) - 1) / 2) * width, [e[f"{m}_mean"] for m in TABLE_METRICS], width,
-               yerr=[e[f"{m}_std"] for m in TABLE_METRICS], capsize=2, label=e["name"])
-    ax.set_xticks(x, [metric_title(m) for m in TABLE_METRICS])
+        ax.bar(x + (k - (len(summary) - 1) / 2) * width, [e[f"{m}_mean"] for m in metrics], width,
+               yerr=[e[f"{m}_std"] for m in metrics], capsize=2, label=e["name"])
+    ax.set_xticks(x, [metric_title(m) for m in metrics])
     ax.set_ylabel("test, mean ± std over seeds")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -468,17 +487,19 @@ def launch_compare(opts: dict[str, Any], progress: bool = True) -> Comparison:
             rows = train([c for cells in finals.values() for c in cells])
     if tuning:
         write_csv(folder / "tuning.csv", tuning)
-    summary = summarize_entries([e for e in plan.entries if finals[e.label]], finals, rows)
+    protocol = protocol_of(shared)
+    summary = summarize_entries([e for e in plan.entries if finals[e.label]], finals, rows, protocol)
     if not summary:
         raise ConfigError(f"--finished-only: no cell of these models has finished in {folder} yet")
     write_csv(folder / "summary.csv", summary)
-    pair = best_pair(summary)
-    paired = paired_rows(pair[0]["name"], pair[1]["name"], finals, rows) if pair else []
+    pair = best_pair(summary, protocol)
+    paired = paired_rows(pair[0]["name"], pair[1]["name"], finals, rows, table_metrics(protocol)) if pair else []
     if paired:
         write_csv(folder / "paired.csv", paired)
     table = markdown(command_line(opts), plan, summary, paired, tuning) + cold_tables(folder, summary, pair, finals, rows)
     write_atomic(folder / "table.md", table.encode())
-    plot_bars(summary, folder / "compare.png", f"{shared['dataset']}: test at the best validation epoch, {protocol_label(shared.get('protocol', 'full'))}")
+    plot_bars(summary, folder / "compare.png", f"{shared['dataset']}: test at the best validation epoch, {protocol_label(protocol)}",
+              table_metrics(protocol))
     return Comparison(folder, summary, paired, table)
 
 
@@ -506,8 +527,9 @@ def choose_finals(
     for entry in plan.entries:
         grid = grids[entry.label]
         cells = [c for c in grid if c.key in rows]
-        chosen = choose(cells, rows) if cells and (finished_only or len(cells) == len(grid)) else None
-        tuning += tuning_rows(cells, rows, chosen) if chosen else []
+        protocol = protocol_of(plan.shared)
+        chosen = choose(cells, rows, protocol) if cells and (finished_only or len(cells) == len(grid)) else None
+        tuning += tuning_rows(cells, rows, chosen, protocol) if chosen else []
         finals[entry.label] = [] if grid and chosen is None else plan.final_cells(entry, chosen.tuned if chosen else ())
         if finished_only:
             finals[entry.label] = [c for c in finals[entry.label] if c.key in rows]

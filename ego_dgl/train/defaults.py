@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from ego_dgl.errors import ConfigError
-from ego_dgl.evaluate import DEFAULT_KS, PROTOCOLS, check_eval_options
+from ego_dgl.evaluate import (
+    DEFAULT_KS,
+    PROTOCOLS,
+    check_eval_options,
+    protocol_ks,
+    select_metric,
+)
 from ego_dgl.model.egogcn.config import ModelConfig
 from ego_dgl.model.registry import (
     all_option_types,
@@ -48,7 +54,7 @@ class TrainConfig:
     eval_chunk: int = 0  # evaluation: nodes per chunk of exact layer-wise inference; 0 propagates the whole graph at once
     compile: str = "off"  # torch.compile of the training step: off | default | reduce-overhead (CUDA graphs on CUDA)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad option."""
         for name in ("epochs", "patience", "batch_size", "procs"):
             if getattr(self, name) < 1:
@@ -72,8 +78,9 @@ class TrainConfig:
             raise ConfigError("--dist runs one process per trainer, started by the launcher (--trainers); drop --procs")
         check_compile(self)
         self.ks = check_eval_options(self.ks, self.protocol)
-        if 10 not in self.ks:
-            raise ConfigError("the cut-offs must include 10: early stopping watches recall@10")
+        watched = select_metric(self.protocol)
+        if int(watched.split("@")[1]) not in self.ks:
+            raise ConfigError(f"the cut-offs must include {watched.split('@')[1]}: early stopping watches {watched}")
         return self
 
 
@@ -108,6 +115,11 @@ PROFILE_OF = {
     "synthetic-tiny": "synthetic-tiny",
 }
 
+# --protocol mmrec: MMRec's overall.yaml (learning_rate, train_batch_size, epochs,
+# stopping_step, embedding_size) over the dataset's profile; each model's own
+# `mmrec_defaults` (its MMRec yaml) over these
+MMREC_OVERALL: dict[str, Any] = {"lr": 1e-3, "batch_size": 2048, "epochs": 1000, "patience": 20, "dim": 64}
+
 # every option a config file or the `train` command accepts, with its type: these, the
 # training options and every model's options
 RUN_OPTION_TYPES: dict[str, type] = {"dataset": str, "out": str, "model": str}
@@ -119,6 +131,11 @@ def option_types() -> dict[str, type]:
     return {**RUN_OPTION_TYPES, **train, **all_option_types()}
 
 FUSION_ONLY = ("mode", "eps", "threshold", "gate")  # options that only mean something for EGO fusion
+
+
+def selection(cfg: TrainConfig) -> str:
+    """What picks the epoch, as run records write it: e.g. 'valid recall@20'."""
+    return f"{select_split(cfg)} {select_metric(cfg.protocol)}"
 
 
 def select_split(cfg: TrainConfig) -> str:
@@ -198,9 +215,10 @@ def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
     profile = profile_for(dataset)
     model, preset = model_options(str(given.get("model") or "egogcn"), given)
     cfg_type = config_type(model)
-    values = {**asdict(cfg_type()), **asdict(TrainConfig()), **PROFILES[profile], **preset, **given}
     if given.get("protocol") not in (None, *PROTOCOLS):
         raise ConfigError(f"--protocol {given['protocol']!r} is not one of: {', '.join(PROTOCOLS)}")
+    mmrec = {**MMREC_OVERALL, **cfg_type.mmrec_defaults, "ks": protocol_ks("mmrec")} if given.get("protocol") == "mmrec" else {}
+    values = {**asdict(cfg_type()), **asdict(TrainConfig()), **PROFILES[profile], **mmrec, **preset, **given}
     model_cfg = cfg_type(**{k: v for k, v in values.items() if k in config_fields(model)})
     train = TrainConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(TrainConfig)}})
     model_cfg.validate()
@@ -211,9 +229,9 @@ def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
 
 def run_label(model: Any, train: TrainConfig) -> str:
     """Short name of what a run trains, used in run ids: hard, soft, gm, na, id, lightgcn...,
-    with -legacy for the legacy protocol, -neighbor for sampled training and -dist on
+    with -legacy or -mmrec for those protocols, -neighbor for sampled training and -dist on
     DistDGL partitions."""
     label = model.label()
-    label = f"{label}-legacy" if train.protocol == "legacy" else label
+    label = f"{label}-{train.protocol}" if train.protocol != "full" else label
     label = f"{label}-{train.sampler}" if train.sampler != "full" else label
     return f"{label}-dist" if train.dist else label

@@ -9,7 +9,7 @@ from typing import Any
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import DataError
-from ego_dgl.evaluate import check_eval_options
+from ego_dgl.evaluate import check_eval_options, protocol_ks
 from ego_dgl.model.base import Recommender
 from ego_dgl.model.registry import build_model, config_type
 from ego_dgl.runs import BEST, check_run_dir
@@ -72,9 +72,11 @@ def evaluate_run(
     eval_chunk: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics of a run's best checkpoint, by default with the options it was trained with
-    (`eval_chunk`: nodes per chunk of layer-wise inference, 0 the whole graph)."""
+    (`eval_chunk`: nodes per chunk of layer-wise inference, 0 the whole graph); asking
+    for --protocol mmrec without cut-offs gives MMRec's 5/10/20/50."""
     cfg = replace(
-        run.train_cfg, protocol=protocol or run.train_cfg.protocol, ks=tuple(ks) if ks else run.train_cfg.ks,
+        run.train_cfg, protocol=protocol or run.train_cfg.protocol,
+        ks=tuple(ks) if ks else protocol_ks("mmrec") if protocol == "mmrec" else run.train_cfg.ks,
         eval_chunk=run.train_cfg.eval_chunk if eval_chunk is None else eval_chunk,
     )
     check_eval_options(cfg.ks, cfg.protocol)

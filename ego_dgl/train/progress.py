@@ -32,9 +32,10 @@ def valid_summary(record: dict[str, Any]) -> str:
     )
 
 
-def epoch_line(record: dict[str, Any], state: TrainState, split: str, patience: int, total: int) -> str:
-    """One plain line for a finished epoch: loss, validation figures, best so far, seconds."""
-    best = f"best {split} R@10 {state.best_value:.4f} @{state.best_epoch} ({state.bad_epochs}/{patience} w/o gain)"
+def epoch_line(record: dict[str, Any], state: TrainState, split: str, patience: int, total: int, watched: str = "R@10") -> str:
+    """One plain line for a finished epoch: loss, validation figures, best so far (of the
+    `watched` metric, R@20 under --protocol mmrec), seconds."""
+    best = f"best {split} {watched} {state.best_value:.4f} @{state.best_epoch} ({state.bad_epochs}/{patience} w/o gain)"
     return f"epoch {record['epoch']}/{total} loss {record['loss']:.4f} valid {valid_summary(record)} {best} {record['seconds']:.1f}s"
 
 
@@ -86,10 +87,10 @@ class EpochProgress:
     def batch(self, loss: float) -> None:
         self.progress.update(self.batches, advance=1, info=f"loss {loss:.4f}")
 
-    def end_epoch(self, record: dict[str, Any], state: TrainState, split: str) -> None:
+    def end_epoch(self, record: dict[str, Any], state: TrainState, split: str, watched: str = "R@10") -> None:
         if self.display == "lines":
-            self.note(escape(epoch_line(record, state, split, self.patience, self.total)))
+            self.note(escape(epoch_line(record, state, split, self.patience, self.total, watched)))
             return
         self.progress.update(self.batches, info=f"loss {record['loss']:.4f} | valid {valid_summary(record)}")
-        best = f"best {split} R@10 {state.best_value:.4f} @{state.best_epoch}"
+        best = f"best {split} {watched} {state.best_value:.4f} @{state.best_epoch}"
         self.progress.update(self.epochs, completed=record["epoch"], info=f"{best}, {state.bad_epochs}/{self.patience} w/o gain")

@@ -19,7 +19,7 @@ from ego_dgl.evaluate import protocol_label
 from ego_dgl.model.base import Recommender
 from ego_dgl.model.registry import model_name
 from ego_dgl.runs import CONFIG, read_json, write_json
-from ego_dgl.train.defaults import SELECT_METRIC, TrainConfig, profile_for, select_split
+from ego_dgl.train.defaults import TrainConfig, profile_for, selection
 from ego_dgl.train.validate import check_run_config
 
 
@@ -67,7 +67,7 @@ def run_config(
         "model_name": model_name(model_cfg),
         "model": asdict(model_cfg),
         "train": {**asdict(train_cfg), "ks": list(train_cfg.ks)},
-        "selection": f"{select_split(train_cfg)} {SELECT_METRIC}",
+        "selection": selection(train_cfg),
         "protocol": train_cfg.protocol,
         "protocol_label": protocol_label(train_cfg.protocol),
         "device": str(device),
@@ -83,7 +83,7 @@ def metrics_record(result: RunResult, cfg: TrainConfig) -> dict[str, Any]:
     return {
         "protocol": result.protocol,
         "protocol_label": protocol_label(result.protocol),
-        "selection": f"{select_split(cfg)} {SELECT_METRIC}",
+        "selection": selection(cfg),
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "stopped_early": result.epochs_run < cfg.epochs,

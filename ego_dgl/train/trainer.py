@@ -25,7 +25,13 @@ from rich.markup import escape
 from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLError, non_finite_loss
-from ego_dgl.evaluate import cold_refusal, evaluate, evaluate_groups, protocol_label
+from ego_dgl.evaluate import (
+    cold_refusal,
+    evaluate,
+    evaluate_groups,
+    protocol_label,
+    select_metric,
+)
 from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender
@@ -41,7 +47,6 @@ from ego_dgl.train.checkpoint import (
 )
 from ego_dgl.train.defaults import (
     DEFAULT_FANOUT,
-    SELECT_METRIC,
     TrainConfig,
     select_split,
 )
@@ -240,7 +245,7 @@ class Trainer:
             record.update({f"{split}/{k}": v for k, v in values.items() if k.rsplit("/", 1)[-1] != "users"})
         record["seconds"] = time.perf_counter() - start
         record.update(clock.seconds)
-        self.advance(record, metrics[select_split(self.cfg)][SELECT_METRIC])
+        self.advance(record, metrics[select_split(self.cfg)][select_metric(self.cfg.protocol)])
         return record
 
     def steps(self) -> int:
@@ -368,7 +373,7 @@ def train_rank(
             bar.note(f"[yellow]{protocol_label('legacy')}[/]")
         while not trainer.done():
             record = trainer.run_epoch(bar)
-            bar.end_epoch(record, trainer.state, split)
+            bar.end_epoch(record, trainer.state, split, "R@" + select_metric(trainer.cfg.protocol).split("@")[1])
             if on_epoch is not None:
                 on_epoch(record)
     return trainer.finish() if place.writes else None

@@ -1,0 +1,168 @@
+"""Pieces the field's models share: sparse row-wise matrices applied as one
+`F.embedding_bag` (sum with per-entry weights, differentiable in both the values and the
+dense input), the loss on the batch's output rows, the user-item adjacency in MMRec's two normalisations, the item-item kNN
+graphs of LATTICE and FREEDOM as [Q, k] neighbour and weight tables, and the dense raw
+item features these models read.
+
+Every matrix here is sparse: memory grows with users + items + edges, and with items x k
+for the kNN graphs (ego_dgl.graph.knn builds their neighbours in blocks of rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ego_dgl.data.dataset import Dataset, WordBag
+from ego_dgl.errors import ConfigError
+from ego_dgl.graph.knn import knn_indices
+from ego_dgl.model.base import Tables, inner
+from ego_dgl.model.layers.loss import bpr
+
+DEGREE_EPS = 1e-7  # MMRec's floor on degrees before the inverse square root
+IMAGE_NAMES = ("image", "visual", "v")  # modality names taken as MMRec's image_feat.npy
+
+
+@dataclass
+class RowSparse:
+    """A [rows, cols] sparse matrix by rows (CSR offsets `crow` [rows + 1], columns and
+    values per stored entry); `mm(x)` is the product with a dense [cols, D] matrix."""
+
+    crow: Tensor
+    col: Tensor
+    value: Tensor
+
+    @staticmethod
+    def from_edges(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int) -> RowSparse:
+        """The matrix with values[e] at (rows[e], cols[e]); repeated entries add up."""
+        order = torch.argsort(rows, stable=True)
+        counts = torch.bincount(rows, minlength=num_rows)
+        crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        return RowSparse(crow, cols[order], values[order])
+
+    def mm(self, x: Tensor) -> Tensor:
+        return F.embedding_bag(self.col, x, self.crow, mode="sum", per_sample_weights=self.value.to(x.dtype), include_last_offset=True)
+
+
+
+class FixedSparse(nn.Module):
+    """A RowSparse whose arrays are (non-persistent) buffers, so that it moves with the
+    model: the graphs that carry no gradient."""
+
+    def __init__(self, matrix: RowSparse):
+        super().__init__()
+        for key in ("crow", "col", "value"):
+            self.register_buffer(key, getattr(matrix, key).detach(), persistent=False)
+
+    def mm(self, x: Tensor) -> Tensor:
+        return RowSparse(self.crow, self.col, self.value).mm(x)
+
+
+def xavier_uniform(rows: int, cols: int) -> nn.Parameter:
+    """A trainable [rows, cols] table, xavier-uniform initialised (MMRec's choice)."""
+    return nn.Parameter(nn.init.xavier_uniform_(torch.empty(rows, cols)))
+
+
+def train_edges(ds: Dataset) -> tuple[Tensor, Tensor]:
+    """(users, items) of the distinct training interactions."""
+    pairs = np.unique(ds.train.reshape(-1, 2), axis=0)
+    return torch.from_numpy(pairs[:, 0].copy()), torch.from_numpy(pairs[:, 1].copy())
+
+
+def bipartite_sym(users: Tensor, items: Tensor, num_users: int, num_items: int) -> RowSparse:
+    """D^-1/2 A D^-1/2 of the (P + Q)-node user-item graph A (LightGCN's, MMRec's FREEDOM):
+    an edge (u, i) weighs 1 / sqrt(d_u d_i), degrees counted over the given edges."""
+    d_u = torch.bincount(users, minlength=num_users).double() + DEGREE_EPS
+    d_i = torch.bincount(items, minlength=num_items).double() + DEGREE_EPS
+    w = (d_u[users] * d_i[items]).rsqrt().float()
+    rows = torch.cat([users, items + num_users])
+    cols = torch.cat([items + num_users, users])
+    return RowSparse.from_edges(rows, cols, torch.cat([w, w]), num_users + num_items)
+
+
+def bipartite_row_self(users: Tensor, items: Tensor, num_users: int, num_items: int) -> RowSparse:
+    """D^-1 (A + I) of the user-item graph (MMRec's LATTICE, after NGCF's code): each node
+    averages itself and its neighbours, D = degree + 1."""
+    n = num_users + num_items
+    nodes = torch.arange(n)
+    rows = torch.cat([users, items + num_users, nodes])
+    cols = torch.cat([items + num_users, users, nodes])
+    degree = torch.bincount(rows, minlength=n).float()
+    return RowSparse.from_edges(rows, cols, 1.0 / degree[rows], n)
+
+
+def layer_mean(adj: RowSparse | FixedSparse, x: Tensor, layers: int) -> Tensor:
+    """LightGCN's output: the mean of x, adj x, ..., adj^layers x (layer 0 included)."""
+    out = [x]
+    for _ in range(layers):
+        out.append(adj.mm(out[-1]))
+    return torch.stack(out).mean(0)
+
+
+def dense_features(ds: Dataset, model: str) -> dict[str, Tensor]:
+    """Each modality's raw [Q, F] float32 features (rows of items lacking it zero);
+    a word-bag modality or none at all is a ConfigError: these models read fixed
+    feature matrices, as MMRec's image_feat.npy and text_feat.npy."""
+    if not ds.modalities:
+        raise ConfigError(f"--model {model} reads item features, and dataset {ds.name!r} has none; use --model lightgcn")
+    out = {}
+    for m in ds.modalities:
+        feats = ds.features[m]
+        if isinstance(feats, WordBag):
+            raise ConfigError(f"--model {model} reads dense item features; modality {m!r} is a word bag (use a dataset "
+                              "with a <modality>_feat.npy matrix, e.g. built with `egodgl data build`)")
+        mask = ds.mask(m).astype(bool)
+        out[m] = torch.from_numpy(np.where(mask[:, None], np.asarray(feats, dtype=np.float32), 0.0).astype(np.float32))
+    return out
+
+
+def modality_shares(names: list[str], image_weight: float) -> list[float]:
+    """Weights of the modalities in FREEDOM's mixed item graph: MMRec weighs image by
+    `image_weight` and text by the rest; here a modality named like image (IMAGE_NAMES)
+    gets `image_weight` and the others share the rest equally; without an image
+    modality (or with only one modality) every modality weighs the same."""
+    images = [k for k, m in enumerate(names) if m.lower() in IMAGE_NAMES]
+    if not images or len(names) == 1:
+        return [1.0 / len(names)] * len(names)
+    image = images[0]
+    rest = (1.0 - image_weight) / (len(names) - 1)
+    return [image_weight if k == image else rest for k in range(len(names))]
+
+
+def knn_cosine(features: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Each item's k most cosine-similar items [Q, k] (blocked, no Q x Q matrix) and the
+    similarities [Q, k], differentiable in `features` (the top-k choice is not)."""
+    neighbours = knn_indices(features.detach(), k).to(features.device)
+    unit = F.normalize(features, dim=1)
+    return neighbours, (unit.unsqueeze(1) * unit[neighbours]).sum(-1)
+
+
+def sym_normalise(neighbours: Tensor, values: Tensor) -> Tensor:
+    """The values of D^-1/2 S D^-1/2 for S with `values` [Q, K] at `neighbours` [Q, K],
+    D the row sums of S (MMRec's compute_normalized_laplacian); a row summing to zero or
+    less weighs 0 (where MMRec's would be inf or NaN)."""
+    rowsum = values.sum(1)
+    inv = torch.where(rowsum > 0, rowsum.clamp(min=1e-30).rsqrt(), torch.zeros_like(rowsum))
+    return inv.unsqueeze(1) * values * inv[neighbours]
+
+
+def knn_matrix(neighbours: Tensor, values: Tensor) -> RowSparse:
+    """The [Q, Q] matrix with `values` [Q, K] at `neighbours` [Q, K] (row-major already)."""
+    q, width = neighbours.shape
+    crow = torch.arange(0, q * width + 1, width, device=neighbours.device)
+    return RowSparse(crow, neighbours.reshape(-1), values.reshape(-1))
+
+
+def output_rows_loss(
+    t: Tables, users: Tensor, pos: Tensor, neg: Tensor, reg: float, penalty: Callable[[Tensor, Tensor, Tensor], Tensor]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """BPR on the batch's output rows plus reg * penalty(users, positives, negatives) of
+    the same rows (MMRec's VBPR and LATTICE regularise what they score, not raw tables)."""
+    u, p, n = t.users[users], t.items[pos], t.items[neg]
+    bpr_term = bpr(inner(u, p), inner(u, n))
+    reg_term = reg * penalty(u, p, n)
+    return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach()}
