@@ -51,6 +51,7 @@ from ego_dgl.model.field.graphs import (
     train_edges,
     xavier_uniform,
 )
+from ego_dgl.model.layers.cold import keep_rows, masked
 from ego_dgl.model.layers.loss import bpr
 
 
@@ -105,6 +106,8 @@ def degree_sensitive_keep(users: Tensor, items: Tensor, num_users: int, num_item
 class FREEDOM(Recommender):
     """Frozen content kNN item graph + per-epoch degree-pruned LightGCN (module docstring)."""
 
+    cold_start = "content"  # the content kNN item graph reaches a cold item from its neighbours
+
     def __init__(self, ds: Dataset, cfg: FREEDOMConfig):
         super().__init__()
         self.cfg = cfg
@@ -115,6 +118,7 @@ class FREEDOM(Recommender):
         self.pruned: FixedSparse | None = None
         self.item_graph = FixedSparse(frozen_item_graph(raw, cfg.knn_k, cfg.image_weight))
         self.ids = xavier_uniform(ds.num_users + ds.num_items, cfg.dim)
+        self.register_buffer("id_keep", keep_rows(ds, ds.num_users), persistent=False)  # cold items' ID rows zeroed
         self.raw = nn.ParameterList([nn.Parameter(x) for x in raw.values()])
         self.project = nn.ModuleList([nn.Linear(x.shape[1], cfg.dim) for x in raw.values()])
 
@@ -132,10 +136,11 @@ class FREEDOM(Recommender):
         return self.pruned if self.training and self.pruned is not None else self.full
 
     def propagate(self) -> Tables:
-        h = self.ids[self.num_users :]
+        ids = masked(self.ids, self.id_keep)
+        h = ids[self.num_users :]
         for _ in range(self.cfg.item_layers):
             h = self.item_graph.mm(h)
-        out = layer_mean(self.graph(), self.ids, self.cfg.layers)
+        out = layer_mean(self.graph(), ids, self.cfg.layers)
         return Tables(out[: self.num_users], out[self.num_users :] + h)
 
     def input_tables(self) -> Tables:

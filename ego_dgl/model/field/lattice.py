@@ -55,6 +55,7 @@ from ego_dgl.model.field.graphs import (
     train_edges,
     xavier_uniform,
 )
+from ego_dgl.model.layers.cold import keep_rows, masked
 
 
 @dataclass
@@ -97,6 +98,8 @@ def squared_penalty(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
 class LATTICE(Recommender):
     """Learned + initial item graphs over item IDs, LightGCN over users and items."""
 
+    cold_start = "content"  # the content kNN item graph reaches a cold item from its neighbours
+
     def __init__(self, ds: Dataset, cfg: LATTICEConfig):
         super().__init__()
         self.cfg = cfg
@@ -107,6 +110,7 @@ class LATTICE(Recommender):
             self.register_buffer(f"init_nb{m}", nb, persistent=False)
             self.register_buffer(f"init_w{m}", sym_normalise(nb, sim), persistent=False)
         self.ids = xavier_uniform(ds.num_users + ds.num_items, cfg.dim)
+        self.register_buffer("id_keep", keep_rows(ds, ds.num_users), persistent=False)  # cold items' ID rows zeroed
         self.raw = nn.ParameterList([nn.Parameter(x) for x in raw.values()])
         self.project = nn.ModuleList([nn.Linear(x.shape[1], cfg.feat_dim) for x in raw.values()])
         self.modal_logits = nn.Parameter(torch.zeros(len(raw)))
@@ -140,11 +144,12 @@ class LATTICE(Recommender):
         return graph
 
     def propagate(self) -> Tables:
-        h = self.ids[self.num_users :]
+        ids = masked(self.ids, self.id_keep)
+        h = ids[self.num_users :]
         graph = self.current_graph()
         for _ in range(self.cfg.item_layers):
             h = graph.mm(h)
-        out = layer_mean(self.ui_graph, self.ids, self.cfg.layers)
+        out = layer_mean(self.ui_graph, ids, self.cfg.layers)
         return Tables(out[: self.num_users], out[self.num_users :] + F.normalize(h, dim=1))
 
     def input_tables(self) -> Tables:

@@ -32,6 +32,7 @@ from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.field.graphs import dense_features, output_rows_loss, xavier_uniform
+from ego_dgl.model.layers.cold import keep_rows, masked
 
 
 @dataclass
@@ -59,17 +60,20 @@ def norm_penalty(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
 class VBPR(Recommender):
     """MF with projected item content (module docstring)."""
 
+    cold_start = "content"  # the projected content half of an item's factors
+
     def __init__(self, ds: Dataset, cfg: VBPRConfig):
         super().__init__()
         self.cfg = cfg
         self.register_buffer("content", torch.cat(list(dense_features(ds, cfg.name).values()), 1), persistent=False)
         self.users = xavier_uniform(ds.num_users, 2 * cfg.dim)
         self.items = xavier_uniform(ds.num_items, cfg.dim)
+        self.register_buffer("item_keep", keep_rows(ds), persistent=False)  # cold items' ID rows zeroed
         self.project = nn.Linear(self.content.shape[1], cfg.dim)
 
     def propagate(self) -> Tables:
         # clone: a new tensor, so that `final_tables` (no autograd) holds no parameter
-        return Tables(self.users.clone(), torch.cat([self.items, self.project(self.content)], 1))
+        return Tables(self.users.clone(), torch.cat([masked(self.items, self.item_keep), self.project(self.content)], 1))
 
     def input_tables(self) -> Tables:
         return self.propagate()
