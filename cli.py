@@ -80,7 +80,7 @@ TRAIN_OPTION_HELP = {
     "dim": "embedding width D [default: per dataset, 64 for the paper's]",
     "seed": "random seed [default: 0]",
     "device": "auto, cpu, cuda or cuda:N [default: auto = cuda when available]",
-    "backend": "graph backend: auto, dgl, dgl-udf (EGO as DGL edge functions, slower) or torch [default: auto]",
+    "backend": "graph backend: auto, dgl, dgl-udf (EGO as DGL edge functions, slower), torch or fused (fused C++ attention kernels, CPU) [default: auto]",
     "protocol": "full, or legacy (the authors' evaluator, labelled as such) [default: full]",
     "sampler": "full (every batch propagates the whole graph, the paper's) or neighbor (DGL blocks around the batch, EgoGCN only) [default: full]",
     "procs": "data-parallel training in this many processes on this machine (DDP: gloo on CPU, nccl on CUDA), each with its share of every epoch's batches of --batch-size; under torchrun leave it out (torchrun starts the processes) [default: 1]",

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ego_dgl.model.backends import Relation
 from ego_dgl.model.features import normalize
+from ego_dgl.model.fused import FusedRelation, hard_attention
 
 DIRECTIONS = ("item->user", "user->item")
 
@@ -52,7 +53,10 @@ class Attention:
 def attend(rel: Relation, msg: Tensor, dst: Tensor, logits: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Softmax over each destination's incoming edges of <msg_j, x_v>, and the weighted sum
     of msg_j: the attention shared by Eq. 5-6, GM and routing (Eq. 7-8). `logits` are the
-    <msg_j, x_v> when the caller has them (see `shared_logits`)."""
+    <msg_j, x_v> when the caller has them (see `shared_logits`); the fused backend
+    computes them inside its one sweep."""
+    if isinstance(rel, FusedRelation):
+        return rel.attend(msg, dst)
     weights = rel.softmax(rel.edge_dot(msg, dst) if logits is None else logits)
     return rel.aggregate(msg, weights), weights
 
@@ -63,6 +67,12 @@ def shared_logits(to_items: Relation, users: Tensor, items: Tensor) -> Tensor:
     interactions in the same order (edge k of both is one interaction). Computing them
     once also halves the backward's SpMMs: both directions' gradients arrive summed."""
     return to_items.edge_dot(users, items)
+
+
+def layer_logits(to_items: Relation, users: Tensor, items: Tensor) -> Tensor | None:
+    """`shared_logits` for a layer's attention, or None with the fused backend, whose
+    sweeps compute the logits as they go (cheaper than reading them back per edge)."""
+    return None if isinstance(to_items, FusedRelation) else shared_logits(to_items, users, items)
 
 
 def merge_direction(rel: Relation, src: Tensor, dst: Tensor, logits: Tensor | None = None) -> Attention:
@@ -89,6 +99,9 @@ def hard_direction(
     """Eq. 1, 2, 5, 6: the own-feature messages over all edges, corrected on the fused
     (edge, modality) pairs only (see the module docstring); `logits` are Eq. 1's if known;
     `threshold` how the affinity is held against eps (`passes`)."""
+    if isinstance(rel, FusedRelation):
+        agg, weights, s, passed = hard_attention(rel, src, dst, lambda s: passes(rel, s, eps, threshold))
+        return Attention(normalize(agg), weights, affinity=s, fused=passed.to(src.dtype))
     if logits is None:
         logits = rel.edge_dot(src, dst)
     s = rel.softmax(logits)
@@ -155,5 +168,5 @@ class EgoLayer(nn.Module):
         return hard_direction(rel, src, dst, self.eps, logits, self.threshold)
 
     def forward(self, to_users: Relation, to_items: Relation, users: Tensor, items: Tensor) -> tuple[Attention, Attention]:
-        logits = None if self.soft else shared_logits(to_items, users, items)  # soft: per-direction messages
+        logits = None if self.soft else layer_logits(to_items, users, items)  # soft: per-direction messages
         return self.direction(to_users, items, users, "to_users", logits), self.direction(to_items, users, items, "to_items", logits)
