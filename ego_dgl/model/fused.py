@@ -50,8 +50,8 @@ def kernels() -> ModuleType | None:
         return load(
             name="ego_dgl_fused_attention",
             sources=[str(SOURCE)],
-            extra_cflags=["-O3", "-fopenmp"],
-            extra_ldflags=["-fopenmp"],
+            extra_cflags=["-O3", "-march=native", "-fopenmp"],
+            extra_ldflags=["-fopenmp", "-lmvec"],
         )
     except Exception as err:  # no compiler, no ninja, a failed build: the caller falls back
         warnings.warn(f"the fused backend's C++ kernels could not be built ({type(err).__name__}: {err})", EgoDGLWarning, stacklevel=2)
