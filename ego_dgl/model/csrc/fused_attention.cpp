@@ -79,6 +79,15 @@ __attribute__((always_inline)) inline void axpy(T alpha, const T* x, T* y, int64
   for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
+// y += a x + b z, one pass over y.
+template <typename T>
+__attribute__((always_inline)) inline void axpy2(T a, const T* x, T b, const T* z, T* y, int64_t n) {
+  using S = Simd<T>;
+  int64_t i = 0;
+  for (; i + S::N <= n; i += S::N) S::store(y + i, S::load(y + i) + a * S::load(x + i) + b * S::load(z + i));
+  for (; i < n; ++i) y[i] += a * x[i] + b * z[i];
+}
+
 // Where the rows live: the source table [Ns, Cs, D], destinations [Nd, C, D], and the
 // optional per-(edge, channel) selection of the source table's channel (a [E, C] tensor;
 // any other shape means channel c reads channel c).
@@ -241,10 +250,12 @@ void backward_dst_kernel(const Rows<T, FixedD>& rows, const int64_t* indptr, con
 }
 
 // Per source u, over its out-edges (transposed CSR): the table's gradient
-// sum_e w G[v] + dl dst[v], into the channel each (edge, channel) pair read.
+// sum_e w G[v] + dl dst[v], into the channel each (edge, channel) pair read. With an
+// output gradient, G[v, c] and dst[v, c] come interleaved (`pairs`, [Nd, C, 2, D]), so
+// each pair is one contiguous read instead of two scattered ones.
 template <typename T, int64_t FixedD>
 void backward_src_kernel(const Rows<T, FixedD>& rows, const int64_t* t_indptr, const int64_t* t_row, const int64_t* t_eid,
-                         int64_t num_src, const T* weights, const T* grad_out, const T* dlogit, T* grad_table) {
+                         int64_t num_src, const T* weights, const T* pairs, const T* dlogit, T* grad_table) {
   const int64_t C = rows.channels, D = rows.width(), Cs = rows.table_channels;
   at::parallel_for(0, num_src, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
@@ -253,8 +264,12 @@ void backward_src_kernel(const Rows<T, FixedD>& rows, const int64_t* t_indptr, c
         const int64_t e = t_eid[q], v = t_row[q];
         for (int64_t c = 0; c < C; ++c) {
           T* target = grad_table + (u * Cs + rows.channel(e, c)) * D;
-          if (grad_out) axpy(weights[e * C + c], grad_out + (v * C + c) * D, target, D);
-          axpy(dlogit[e * C + c], rows.dst_row(v, c), target, D);
+          if (pairs) {
+            const T* pair = pairs + (v * C + c) * 2 * D;
+            axpy2(weights[e * C + c], pair, dlogit[e * C + c], pair + D, target, D);
+          } else {
+            axpy(dlogit[e * C + c], rows.dst_row(v, c), target, D);
+          }
         }
       }
     }
@@ -316,6 +331,8 @@ std::vector<at::Tensor> attend_backward(const at::Tensor& grad_out, const at::Te
   auto dlogit = at::empty_like(weights);
   auto grad_table = need_table ? at::empty_like(table) : at::empty({0}, table.options());
   auto grad_dst = need_dst ? at::empty_like(dst) : at::empty({0}, dst.options());
+  const bool interleave = need_table && grad_out.numel();
+  const auto pairs = interleave ? at::stack({grad_out, dst}, 2) : at::empty({0}, dst.options());
   AT_DISPATCH_FLOATING_TYPES(dst.scalar_type(), "attend_backward", [&] { with_width(dst.size(2), [&](auto width) {
     const auto rows = rows_of<scalar_t, width()>(table, dst, sel);
     const scalar_t* g_out = grad_out.numel() ? grad_out.data_ptr<scalar_t>() : nullptr;
@@ -325,8 +342,8 @@ std::vector<at::Tensor> attend_backward(const at::Tensor& grad_out, const at::Te
                                   need_dst ? grad_dst.data_ptr<scalar_t>() : nullptr);
     if (need_table)
       backward_src_kernel(rows, t_indptr.data_ptr<int64_t>(), t_row.data_ptr<int64_t>(), t_eid.data_ptr<int64_t>(),
-                                    num_src, weights.data_ptr<scalar_t>(), g_out, dlogit.data_ptr<scalar_t>(),
-                                    grad_table.data_ptr<scalar_t>());
+                                    num_src, weights.data_ptr<scalar_t>(), g_out ? pairs.data_ptr<scalar_t>() : nullptr,
+                                    dlogit.data_ptr<scalar_t>(), grad_table.data_ptr<scalar_t>());
   }); });
   return {grad_table, grad_dst};
 }
