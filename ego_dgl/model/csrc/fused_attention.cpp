@@ -25,6 +25,7 @@ namespace {
 
 constexpr int64_t kGrain = 32;  // destinations per parallel task
 constexpr int64_t kTile = 16;   // in-edges whose rows are summed while in cache
+constexpr int64_t kAhead = 4;   // edges between a row's prefetch and its use
 
 // The widest vectors of T the build targets (GCC vector extensions; 512 bits with
 // AVX-512, else 256): the row loops below run on them, with the dot products reduced
@@ -88,6 +89,13 @@ __attribute__((always_inline)) inline void axpy2(T a, const T* x, T b, const T* 
   for (; i < n; ++i) y[i] += a * x[i] + b * z[i];
 }
 
+// Asks for the `bytes` at p ahead of use: the sweeps read rows of tables far larger than
+// the caches in an order the hardware prefetcher cannot guess (Tiktok-sized graphs).
+template <typename T>
+__attribute__((always_inline)) inline void prefetch_bytes(const T* p, int64_t bytes) {
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(reinterpret_cast<const char*>(p) + o);
+}
+
 // Where the rows live: the source table [Ns, Cs, D], destinations [Nd, C, D], and the
 // optional per-(edge, channel) selection of the source table's channel (a [E, C] tensor;
 // any other shape means channel c reads channel c).
@@ -97,6 +105,7 @@ struct Rows {
   const T* dst;
   const int64_t* sel;  // [E, C] or nullptr (channel c reads channel c)
   int64_t table_channels, channels, dim;
+  int64_t num_edges;
 
   // The row width, a compile-time constant where FixedD is set: the dot and axpy loops
   // then unroll into a few vector instructions.
@@ -106,6 +115,11 @@ struct Rows {
     return table + (u * table_channels + channel(e, c)) * width();
   }
   inline const T* dst_row(int64_t v, int64_t c) const { return dst + (v * channels + c) * width(); }
+  // Prefetch the table row of the source at CSR position p + kAhead (positions run on
+  // across destinations, up to num_edges).
+  inline void prefetch_source(const int64_t* col, int64_t p) const {
+    if (p + kAhead < num_edges) prefetch_bytes(table + col[p + kAhead] * table_channels * width(), table_channels * width() * sizeof(T));
+  }
 };
 
 // exp with glibc's vector variants (libmvec): declared SIMD here, as glibc's math.h
@@ -156,6 +170,7 @@ void attend_destination(const Rows<T, FixedD>& rows, int64_t v, int64_t first, i
     const int64_t n = std::min(kTile, deg - t0);
     for (int64_t k = 0; k < n; ++k) {
       const int64_t p = first + t0 + k, e = eid[p];
+      rows.prefetch_source(col, p);
       for (int64_t c = 0; c < C; ++c) logits[c * deg + t0 + k] = dot(rows.src_row(col[p], e, c), rows.dst_row(v, c), D);
     }
     if (!acc) continue;
@@ -227,6 +242,7 @@ void backward_dst_kernel(const Rows<T, FixedD>& rows, const int64_t* indptr, con
       }
       for (int64_t k = 0; k < deg; ++k) {
         const int64_t p = first + k, e = eid[p];
+        rows.prefetch_source(col, p);
         for (int64_t c = 0; c < C; ++c) {
           const T* row = rows.src_row(col[p], e, c);
           const T w = weights[e * C + c];
@@ -262,6 +278,7 @@ void backward_src_kernel(const Rows<T, FixedD>& rows, const int64_t* t_indptr, c
       std::fill(grad_table + u * Cs * D, grad_table + (u + 1) * Cs * D, T(0));
       for (int64_t q = t_indptr[u]; q < t_indptr[u + 1]; ++q) {
         const int64_t e = t_eid[q], v = t_row[q];
+        if (pairs && q + kAhead < rows.num_edges) prefetch_bytes(pairs + t_row[q + kAhead] * C * 2 * D, C * 2 * D * sizeof(T));
         for (int64_t c = 0; c < C; ++c) {
           T* target = grad_table + (u * Cs + rows.channel(e, c)) * D;
           if (pairs) {
@@ -277,9 +294,9 @@ void backward_src_kernel(const Rows<T, FixedD>& rows, const int64_t* t_indptr, c
 }
 
 template <typename T, int64_t FixedD>
-Rows<T, FixedD> rows_of(const at::Tensor& table, const at::Tensor& dst, const at::Tensor& sel) {
+Rows<T, FixedD> rows_of(const at::Tensor& table, const at::Tensor& dst, const at::Tensor& sel, int64_t num_edges) {
   return Rows<T, FixedD>{table.data_ptr<T>(), dst.data_ptr<T>(), sel.dim() == 2 ? sel.data_ptr<int64_t>() : nullptr,
-                 table.size(1), dst.size(1), dst.size(2)};
+                 table.size(1), dst.size(1), dst.size(2), num_edges};
 }
 
 void check_inputs(const at::Tensor& table, const at::Tensor& dst, const at::Tensor& sel) {
@@ -312,7 +329,7 @@ std::vector<at::Tensor> attend_forward(const at::Tensor& table, const at::Tensor
   auto weights = at::empty({col.size(0), dst.size(1)}, dst.options());
   auto out = aggregate ? at::empty({num_dst, dst.size(1), dst.size(2)}, dst.options()) : at::empty({0}, dst.options());
   AT_DISPATCH_FLOATING_TYPES(dst.scalar_type(), "attend_forward", [&] { with_width(dst.size(2), [&](auto width) {
-    forward_kernel(rows_of<scalar_t, width()>(table, dst, sel), indptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
+    forward_kernel(rows_of<scalar_t, width()>(table, dst, sel, col.size(0)), indptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
                              eid.data_ptr<int64_t>(), num_dst, weights.data_ptr<scalar_t>(),
                    aggregate ? out.data_ptr<scalar_t>() : nullptr);
   }); });
@@ -334,7 +351,7 @@ std::vector<at::Tensor> attend_backward(const at::Tensor& grad_out, const at::Te
   const bool interleave = need_table && grad_out.numel();
   const auto pairs = interleave ? at::stack({grad_out, dst}, 2) : at::empty({0}, dst.options());
   AT_DISPATCH_FLOATING_TYPES(dst.scalar_type(), "attend_backward", [&] { with_width(dst.size(2), [&](auto width) {
-    const auto rows = rows_of<scalar_t, width()>(table, dst, sel);
+    const auto rows = rows_of<scalar_t, width()>(table, dst, sel, col.size(0));
     const scalar_t* g_out = grad_out.numel() ? grad_out.data_ptr<scalar_t>() : nullptr;
     const scalar_t* g_w = grad_w.numel() ? grad_w.data_ptr<scalar_t>() : nullptr;
     backward_dst_kernel(rows, indptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), eid.data_ptr<int64_t>(), num_dst,
