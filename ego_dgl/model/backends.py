@@ -21,6 +21,8 @@ None of the primitives builds per-edge [E, *S, D] messages.
 
 The third backend, `dgl-udf`, writes EgoGCN's multimodal layers as DGL message passing
 (`dgl_udf.py`); its other graph computations use the dgl primitives here.
+The fourth, `fused` (CPU only), adds to the torch primitives a fused attention, one C++
+sweep per destination (`fused.py`); where it cannot run it falls back with a note.
 """
 
 from __future__ import annotations
