@@ -34,6 +34,7 @@ def test_whole_epoch_figures_add_up(whole_epoch, tiny):
     # the median epoch is one of the repetitions, so it cannot be below the sum of the phase medians' minimum
     assert r["epoch_s"] > r["t_forward"] and r["epoch_s"] > r["t_backward"]
     assert r["batches_per_s"] == pytest.approx(r["batches_per_epoch"] / r["epoch_s"])
+    assert r["shares"] == pytest.approx({p: r[p] / r["epoch_s"] for p in PHASES})
     assert r["eval_s"] > 0 and 0 < r["eval_users"] <= 60
     assert r["data"] == tiny.fingerprint()
     assert r["peak_rss_mb"] > 50 and r["peak_cuda_mb"] is None and r["backend"] == "torch"
@@ -48,8 +49,8 @@ def test_a_partial_epoch_is_projected_to_the_whole():
     assert got == pytest.approx({"t_forward": 1.75, "t_sample": 0.975, "t_step": 3.5})
 
 
-def _result(dataset, backend, mode, epoch_s):
-    return {"case": {"dataset": dataset, "backend": backend, "mode": mode, "batches": None}, "epoch_s": epoch_s}
+def _result(dataset, backend, mode, epoch_s, peak_rss_mb=100.0):
+    return {"case": {"dataset": dataset, "backend": backend, "mode": mode, "batches": None}, "epoch_s": epoch_s, "peak_rss_mb": peak_rss_mb}
 
 
 def test_ratios_within_a_run_and_against_the_previous_record():
@@ -79,14 +80,16 @@ def test_bench_command_writes_the_report_and_compares_with_the_last(tmp_path):
     if Path("/proc/cpuinfo").exists():  # the CPU told apart beyond its vague VM name
         assert report["machine"]["cpu_id"]["cpu family"] and "model" in report["machine"]["cpu_id"]
     assert {Case(**r["case"]).name for r in report["results"]} == {
-        f"synthetic-tiny/{b}/{m}" for b in ("dgl", "torch") for m in ("hard", "soft")
+        f"synthetic-tiny/{b}/{m}" for b in ("dgl", "torch", "fused") for m in ("hard", "soft")
     }
-    assert set(report["ratios"]) == {"torch_over_dgl/synthetic-tiny/hard", "torch_over_dgl/synthetic-tiny/soft"}
+    assert set(report["ratios"]) == {
+        f"{r}/synthetic-tiny/{m}" for r in ("torch_over_dgl", "torch_over_fused", "dgl_over_fused", "peak_dgl_over_fused") for m in ("hard", "soft")
+    }
     assert "synthetic-tiny/dgl/hard" in first.output
     second = runner.invoke(main, args)
     assert second.exit_code == 0, second.output
     again = json.loads((tmp_path / "synthetic-tiny.json").read_text())
-    assert sum(k.startswith("previous_over_now/") for k in again["ratios"]) == 4
+    assert sum(k.startswith("previous_over_now/") for k in again["ratios"]) == 6
 
 
 def test_bench_rejects_an_unknown_suite(tmp_path):
@@ -109,6 +112,12 @@ def test_reports_are_named_per_device_and_dgl_cases_skip_where_dgl_cannot_run(tm
 def test_ratios_compare_each_dgl_backend_with_torch():
     now = [_result("d", "dgl", "hard", 2.0), _result("d", "dgl-udf", "hard", 8.0), _result("d", "torch", "hard", 4.0)]
     assert ratios(now, None) == {"torch_over_dgl/d/hard": 2.0, "torch_over_dgl-udf/d/hard": 0.5}
+
+
+def test_ratios_set_the_fused_backend_against_dgl_in_time_and_memory():
+    now = [_result("d", "dgl", "hard", 6.0, peak_rss_mb=300.0), _result("d", "fused", "hard", 2.0, peak_rss_mb=200.0)]
+    assert ratios(now, None) == {"dgl_over_fused/d/hard": 3.0, "peak_dgl_over_fused/d/hard": 1.5}
+    assert Case("ml100k", "fused", "hard") in SUITES["ml100k"] and Case("synthetic-tiktok", "fused", "hard", 12) in SUITES["synthetic-tiktok"]
 
 
 def test_a_neighbour_sampled_case_trains_on_blocks_and_is_set_against_full_graph():
@@ -156,7 +165,7 @@ def test_a_failed_case_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
     report = bench.run_suite("synthetic-tiny", repeats=1, threads=1, out=tmp_path, progress=False)
     assert report["failed"] == {"synthetic-tiny/dgl/soft": "benchmark case synthetic-tiny/dgl/soft was killed by SIGKILL "
                                 "(the kernel's out-of-memory killer sends it)"}
-    assert len(report["results"]) == 3 and len(measured) == 3
+    assert len(report["results"]) == 5 and len(measured) == 5
     assert json.loads((tmp_path / "synthetic-tiny.json").read_text())["failed"] == report["failed"]
 
 

@@ -49,7 +49,7 @@ def assert_same_tables(model: EgoGCN, sizes: tuple[int, ...]) -> None:
             torch.testing.assert_close(chunked.stats[key], full.stats[key], **TOL, msg=key)
 
 
-@pytest.mark.parametrize("backend", ["dgl", "torch"])
+@pytest.mark.parametrize("backend", ["dgl", "torch", "fused"])
 @pytest.mark.parametrize("options", SAMPLED_VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_layerwise_tables_equal_the_whole_graph(tiny, backend, options):
     model = model_of(tiny, backend, options)
@@ -58,7 +58,7 @@ def test_layerwise_tables_equal_the_whole_graph(tiny, backend, options):
         assert any(float(v) > 0 for v in model.final_tables().stats.values()), "the case must fuse some edge"
 
 
-@pytest.mark.parametrize("backend", ["dgl", "torch"])
+@pytest.mark.parametrize("backend", ["dgl", "torch", "fused"])
 def test_a_chunk_of_items_never_clicked_in_training(tiny, backend):
     """Items 0-4 lose their training edges, so the first item chunk of 5 has no in-edges."""
     cold = dataclasses.replace(tiny, train=tiny.train[tiny.train[:, 1] >= 5])

@@ -18,7 +18,7 @@ from ego_dgl.graph.backends import resolve_backend
 from ego_dgl.model.egogcn import EgoGCN, ModelConfig
 from ego_dgl.model.egogcn.ego_fusion import merge_direction
 
-BACKENDS = ["dgl", "dgl-udf", "torch"]
+BACKENDS = ["dgl", "dgl-udf", "torch", "fused"]
 # u0 has item 0 only (its affinity is 1, so it is always fused); u1 has five items, so no
 # affinity of its can exceed e / (e + 4 / e) < 0.65 (unit vectors: logits in [-1, 1]).
 PAIRS = [(0, 0), (1, 0), (1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 5), (3, 2), (3, 3), (3, 5)]

@@ -15,7 +15,7 @@ from ego_dgl.data import Dataset
 from ego_dgl.model.egogcn import EgoGCN, ModelConfig
 
 TOL = dict(rtol=0, atol=1e-6)
-BACKENDS = ["dgl", "dgl-udf", "torch"]
+BACKENDS = ["dgl", "dgl-udf", "torch", "fused"]
 PAIRS = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 3), (2, 1), (2, 2), (2, 4), (2, 5), (3, 3), (3, 5), (4, 0), (4, 4), (4, 5), (4, 2)]
 P, Q, DIM = 5, 6, 8
 

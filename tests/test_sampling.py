@@ -46,7 +46,7 @@ def gradients(model: EgoGCN, loss: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 
-@pytest.mark.parametrize("backend", ["dgl", "torch"])
+@pytest.mark.parametrize("backend", ["dgl", "torch", "fused"])
 @pytest.mark.parametrize("options", SAMPLED_VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_full_neighbourhood_blocks_equal_the_full_graph(ds, backend, options):
     torch.manual_seed(3)

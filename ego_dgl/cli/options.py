@@ -30,7 +30,7 @@ TRAIN_OPTION_HELP = {
     "dim": "embedding width D [default: per dataset, 64 for the paper's]",
     "seed": "random seed [default: 0]",
     "device": "auto, cpu, cuda or cuda:N [default: auto = cuda when available]",
-    "backend": "graph backend: auto, dgl, dgl-udf (EGO as DGL edge functions, slower) or torch [default: auto]",
+    "backend": "graph backend: auto, dgl, dgl-udf (EGO as DGL edge functions, slower), torch or fused (fused C++ attention kernels, CPU) [default: auto]",
     "protocol": "full, legacy (the authors' evaluator, labelled as such) or mmrec (MMRec's: epoch by validation recall@20, "
                 "cut-offs 5/10/20/50, patience 20, MMRec's overall and per-model defaults) [default: full]",
     "sampler": "full (every batch propagates the whole graph, the paper's) or neighbor (DGL blocks around the batch, EgoGCN only) [default: full]",

@@ -21,6 +21,8 @@ None of the primitives builds per-edge [E, *S, D] messages.
 
 The third backend, `dgl-udf`, writes EgoGCN's multimodal layers as DGL message passing
 (`dgl_udf.py`); its other graph computations use the dgl primitives here.
+The fourth, `fused` (CPU only), adds to the torch primitives a fused attention, one C++
+sweep per destination (`fused.py`); where it cannot run it falls back with a note.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from ego_dgl.graph import sparse
 from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER
 from ego_dgl.graph.sparse import SparseRelation
 
-BACKENDS = ("dgl", "dgl-udf", "torch")
+BACKENDS = ("dgl", "dgl-udf", "torch", "fused")
 
 
 class Relation(Protocol):
@@ -155,11 +157,15 @@ class Edges(nn.Module):
 
 
 def build_relation(backend: str, src: Tensor, dst: Tensor, num_src: int, num_dst: int, etype: tuple[str, str, str]) -> Relation:
-    """The relation of `backend` ('dgl' or 'torch') over the edges src[k] -> dst[k]:
+    """The relation of `backend` ('dgl', 'torch' or 'fused') over the edges src[k] -> dst[k]:
     a whole graph's (`Edges`) or one sampled block's (`ego_dgl.graph.blocks`)."""
     sparse_rel = SparseRelation(src, dst, num_src, num_dst)
     if backend == "torch":
         return TorchRelation(sparse_rel)
+    if backend == "fused":
+        from ego_dgl.graph.fused import FusedRelation  # fused.py builds on this module
+
+        return FusedRelation(sparse_rel)
     stype, _, dtype = etype
     if stype == dtype:
         g = dgl.graph((src, dst), num_nodes=num_src)
@@ -196,6 +202,8 @@ def resolve_backend(requested: str, device: torch.device | str) -> tuple[str, st
         return "torch", None
     if requested not in ("auto", *BACKENDS):
         raise ConfigError(f"--backend {requested!r} is not one of: auto, {', '.join(BACKENDS)}")
+    if requested == "fused":
+        return _fused_or_fallback(device)
     if _dgl_runs_on(str(device)):
         return ("dgl" if requested == "auto" else requested), None
     if requested != "auto":
@@ -204,6 +212,18 @@ def resolve_backend(requested: str, device: torch.device | str) -> tuple[str, st
             "(the PyPI DGL is CPU-only); use --backend torch or --backend auto"
         )
     return "torch", f"DGL cannot run on {device} (the installed DGL lacks support for it), so the torch backend is used."
+
+
+def _fused_or_fallback(device: torch.device) -> tuple[str, str | None]:
+    """`fused` where its kernels run (the CPU, once built), else what `auto` picks
+    without it, with a note saying why."""
+    from ego_dgl.graph import fused  # fused.py builds on this module
+
+    if fused.available(device):
+        return "fused", None
+    fallback = "dgl" if _dgl_runs_on(str(device)) else "torch"
+    why = "runs on the CPU only" if device.type != "cpu" else "kernels could not be built here (see the warning)"
+    return fallback, f"the fused backend {why}, so the {fallback} backend is used."
 
 
 def interaction_edges(g: dgl.DGLGraph) -> tuple[Edges, Edges]:

@@ -64,7 +64,7 @@ class Case:
 
 
 def _grid(dataset: str, batches: int | None) -> list[Case]:
-    return [Case(dataset, b, m, batches) for m in ("hard", "soft") for b in ("dgl", "torch")]
+    return [Case(dataset, b, m, batches) for m in ("hard", "soft") for b in ("dgl", "torch", "fused")]
 
 
 # Every trained baseline with its defaults, beside EgoGCN-hard, for the per-epoch ratios.
@@ -174,6 +174,7 @@ def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
         "build_s": build_seconds,
         "build_peak_rss_mb": build_peak_mb,
         **phase,
+        "shares": {k: phase[k] / epoch_seconds for k in PHASES},  # each phase's part of the epoch
         "epoch_s": epoch_seconds,
         "batches_per_s": per_epoch / epoch_seconds,
         "eval_s": statistics.median(evals),
@@ -231,8 +232,9 @@ def run_case(case: Case, repeats: int, threads: int, device: str) -> dict[str, A
 
 
 def ratios(results: list[dict[str, Any]], previous: dict[str, Any] | None) -> dict[str, float]:
-    """Within this run: the torch/dgl (and torch/dgl-udf) epoch-time ratio per dataset and
-    mode (above 1 = the DGL backend faster), each baseline's epoch time over EgoGCN-hard's,
+    """Within this run: the torch/dgl (and torch/dgl-udf, torch/fused) epoch-time ratio per
+    dataset and mode (above 1 = the DGL backend faster), dgl over fused of the epoch time
+    and of the peak memory (above 1 = fused faster, smaller), each baseline's epoch time over EgoGCN-hard's,
     full-graph over neighbour-sampled epoch time (the sampler's speed-up) and the eager
     over the compiled step's (--compile's speed-up); against the
     previous record of the suite: old/new epoch time per case."""
@@ -256,6 +258,10 @@ def ratios(results: list[dict[str, Any]], previous: dict[str, Any] | None) -> di
         other = by_name.get(f"{case.dataset}/torch/{case.mode}")
         if case.backend != "torch" and other:
             out[f"torch_over_{case.backend}/{case.dataset}/{case.mode}"] = other["epoch_s"] / r["epoch_s"]
+        dgl = by_name.get(f"{case.dataset}/dgl/{case.mode}")
+        if case.backend == "fused" and dgl:
+            out[f"dgl_over_fused/{case.dataset}/{case.mode}"] = dgl["epoch_s"] / r["epoch_s"]
+            out[f"peak_dgl_over_fused/{case.dataset}/{case.mode}"] = dgl["peak_rss_mb"] / r["peak_rss_mb"]
     for old in (previous or {}).get("results", []):
         name = Case(**old["case"]).name
         if name in by_name:

@@ -16,7 +16,7 @@ CHOICES = {
     "fusion": ("ego", "gm", "na"),
     "branches": ("id+mm", "id", "mm"),
     "id_weights": ("lightgcn", "soft-pruning"),
-    "backend": ("auto", "dgl", "dgl-udf", "torch"),
+    "backend": ("auto", "dgl", "dgl-udf", "torch", "fused"),
 }
 
 
@@ -39,7 +39,7 @@ class ModelConfig(RecommenderConfig):
     fusion: str = "ego"  # ego | gm (graph merge: no modulation) | na (node alignment)
     branches: str = "id+mm"  # which representations are concatenated for scoring
     id_weights: str = "lightgcn"  # ID-branch edge weights
-    backend: str = "auto"  # graph backend: dgl, dgl-udf, torch, or auto (dgl unless it cannot run on the device)
+    backend: str = "auto"  # graph backend: dgl, dgl-udf, torch, fused (CPU), or auto (dgl unless it cannot run on the device)
     word_dim: int = 128  # width of the learned word table for word-bag text modalities
 
     def label(self) -> str:

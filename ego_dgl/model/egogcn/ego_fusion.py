@@ -34,7 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from ego_dgl.graph.backends import Relation
-from ego_dgl.model.layers.attention import attend, shared_logits
+from ego_dgl.graph.fused import FusedRelation, hard_attention
+from ego_dgl.model.layers.attention import attend, layer_logits
 from ego_dgl.model.layers.features import normalize
 
 
@@ -72,6 +73,9 @@ def hard_direction(
     """Eq. 1, 2, 5, 6: the own-feature messages over all edges, corrected on the fused
     (edge, modality) pairs only (see the module docstring); `logits` are Eq. 1's if known;
     `threshold` how the affinity is held against eps (`passes`)."""
+    if isinstance(rel, FusedRelation):
+        agg, weights, s, passed = hard_attention(rel, src, dst, lambda s: passes(rel, s, eps, threshold))
+        return Attention(normalize(agg), weights, affinity=s, fused=passed.to(src.dtype))
     if logits is None:
         logits = rel.edge_dot(src, dst)
     s = rel.softmax(logits)
@@ -138,5 +142,5 @@ class EgoLayer(nn.Module):
         return hard_direction(rel, src, dst, self.eps, logits, self.threshold)
 
     def forward(self, to_users: Relation, to_items: Relation, users: Tensor, items: Tensor) -> tuple[Attention, Attention]:
-        logits = None if self.soft else shared_logits(to_items, users, items)  # soft: per-direction messages
+        logits = None if self.soft else layer_logits(to_items, users, items)  # soft: per-direction messages
         return self.direction(to_users, items, users, "to_users", logits), self.direction(to_items, users, items, "to_items", logits)

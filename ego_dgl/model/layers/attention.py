@@ -7,6 +7,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ego_dgl.graph.backends import Relation
+from ego_dgl.graph.fused import FusedRelation
 
 # the two directions of a user-item layer, in the order models list them
 DIRECTIONS = ("item->user", "user->item")
@@ -15,7 +16,10 @@ DIRECTIONS = ("item->user", "user->item")
 def attend(rel: Relation, msg: Tensor, dst: Tensor, logits: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Softmax over each destination's incoming edges of <msg_j, x_v>, and the weighted sum
     of msg_j: the attention shared by Eq. 5-6, GM and routing (Eq. 7-8). `logits` are the
-    <msg_j, x_v> when the caller has them (see `shared_logits`)."""
+    <msg_j, x_v> when the caller has them (see `shared_logits`); the fused backend
+    computes them inside its one sweep."""
+    if isinstance(rel, FusedRelation):
+        return rel.attend(msg, dst)
     weights = rel.softmax(rel.edge_dot(msg, dst) if logits is None else logits)
     return rel.aggregate(msg, weights), weights
 
@@ -26,3 +30,9 @@ def shared_logits(to_items: Relation, users: Tensor, items: Tensor) -> Tensor:
     interactions in the same order (edge k of both is one interaction). Computing them
     once also halves the backward's SpMMs: both directions' gradients arrive summed."""
     return to_items.edge_dot(users, items)
+
+
+def layer_logits(to_items: Relation, users: Tensor, items: Tensor) -> Tensor | None:
+    """`shared_logits` for a layer's attention, or None with the fused backend, whose
+    sweeps compute the logits as they go (cheaper than reading them back per edge)."""
+    return None if isinstance(to_items, FusedRelation) else shared_logits(to_items, users, items)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ego_dgl.graph.backends import Relation
-from ego_dgl.model.layers.attention import attend, shared_logits
+from ego_dgl.model.layers.attention import attend, layer_logits
 from ego_dgl.model.layers.features import normalize
 
 
@@ -23,6 +23,6 @@ def routing_layers(to_users: Relation, to_items: Relation, users: Tensor, items:
     """`layers` routing steps over the bipartite graph, users and items updated together;
     both directions share one step's <x_u, x_i> logits."""
     for _ in range(layers):
-        logits = shared_logits(to_items, users, items)
+        logits = layer_logits(to_items, users, items)
         users, items = route(to_users, items, users, logits), route(to_items, users, items, logits)
     return users, items
