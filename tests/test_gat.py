@@ -83,7 +83,8 @@ def test_attention_dropout_acts_in_training_only(tiny):
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [(dict(heads=0), "heads must be a positive"), (dict(heads=5, dim=32), "must be a multiple of"), (dict(attn_dropout=1.0), "attn_dropout must be in")],
+    [(dict(heads=0), "heads must be a positive"), (dict(heads=5, dim=32), "must be a multiple of"), (dict(attn_dropout=1.0),
+        "attn_dropout must be in")],
 )
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):

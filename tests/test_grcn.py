@@ -89,8 +89,10 @@ def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor, float]:
 
     w_to_user = {(u, i): weight(a, P + i) for (u, i), a in a_to_user.items()}
     w_to_item = {(u, i): weight(a, u) for (u, i), a in a_to_item.items()}
-    content_u = [torch.cat([users[u][k] + sum((a_to_user[u, i][k] * items[i][k] for i in of_user[u]), torch.zeros_like(users[u][k])) for k in range(M)]) for u in range(P)]
-    content_i = [torch.cat([items[i][k] + sum((a_to_item[u, i][k] * users[u][k] for u in of_item[i]), torch.zeros_like(items[i][k])) for k in range(M)]) for i in range(Q)]
+    content_u = [torch.cat([users[u][k] + sum((a_to_user[u, i][k] * items[i][k] for i in of_user[u]),
+        torch.zeros_like(users[u][k])) for k in range(M)]) for u in range(P)]
+    content_i = [torch.cat([items[i][k] + sum((a_to_item[u, i][k] * users[u][k] for u in of_item[i]),
+        torch.zeros_like(items[i][k])) for k in range(M)]) for i in range(Q)]
     e_u = [F.normalize(model.ids.table[u], dim=0) for u in range(P)]
     e_i = [F.normalize(model.ids.table[P + i], dim=0) for i in range(Q)]
     id_u, id_i = list(e_u), list(e_i)

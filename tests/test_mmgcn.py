@@ -70,7 +70,8 @@ def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize(
     "given",
-    [{}, {"layers": 1, "aggregation": "sum", "combine": "add"}, {"layers": 3, "combine": "add", "has_id": False}, {"layers": 3, "aggregation": "sum"}],
+    [{}, {"layers": 1, "aggregation": "sum", "combine": "add"}, {"layers": 3, "combine": "add", "has_id": False}, {"layers": 3,
+        "aggregation": "sum"}],
 )
 def test_mmgcn_matches_the_reference(tiny, given):
     model = float64_model(tiny, **given)
@@ -101,7 +102,8 @@ def test_loss_regularises_the_id_and_preference_rows(tiny):
 
 @pytest.mark.parametrize(
     "given, message",
-    [({"layers": 0}, "--layers must be >= 1"), ({"aggregation": "max"}, "aggregation='max' is not one of"), ({"combine": "mul"}, "combine='mul' is not one of")],
+    [({"layers": 0}, "--layers must be >= 1"), ({"aggregation": "max"}, "aggregation='max' is not one of"), ({"combine": "mul"},
+        "combine='mul' is not one of")],
 )
 def test_bad_options_are_refused(given, message):
     with pytest.raises(ConfigError, match=message):

@@ -322,7 +322,7 @@ def test_layer0_affinity_messages_reattention_output(hand, backend, kw):
             side = "to_users" if name == "to_users" else "to_items"
             src = items0 if name == "to_users" else users0
             node = model.layer0.gates[side](src)
-            for (j, v, m), msg in rec["messages"].items():
+            for (j, _v, m), msg in rec["messages"].items():
                 torch.testing.assert_close(node[j, m], msg, **TOL)
 
 
@@ -339,7 +339,8 @@ PROPAGATE = [
     dict(branches="id", layers_id=3),
     dict(branches="mm", layers_mm=4),
 ]
-PROPAGATE_IDS = ["hard", "hard-relative", "soft-scalar", "soft-vector", "gm", "na", "hard-soft-pruning", "soft-soft-pruning", "na-soft-pruning", "id-only", "mm-only"]
+PROPAGATE_IDS = ["hard", "hard-relative", "soft-scalar", "soft-vector", "gm", "na", "hard-soft-pruning", "soft-soft-pruning", "na-soft-pruning",
+    "id-only", "mm-only"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -151,7 +151,8 @@ def test_cli_models_and_train_with_a_model(tmp_path):
     assert run_dir.name.endswith("-pop")
     bad = runner.invoke(main, ["train", "--model", "pop", "--eps", "0.3", "--dataset", "synthetic-tiny", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "not an option of --model pop" in bad.stderr
-    param = runner.invoke(main, ["train", "--param", "layers_mm=1", "--epochs", "1", "--dataset", "synthetic-tiny", "--device", "cpu", "--out", str(tmp_path)])
+    param = runner.invoke(main, ["train", "--param", "layers_mm=1", "--epochs", "1", "--dataset", "synthetic-tiny", "--device", "cpu", "--out",
+        str(tmp_path)])
     assert param.exit_code == 0, param.output
     configs = [json.loads((d / "config.json").read_text()) for d in (tmp_path / "runs").iterdir()]
     assert sorted(c["model_name"] for c in configs) == ["egogcn", "pop"]

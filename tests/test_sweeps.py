@@ -25,7 +25,7 @@ def test_sweep_layers_grid_summary_plot_and_rerun(tmp_path):
     folder = tmp_path / "sweeps" / "layers-synthetic-tiny"
     cells = rows(folder / "cells.csv")
     # synthetic-tiny's defaults: K = 2 and L = 2 are held fixed
-    expected = {f"{f}-K{k}-L{l}-s0" for f in ("ego", "gm", "na") for k, l in ((1, 2), (3, 2), (2, 1))}
+    expected = {f"{f}-K{k}-L{lv}-s0" for f in ("ego", "gm", "na") for k, lv in ((1, 2), (3, 2), (2, 1))}
     assert {c["key"] for c in cells} == expected and len(cells) == 9
     assert all(int(c["epochs_run"]) == 2 for c in cells)
     summary = rows(folder / "summary.csv")

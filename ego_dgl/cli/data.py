@@ -88,7 +88,8 @@ def _ratios(value: str) -> tuple[float, float, float]:
 @click.option("--ratios", default="8:1:1", show_default=True, help="train:valid:test per user.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random split.")
 @click.option("--text", multiple=True, metavar="NAME=COLS", help="Sentence embedding (all-MiniLM-L6-v2) of item-table columns; repeatable.")
-@click.option("--categories", multiple=True, metavar="NAME=COL[:SEP]", help="Multi-hot of a column of SEP-separated categories (default '|'); repeatable.")
+@click.option("--categories", multiple=True, metavar="NAME=COL[:SEP]",
+    help="Multi-hot of a column of SEP-separated categories (default '|'); repeatable.")
 @click.option("--numbers", multiple=True, metavar="NAME=COLS", help="Standardised numeric columns; repeatable.")
 @click.option("--embedding", multiple=True, metavar="NAME=FILE",
               help="Precomputed vectors keyed by raw item id: .parquet (id column + vector column) or .npy with FILE.ids.txt; repeatable.")

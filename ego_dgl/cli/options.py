@@ -13,7 +13,8 @@ TRAIN_OPTION_HELP = {
     "mode": "EGO fusion: hard (threshold, Eq. 2) or soft (gates, Eq. 3-4) [default: hard]",
     "eps": "hard-mode importance threshold, usually in 0..1; allowed on purpose: > 1 fuses no edge (the same model as "
            "--fusion gm), < 0 fuses every edge [default: per dataset, 0.4 Movielens, 0.6 Tiktok]",
-    "threshold": "hard mode: absolute (the paper's, s > eps) or relative (an extension, not the paper's: s * |N(v)| > eps, the weight against the uniform share) [default: absolute]",
+    "threshold": "hard mode: absolute (the paper's, s > eps) or relative (an extension, not the paper's: s * |N(v)| > eps, the weight "
+        "against the uniform share) [default: absolute]",
     "gate": "soft-mode gate: scalar (the paper's) or vector (the authors' code) [default: scalar]",
     "layers-mm": "K, multimodal layers including the EGO layer [default: per dataset]",
     "layers-id": "L, LightGCN layers of the ID branch [default: per dataset]",
@@ -31,10 +32,12 @@ TRAIN_OPTION_HELP = {
     "backend": "graph backend: auto, dgl, dgl-udf (EGO as DGL edge functions, slower) or torch [default: auto]",
     "protocol": "full, or legacy (the authors' evaluator, labelled as such) [default: full]",
     "sampler": "full (every batch propagates the whole graph, the paper's) or neighbor (DGL blocks around the batch, EgoGCN only) [default: full]",
-    "procs": "data-parallel training in this many processes on this machine (DDP: gloo on CPU, nccl on CUDA), each with its share of every epoch's batches of --batch-size; under torchrun leave it out (torchrun starts the processes) [default: 1]",
+    "procs": "data-parallel training in this many processes on this machine (DDP: gloo on CPU, nccl on CUDA), each with its share of every "
+        "epoch's batches of --batch-size; under torchrun leave it out (torchrun starts the processes) [default: 1]",
     "dist": "DistDGL: train on the partitions of this config (egodgl data partition writes OUT/<name>.json), started by egodgl dist-launch "
             "or DGL's tools/launch.py; --dataset defaults to the partitioned one and --sampler to neighbor",
-    "fanouts": "--sampler neighbor: in-edges sampled per node and layer, comma-separated per layer or one for all; -1 takes every neighbour [default: 10]",
+    "fanouts": "--sampler neighbor: in-edges sampled per node and layer, comma-separated per layer or one for all; -1 takes every neighbour "
+        "[default: 10]",
     "eval-chunk": "evaluate by exact layer-wise inference over chunks of this many nodes (EgoGCN; memory of one layer, not the whole "
                   "graph's propagation) [default: 0 = the whole graph at once]",
     "compile": "torch.compile the training step: off, default, or reduce-overhead (CUDA graphs on CUDA; on the CPU the same as "
@@ -65,10 +68,12 @@ def sweep_options(f):
     for option in reversed([
         click.option("--seeds", type=int, default=1, show_default=True, help="seeds per cell; the summary gives mean and std"),
         click.option("--seed", type=int, default=0, show_default=True, help="first seed"),
-        click.option("--jobs", type=int, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads"),
+        click.option("--jobs", type=int, default=1, show_default=True,
+            help="cells trained at once, each in a worker process with its share of the CPU threads"),
         click.option("--k-fixed", type=int, default=None, help="K while L varies (and for eps) [default: per dataset]"),
         click.option("--l-fixed", type=int, default=None, help="L while K varies (and for eps) [default: per dataset]"),
-        click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the sweep goes to OUT/sweeps/<name> [default: results]"),
+        click.option("--out", type=click.Path(file_okay=False), default=None,
+            help="results folder; the sweep goes to OUT/sweeps/<name> [default: results]"),
         click.option("--name", default=None, help="sweep folder name; rerunning with the same name skips finished cells [default: <kind>-<dataset>]"),
     ]):
         f = option(f)

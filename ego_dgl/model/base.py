@@ -106,7 +106,7 @@ class Recommender(nn.Module):
         """How many blocks a sampled batch needs (models with `supports_sampling`)."""
         raise NotImplementedError
 
-    def sampled_loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float, batch: "SampledBatch") -> tuple[Tensor, dict[str, Tensor]]:
+    def sampled_loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float, batch: SampledBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """`loss` with propagation over the sampled blocks of `batch` only."""
         raise NotImplementedError
 

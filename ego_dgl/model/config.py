@@ -4,9 +4,7 @@ defaults, the registry name, a short label for run ids, and a check of its value
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
-
-from typing_extensions import Self
+from typing import ClassVar, Self
 
 
 @dataclass

@@ -228,7 +228,7 @@ def ratios(results: list[dict[str, Any]], previous: dict[str, Any] | None) -> di
     by_name = {Case(**r["case"]).name: r for r in results}
     full = {(c.dataset, c.mode): r for r in results if (c := Case(**r["case"])).model == "egogcn" and c.sampler == "full"}
     out = {}
-    for name, r in by_name.items():
+    for r in results:
         case = Case(**r["case"])
         if case.model != "egogcn":
             if (case.dataset, "hard") in full:
@@ -389,7 +389,8 @@ def report_table(report: dict[str, Any]):
         peak = r["peak_cuda_mb"] if r["peak_cuda_mb"] is not None else r["peak_rss_mb"]
         epoch = f"{r['epoch_s']:.2f}" + ("*" if r["projected"] else "")
         table.add_row(
-            Case(**r["case"]).name, f"{r['train_edges']:,}", *(f"{r[k]:.2f}" for k in PHASES), epoch, f"{step_seconds(r):.3f}", f"{r['eval_s']:.2f}", f"{peak:,.0f}"
+            Case(**r["case"]).name, f"{r['train_edges']:,}", *(f"{r[k]:.2f}" for k in PHASES), epoch, f"{step_seconds(r):.3f}",
+                f"{r['eval_s']:.2f}", f"{peak:,.0f}"
         )
     if any(r["projected"] for r in report["results"]):
         table.caption = "* projected from the first batches of the epoch (see batches_timed in the JSON)"

@@ -471,7 +471,8 @@ def launch_compare(opts: dict[str, Any], progress: bool = True) -> Comparison:
         write_csv(folder / "paired.csv", paired)
     table = markdown(command_line(opts), plan, summary, paired, tuning)
     write_atomic(folder / "table.md", table.encode())
-    plot_bars(summary, folder / "compare.png", f"{shared['dataset']}: test at the best validation epoch, {protocol_label(shared.get('protocol', 'full'))}")
+    plot_bars(summary, folder / "compare.png",
+        f"{shared['dataset']}: test at the best validation epoch, {protocol_label(shared.get('protocol', 'full'))}")
     return Comparison(folder, summary, paired, table)
 
 

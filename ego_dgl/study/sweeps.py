@@ -15,10 +15,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from rich.markup import escape
@@ -406,7 +407,7 @@ class CellProgress:
         self.task = self.bar.add_task(escape(title), total=total, info="")
         self.done, self.total = 0, total
 
-    def __enter__(self) -> "CellProgress":
+    def __enter__(self) -> CellProgress:
         self.bar.__enter__()
         return self
 

@@ -48,7 +48,7 @@ class TrainConfig:
     eval_chunk: int = 0  # evaluation: nodes per chunk of exact layer-wise inference; 0 propagates the whole graph at once
     compile: str = "off"  # torch.compile of the training step: off | default | reduce-overhead (CUDA graphs on CUDA)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad option."""
         for name in ("epochs", "patience", "batch_size", "procs"):
             if getattr(self, name) < 1:

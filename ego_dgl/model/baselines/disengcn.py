@@ -57,7 +57,7 @@ class DisenGCNConfig(BaselineConfig):
     iterations: int = 3  # T neighbourhood-routing iterations per layer
     tau: float = 1.0  # softmax temperature of the routing
 
-    def validate(self) -> "DisenGCNConfig":
+    def validate(self) -> DisenGCNConfig:
         super().validate()
         if self.factors < 1 or self.dim % self.factors:
             raise ConfigError(f"--param factors={self.factors} must be a positive divisor of --dim {self.dim}")

@@ -61,7 +61,7 @@ class GraphSAGEConfig(BaselineConfig):
     aggregator: str = "mean"  # mean | gcn | pool
     output: str = "linear"  # linear (last layer unnormalised) | paper (ReLU + L2 after it too)
 
-    def validate(self) -> "GraphSAGEConfig":
+    def validate(self) -> GraphSAGEConfig:
         super().validate()
         if self.aggregator not in AGGREGATORS:
             raise ConfigError(f"--param aggregator={self.aggregator!r} is not one of: {', '.join(AGGREGATORS)}")

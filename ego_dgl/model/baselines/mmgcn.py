@@ -75,7 +75,7 @@ class MMGCNConfig(RecommenderConfig):
     has_id: bool = True  # the ID embedding added in the combination layer (Eq. 5)
     word_dim: int = 128  # width of the learned word table for word-bag text modalities
 
-    def validate(self) -> "MMGCNConfig":
+    def validate(self) -> MMGCNConfig:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1 or self.latent_dim < 1 or self.word_dim < 1:
             raise ConfigError("--dim, latent_dim and word_dim must be positive integers")

@@ -49,7 +49,7 @@ class ModelConfig(RecommenderConfig):
         label = self.mode if self.fusion == "ego" else self.fusion
         return f"mm-{label}" if self.branches == "mm" else label
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         """Raise ConfigError naming the first bad or incompatible option."""
         for key, allowed in CHOICES.items():
             value = getattr(self, key)
