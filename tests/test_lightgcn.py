@@ -84,9 +84,11 @@ def test_loss_is_bpr_plus_the_regulariser_of_the_raw_rows(tiny):
     t = model.propagate()
     diffs = [(t.users[u] @ t.items[p] - t.users[u] @ t.items[n]).item() for u, p, n in zip(users, pos, neg)]
     bpr = np.mean([-math.log(1 / (1 + math.exp(-d))) for d in diffs])
-    reg = model.inputs.users[users].pow(2).mean() + model.inputs.items[torch.cat([pos, neg])].pow(2).mean()
+    # the authors' convention: every squared entry over the same 2·B (times D here), users and items alike
+    rows = [model.inputs.users[u] for u in users] + [model.inputs.items[i] for i in torch.cat([pos, neg])]
+    reg = sum(float(x) ** 2 for row in rows for x in row) / (2 * len(users) * model.cfg.dim)
     assert parts["bpr"].item() == pytest.approx(bpr, abs=1e-9)
-    assert loss.item() == pytest.approx(bpr + 0.01 * reg.item(), abs=1e-9)
+    assert loss.item() == pytest.approx(bpr + 0.01 * reg, abs=1e-9)
 
 
 def test_without_content_the_inputs_are_the_id_tables(tiny):

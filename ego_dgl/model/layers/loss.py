@@ -20,3 +20,12 @@ def regulariser(user_rows: list[Tensor], item_rows: list[Tensor]) -> Tensor:
     row appears once per pair, so the users' term is the mean over the batch's users and
     the items' term the mean over positives and negatives together)."""
     return torch.stack([rows.pow(2).mean() for rows in user_rows + item_rows]).sum()
+
+
+def pair_regulariser(user_rows: list[Tensor], item_rows: list[Tensor]) -> Tensor:
+    """LightGCN's authors' convention: every squared entry of the batch's raw rows (its B
+    users, and its positives and negatives together) summed and divided by the same 2·B·D,
+    so a user row weighs what an item row does (their code divides by 2B; D as in
+    `regulariser`, to keep `--reg` on one scale across the models)."""
+    batch, width = user_rows[0].shape  # the batch's B user rows are always among them
+    return torch.stack([r.pow(2).sum() for r in user_rows + item_rows]).sum() / (2 * batch * width)
