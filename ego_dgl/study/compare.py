@@ -34,7 +34,6 @@ import numpy as np
 
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import protocol_label
-from ego_dgl.model.egogcn.config import ModelConfig
 from ego_dgl.model.registry import MODELS, config_fields, model_names, resolve_model
 from ego_dgl.runs import DEFAULT_RESULTS, slug, write_atomic, write_csv
 from ego_dgl.study.sweeps import (
@@ -51,7 +50,6 @@ from ego_dgl.train.defaults import (
     SELECT_METRIC,
     TrainConfig,
     flag,
-    ignored_options,
     option_types,
     profile_for,
     resolve_options,
@@ -191,8 +189,7 @@ def tuned_keys(entry: Entry, grid: dict[str, list[Any]], shared: dict[str, Any])
     keys = [k for k in grid if k in own and k not in fixed]
     if keys:
         _, cfg, _, _ = resolve_options(ModelCell(entry, (), 0).given(shared))
-        ignored = ignored_options(cfg) if isinstance(cfg, ModelConfig) else {}
-        keys = [k for k in keys if k not in ignored]
+        keys = [k for k in keys if k not in cfg.ignored_options()]
     return keys
 
 

@@ -3,14 +3,13 @@ training step's bytes for any model's config, refused in one line when it cannot
 
 from __future__ import annotations
 
-from typing import Any
-
 from ego_dgl.data.dataset import Dataset, WordBag
 from ego_dgl.errors import ConfigError
+from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.system import available_memory, gib
 
 
-def training_bytes(ds: Dataset, cfg: Any) -> int:
+def training_bytes(ds: Dataset, cfg: RecommenderConfig) -> int:
     """A rough lower estimate of the memory one training step needs, in bytes (float32),
     for any model's config:
 
@@ -19,19 +18,17 @@ def training_bytes(ds: Dataset, cfg: Any) -> int:
 
     with P users, Q items, E training edges, M modalities (F_m features or V_m words of
     width W = cfg.word_dim; none when the model uses no content), K multimodal layers
-    and L ID layers (EgoGCN's layers_mm and layers_id; a baseline's `layers` for both):
+    and L ID layers, as the config's `footprint()` declares them:
     the parameter tables four times (weights, gradients, Adam's two moments), each
     layer's node representations and their gradients, and the per-edge messages. Real
     use is higher; the estimate only has to catch what cannot fit at all (say --dim
     10**8). A model without a `dim` (popularity) needs nothing worth counting."""
-    D = getattr(cfg, "dim", 0)
-    if not D:
+    size = cfg.footprint()
+    if size is None:
         return 0
-    P, Q, E, W = ds.num_users, ds.num_items, len(ds.train), getattr(cfg, "word_dim", 0)
-    uses_content = getattr(cfg, "branches", "") != "id" and getattr(cfg, "content", True)
-    M = len(ds.features) if uses_content else 0
-    K = getattr(cfg, "layers_mm", getattr(cfg, "layers", 1))
-    L = getattr(cfg, "layers_id", getattr(cfg, "layers", 1))
+    P, Q, E, W, D = ds.num_users, ds.num_items, len(ds.train), size.word_dim, size.dim
+    M = len(ds.features) if size.content else 0
+    K, L = size.layers_mm, size.layers_id
     params = (P + Q) * D + P * M * D
     for f in ds.features.values() if M else ():
         params += f.num_words * W + W * D if isinstance(f, WordBag) else int(f.shape[1]) * D
@@ -39,12 +36,13 @@ def training_bytes(ds: Dataset, cfg: Any) -> int:
     return 4 * (4 * params + activations)
 
 
-def check_fits(ds: Dataset, cfg: Any, device: str) -> None:
+def check_fits(ds: Dataset, cfg: RecommenderConfig, device: str) -> None:
     """Refuse, before allocating anything, a model whose estimated training memory
     (`training_bytes`) exceeds what is free on `device`."""
     need, free = training_bytes(ds, cfg), available_memory(device)
-    if free is not None and need > free:
+    size = cfg.footprint()
+    if size is not None and free is not None and need > free:
         raise ConfigError(
-            f"--dim {cfg.dim} on {ds.name} needs at least {gib(need)} to train, but {device} has {gib(free)} free; "
+            f"--dim {size.dim} on {ds.name} needs at least {gib(need)} to train, but {device} has {gib(free)} free; "
             "use a smaller --dim (the paper's is 64)"
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import DEFAULT_KS, PROTOCOLS, check_eval_options
-from ego_dgl.model.egogcn.config import ModelConfig
+from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.registry import (
     all_option_types,
     config_fields,
@@ -118,8 +118,6 @@ def option_types() -> dict[str, type]:
     train = {k: t for k, t in typing.get_type_hints(TrainConfig).items() if k != "ks"}
     return {**RUN_OPTION_TYPES, **train, **all_option_types()}
 
-FUSION_ONLY = ("mode", "eps", "threshold", "gate")  # options that only mean something for EGO fusion
-
 
 def select_split(cfg: TrainConfig) -> str:
     """The split whose recall@10 picks the epoch: valid, or test under the legacy protocol."""
@@ -135,26 +133,9 @@ def profile_for(dataset: str) -> str:
     return PROFILE_OF.get(key, "movielens")
 
 
-def ignored_options(model: ModelConfig) -> dict[str, str]:
-    """The EgoGCN options this variant would silently ignore, each with the line that says
-    why (`check_compatible` refuses them; `compare --tune` leaves them out)."""
-    ignored: dict[str, str] = {}
-    if model.mode != "soft":
-        ignored["gate"] = "--gate applies to the soft EGO gate only; add --mode soft or drop --gate"
-    else:
-        ignored["eps"] = "--eps is the hard-mode threshold; drop it with --mode soft"
-        ignored["threshold"] = "--threshold says how the hard-mode threshold applies; drop it with --mode soft"
-    for key in FUSION_ONLY:
-        if model.fusion != "ego":
-            ignored.setdefault(key, f"--{key} configures EGO fusion; it has no effect with --fusion {model.fusion}")
-        elif model.branches == "id":
-            ignored.setdefault(key, f"--{key} configures the multimodal branch; it has no effect with --branches id")
-    return ignored
-
-
-def check_compatible(given: dict[str, Any], model: ModelConfig) -> None:
-    """Reject explicitly given EgoGCN options that the chosen variant would silently ignore."""
-    ignored = ignored_options(model)
+def check_compatible(given: dict[str, Any], model: RecommenderConfig) -> None:
+    """Reject explicitly given options that the chosen model or variant would silently ignore."""
+    ignored = model.ignored_options()
     for key in given:
         if key in ignored:
             raise ConfigError(ignored[key])
@@ -187,7 +168,7 @@ def model_options(name: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]
     return model, preset
 
 
-def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
+def resolve_options(given: dict[str, Any]) -> tuple[str, RecommenderConfig, TrainConfig, str]:
     """(dataset, model config, training config, profile name) from the options the user
     set explicitly, over the model's preset, over the dataset's profile, over the
     dataclass defaults."""
@@ -203,13 +184,11 @@ def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
         raise ConfigError(f"--protocol {given['protocol']!r} is not one of: {', '.join(PROTOCOLS)}")
     model_cfg = cfg_type(**{k: v for k, v in values.items() if k in config_fields(model)})
     train = TrainConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(TrainConfig)}})
-    model_cfg.validate()
-    if isinstance(model_cfg, ModelConfig):
-        check_compatible(given, model_cfg)
+    check_compatible(given, model_cfg.validate())
     return dataset, model_cfg, train.validate(), profile
 
 
-def run_label(model: Any, train: TrainConfig) -> str:
+def run_label(model: RecommenderConfig, train: TrainConfig) -> str:
     """Short name of what a run trains, used in run ids: hard, soft, gm, na, id, lightgcn...,
     with -legacy for the legacy protocol, -neighbor for sampled training and -dist on
     DistDGL partitions."""
