@@ -73,7 +73,7 @@ def compare_command(**options) -> None:
     console.print(compare_table("compare: test figures at the best validation epoch", result.summary, result.paired))
     names = ("cells.csv", "tuning.csv", "summary.csv", "paired.csv", "table.md", "compare.png")
     files = ", ".join(n for n in names if (result.folder / n).exists())
-    console.print(f"comparison folder: {result.folder} ({files})", highlight=False, soft_wrap=True)
+    console.print(f"comparison folder: {escape(str(result.folder))} ({files})", highlight=False, soft_wrap=True)
 
 
 @main.command("plot-embeddings")
