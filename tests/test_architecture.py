@@ -20,3 +20,16 @@ def test_ruff_check_is_clean():
     ruff = Path(sys.executable).with_name("ruff")
     done = subprocess.run([str(ruff), "check", "ego_dgl", "tests", "cli.py", ".ci"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_the_equations_cited_by_the_code_live_in_the_repository():
+    """The code cites docs/egogcn.md by section name, in quotes; every section it names is a heading there."""
+    import re
+
+    headings = {h.split(" (Eq.")[0] for h in re.findall(r"^## (.+)$", (ROOT / "docs" / "egogcn.md").read_text(), flags=re.M)}
+    cited = set()
+    for path in [*ROOT.glob("ego_dgl/**/*.py"), *ROOT.glob("tests/**/*.py")]:
+        text = path.read_text()
+        assert "SPEC" + ".md" not in text, f"{path} cites a file the repository does not hold"
+        cited |= set(re.findall(r'docs/egogcn\.md, "([^"]+)"', text))
+    assert cited and cited <= headings, cited - headings

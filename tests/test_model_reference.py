@@ -1,4 +1,4 @@
-"""EgoGCN against a dense reference written here loop by loop from SPEC.md's equations
+"""EgoGCN against a dense reference written here loop by loop from docs/egogcn.md's equations
 (Eq. 1-14), on a hand-built graph of 5 users, 6 items and 3 modalities, in float64, for
 every graph backend. The reference shares no code with the model: it reads only the
 model's parameters and the raw dataset."""

@@ -92,7 +92,7 @@ def check_eval_chunk(value: int) -> None:
         raise ConfigError(f"--eval-chunk must be a positive number of nodes per chunk (0: the whole graph at once), got {value}")
 
 
-# The paper's hyper-parameters (SPEC.md); synthetic presets get small, fast values.
+# The paper's hyper-parameters (docs/egogcn.md, "Hyper-parameters"); synthetic presets get small, fast values.
 PROFILES: dict[str, dict[str, Any]] = {
     "movielens": dict(eps=0.4, layers_mm=4, layers_id=3, reg=1e-4, lr=2e-4, batch_size=2048, dim=64),
     "tiktok": dict(eps=0.6, layers_mm=2, layers_id=2, reg=1e-3, lr=3e-4, batch_size=1024, dim=64),

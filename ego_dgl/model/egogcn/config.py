@@ -25,7 +25,7 @@ FUSION_ONLY = ("mode", "eps", "threshold", "gate")  # options that only mean som
 
 @dataclass
 class ModelConfig(RecommenderConfig):
-    """EgoGCN's architecture (SPEC.md). Defaults are the paper's; `eps` and the layer
+    """EgoGCN's architecture (docs/egogcn.md). Defaults are the paper's; `eps` and the layer
     counts are per dataset in the paper and set by the training defaults."""
 
     name: ClassVar[str] = "egogcn"

@@ -1,5 +1,5 @@
 """EgoGCN: the multimodal branch (layer 0 + routing, or NA) and the ID branch, concatenated
-[id, modality_1, ..., modality_M] for inner-product scores (SPEC.md, Eq. 1-14)."""
+[id, modality_1, ..., modality_M] for inner-product scores (docs/egogcn.md, Eq. 1-14)."""
 
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ class EgoGCN(Recommender):
 
     def reg_rows(self, users: Tensor, items: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """The raw ID rows of the batch's users and items and the raw preference rows of
-        its users (SPEC.md, Eq. 14 [impl])."""
+        its users (docs/egogcn.md, "Prediction, loss and regulariser", Eq. 14 [impl])."""
         raw_users, raw_items = [], []
         if self.use_id:
             raw_users.append(self.ids.user_rows(users))

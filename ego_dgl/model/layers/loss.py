@@ -1,4 +1,4 @@
-"""BPR loss and the regulariser of SPEC.md (Eq. 14)."""
+"""BPR loss and the regulariser of docs/egogcn.md ("Prediction, loss and regulariser", Eq. 13-14)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def bpr(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
 def regulariser(user_rows: list[Tensor], item_rows: list[Tensor]) -> Tensor:
     """Sum over tables of the mean squared entry of the batch's raw rows.
 
-    SPEC.md [impl], as the authors' code: mean(e_id[u]^2 + e_id[i]^2) + sum over m of
+    docs/egogcn.md [impl], as the authors' code: mean(e_id[u]^2 + e_id[i]^2) + sum over m of
     mean(u_m(0)[u]^2), where the batch's items are its positives and negatives (each user
     row appears once per pair, so the users' term is the mean over the batch's users and
     the items' term the mean over positives and negatives together)."""
