@@ -167,3 +167,21 @@ def test_bad_names_and_options_are_one_line_and_train_nothing(tmp_path, extra, f
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
     assert not (tmp_path / "compare").exists()
+
+
+def test_compare_png_has_a_row_per_model_in_every_metric_panel(tmp_path):
+    """compare.png: one panel per metric, one bar per model on the axis, so it grows in
+    height (not width) with the number of models."""
+    from PIL import Image
+
+    from ego_dgl.study.compare import plot_bars
+
+    def summary(n):
+        return [{"name": f"m{k}", "role": ("egogcn", "baseline", "floor")[k % 3],
+                 **{f"{m}_{s}": 0.1 + 0.01 * k for m in TABLE_METRICS for s in ("mean", "std")}} for k in range(n)]
+
+    sizes = {}
+    for n in (4, 16):
+        plot_bars(summary(n), tmp_path / f"{n}.png", "title")
+        sizes[n] = Image.open(tmp_path / f"{n}.png").size
+    assert sizes[4][0] == sizes[16][0] and sizes[16][1] > 2 * sizes[4][1] * 0.8

@@ -377,12 +377,13 @@ class CellProgress:
         self.bar.update(self.task, advance=1, info=escape(f"{cell.key}: {state}"))
 
 
-def save_png(fig: Any, path: Path) -> None:
-    """Write a matplotlib figure as PNG atomically (temporary file, then rename) and close it."""
+def save_png(fig: Any, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> None:
+    """Lay a matplotlib figure out within `rect` (figure fractions; room left outside it,
+    e.g. for a legend), write it as PNG atomically (temporary file, then rename), close it."""
     import matplotlib.pyplot as plt
 
     from ego_dgl.runs import write_png
 
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     write_png(path, fig)
     plt.close(fig)

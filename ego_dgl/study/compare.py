@@ -368,25 +368,39 @@ def markdown(command: str, plan: Plan, summary: list[dict[str, Any]], paired: li
     return "\n".join([*lines, "", *caption(plan, summary, paired, tuning), ""])
 
 
+ROLE_COLOURS = {EGOGCN: ("tab:red", "EgoGCN variants"), "baseline": ("tab:blue", "baselines"), "floor": ("tab:gray", "popularity (floor)")}
+
+
 def plot_bars(summary: list[dict[str, Any]], path: Path, title: str) -> None:
-    """One group of bars per metric, one bar per model, std error bars."""
+    """One panel per metric: a horizontal bar per model, sorted by its mean (best on top),
+    the model's name on the axis, std error bars, the paper's variants and the baselines
+    told apart by colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    x = np.arange(len(TABLE_METRICS))
-    width = 0.8 / len(summary)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(summary) * len(TABLE_METRICS)), 4.2))
-    for k, e in enumerate(summary):
-        ax.bar(x + (k - (len(summary) - 1) / 2) * width, [e[f"{m}_mean"] for m in TABLE_METRICS], width,
-               yerr=[e[f"{m}_std"] for m in TABLE_METRICS], capsize=2, label=e["name"])
-    ax.set_xticks(x, [metric_title(m) for m in TABLE_METRICS])
-    ax.set_ylabel("test, mean ± std over seeds")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title(title, fontsize=9)
-    save_png(fig, path)
+    cols = 3
+    rows = math.ceil(len(TABLE_METRICS) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 0.8 + rows * (0.9 + 0.28 * max(len(summary), 4))),
+                             squeeze=False)
+    for ax, metric in zip(axes.flat, TABLE_METRICS):
+        ranked = sorted(summary, key=lambda e: float(e[f"{metric}_mean"]))
+        y = np.arange(len(ranked))
+        ax.barh(y, [float(e[f"{metric}_mean"]) for e in ranked], xerr=[float(e[f"{metric}_std"]) for e in ranked], capsize=2,
+                color=[ROLE_COLOURS[e["role"]][0] for e in ranked], height=0.7)
+        ax.set_yticks(y, [e["name"] for e in ranked], fontsize=8)
+        ax.set_title(f"test {metric_title(metric)}", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax.margins(y=0.01)
+    for ax in list(axes.flat)[len(TABLE_METRICS):]:
+        ax.set_visible(False)
+    roles = [r for r in ROLE_COLOURS if any(e["role"] == r for e in summary)]
+    fig.legend(handles=[Patch(color=ROLE_COLOURS[r][0], label=ROLE_COLOURS[r][1]) for r in roles], loc="lower center", ncol=len(roles),
+               fontsize=9, frameon=False)
+    fig.suptitle(f"{title}; mean ± std over seeds", fontsize=10)
+    save_png(fig, path, rect=(0, 0.04, 1, 1))
 
 
 def command_line(opts: dict[str, Any]) -> str:
