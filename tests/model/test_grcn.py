@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import float64_model, neighbours
 
-from ego_dgl.data import Dataset, load_dataset
+from ego_dgl.data import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options
@@ -19,24 +20,7 @@ from ego_dgl.train import resolve_options
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
 
-
-def float64_model(ds, **given):
-    _, cfg, _, _ = resolve_options({"dataset": ds.name, "model": "grcn", "content_dim": 10, **given})
-    torch.manual_seed(0)
-    return build_model(ds, cfg, "cpu").double()
-
-
-def neighbours(ds) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-    of_user: dict[int, list[int]] = {u: [] for u in range(ds.num_users)}
-    of_item: dict[int, list[int]] = {i: [] for i in range(ds.num_items)}
-    for u, i in sorted({(int(u), int(i)) for u, i in ds.train}):
-        of_user[u].append(i)
-        of_item[i].append(u)
-    return of_user, of_item
 
 
 def softmax(logits: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -49,7 +33,7 @@ def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor, float]:
     also the share of pruned item->user edges."""
     cfg = model.cfg
     P, Q, M = ds.num_users, ds.num_items, len(ds.modalities)
-    of_user, of_item = neighbours(ds)
+    of_user, of_item = neighbours(ds.train, ds.num_users, ds.num_items)
     users = [[F.normalize(model.preferences.tables[k][u], dim=0) for k in range(M)] for u in range(P)]
     items = []
     for i in range(Q):
@@ -114,7 +98,7 @@ def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor, float]:
     [{}, {"routing": 0, "layers": 0}, {"routing": 1, "layers": 3, "weight_mode": "max", "pruning": False}, {"layers": 1, "weight_mode": "mean"}],
 )
 def test_grcn_matches_the_reference(tiny, given):
-    model = float64_model(tiny, **given)
+    model = float64_model(tiny, "grcn", **{"content_dim": 10, **given})
     ref_u, ref_i, pruned = reference(model, tiny)
     tables = model.final_tables()
     assert tables.users.shape == (tiny.num_users, model.cfg.dim + 3 * model.cfg.content_dim)
@@ -124,7 +108,7 @@ def test_grcn_matches_the_reference(tiny, given):
 
 
 def test_confidence_pruning_cuts_edges_and_stays_trainable(tiny):
-    model = float64_model(tiny)
+    model = float64_model(tiny, "grcn", content_dim=10)
     tables = model.propagate()
     assert 0 < tables.stats["pruned/item->user"] < 1 and 0 < tables.stats["pruned/user->item"] < 1
     (tables.users.sum() + tables.items.sum()).backward()
@@ -137,7 +121,7 @@ def test_defaults_are_the_authors():
 
 
 def test_loss_regularises_the_id_and_preference_rows(tiny):
-    model = float64_model(tiny)
+    model = float64_model(tiny, "grcn", content_dim=10)
     users, pos, neg = torch.tensor([0, 3]), torch.tensor([1, 2]), torch.tensor([4, 5])
     loss, parts = model.loss(users, pos, neg, 0.01)
     t = model.propagate()

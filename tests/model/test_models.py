@@ -33,10 +33,6 @@ def model_on(ds, name: str, **given) -> Recommender:
     return build_model(ds, cfg, "cpu")
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
-
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_interface_shapes_scores_and_loss(tiny, name):

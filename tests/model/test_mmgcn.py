@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import float64_model, neighbours
 
-from ego_dgl.data import Dataset, load_dataset
+from ego_dgl.data import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options
@@ -18,31 +19,14 @@ from ego_dgl.train import resolve_options
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
 
-
-def float64_model(ds, **given):
-    _, cfg, _, _ = resolve_options({"dataset": ds.name, "model": "mmgcn", "latent_dim": 12, **given})
-    torch.manual_seed(0)
-    return build_model(ds, cfg, "cpu").double()
-
-
-def neighbours(ds) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-    of_user: dict[int, list[int]] = {u: [] for u in range(ds.num_users)}
-    of_item: dict[int, list[int]] = {i: [] for i in range(ds.num_items)}
-    for u, i in {(int(u), int(i)) for u, i in ds.train}:
-        of_user[u].append(i)
-        of_item[i].append(u)
-    return of_user, of_item
 
 
 def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 1-6 and the modality sum (Eq. 8), node by node, modality by modality."""
     cfg = model.cfg
     P = ds.num_users
-    of_user, of_item = neighbours(ds)
+    of_user, of_item = neighbours(ds.train, ds.num_users, ds.num_items)
     nbrs = {v: ([P + i for i in of_user[v]] if v < P else of_item[v - P]) for v in range(P + ds.num_items)}
     reps = []
     for k, m in enumerate(ds.modalities):
@@ -74,7 +58,7 @@ def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor]:
         "aggregation": "sum"}],
 )
 def test_mmgcn_matches_the_reference(tiny, given):
-    model = float64_model(tiny, **given)
+    model = float64_model(tiny, "mmgcn", **{"latent_dim": 12, **given})
     ref_u, ref_i = reference(model, tiny)
     tables = model.final_tables()
     assert tables.users.shape == (tiny.num_users, model.cfg.dim)
@@ -87,7 +71,7 @@ def test_defaults_are_the_authors():
 
 
 def test_loss_regularises_the_id_and_preference_rows(tiny):
-    model = float64_model(tiny)
+    model = float64_model(tiny, "mmgcn", latent_dim=12)
     users, pos, neg = torch.tensor([0, 3]), torch.tensor([1, 2]), torch.tensor([4, 5])
     loss, parts = model.loss(users, pos, neg, 0.01)
     t = model.propagate()

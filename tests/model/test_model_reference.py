@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import neighbours
 
 from ego_dgl.data import Dataset
 from ego_dgl.model.egogcn import EgoGCN, ModelConfig
@@ -48,14 +49,6 @@ def softmax(values: list[torch.Tensor]) -> list[torch.Tensor]:
     total = sum(e)
     return [x / total for x in e]
 
-
-def neighbours(pairs) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-    of_user: dict[int, list[int]] = {u: [] for u in range(P)}
-    of_item: dict[int, list[int]] = {i: [] for i in range(Q)}
-    for u, i in pairs:
-        of_user[u].append(i)
-        of_item[i].append(u)
-    return of_user, of_item
 
 
 def ref_item_features(model: EgoGCN, ds: Dataset) -> list[list[torch.Tensor]]:
@@ -157,7 +150,7 @@ def ref_lightgcn(table, w_to_user, w_to_item, layers):
 
 def ref_layer0(model, cfg, users0, items0, M):
     """Layer 0 in both directions: returns the outputs and the per-direction records."""
-    of_user, of_item = neighbours(PAIRS)
+    of_user, of_item = neighbours(PAIRS, P, Q)
     records = {}
     outs = []
     for name, src, dst, nbrs, side in (("to_users", items0, users0, of_user, "to_users"), ("to_items", users0, items0, of_item, "to_items")):
@@ -203,7 +196,7 @@ def ref_tables(model: EgoGCN, ds: Dataset, cfg: ModelConfig):
     M = len(ds.modalities)
     user_rows = [[] for _ in range(P)]
     item_rows = [[] for _ in range(Q)]
-    of_user, of_item = neighbours(PAIRS)
+    of_user, of_item = neighbours(PAIRS, P, Q)
     records = None
     if cfg.branches != "id":
         users0, items0 = ref_user_prefs(model), ref_item_features(model, ds)
