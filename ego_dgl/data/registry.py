@@ -34,6 +34,12 @@ def datasets_root() -> Path:
     return Path(os.environ.get("EGODGL_DATASETS") or "datasets")
 
 
+def dataset_folder(dataset: str, root: Path | None = None) -> Path:
+    """Where a dataset's files are: a built-in prepared once lives under the datasets
+    folder (`root`, else datasets_root()); any other name is a folder path itself."""
+    return Path(root or datasets_root()) / dataset if dataset in CACHED else Path(dataset)
+
+
 def datasets_folder(root: Path | None) -> Path:
     """`root` (else datasets_root()) made if missing, checked before any slow build."""
     root = Path(root or datasets_root())

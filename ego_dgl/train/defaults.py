@@ -14,6 +14,7 @@ from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import DEFAULT_KS, PROTOCOLS, check_eval_options
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.registry import (
+    MODELS,
     all_option_types,
     config_fields,
     config_type,
@@ -21,6 +22,7 @@ from ego_dgl.model.registry import (
 )
 
 DEFAULT_DATASET = "ml100k"
+DEFAULT_MODEL = "egogcn"
 MAX_SEED = 2**32 - 1  # numpy accepts seeds in 0..2**32-1; torch and DGL accept more
 SELECT_METRIC = "recall@10"
 SAMPLERS = ("full", "neighbor")
@@ -119,6 +121,27 @@ def option_types() -> dict[str, type]:
     return {**RUN_OPTION_TYPES, **train, **all_option_types()}
 
 
+# what a default means where the config's value alone does not say it
+SHOWN_DEFAULTS = {"fanouts": DEFAULT_FANOUT, "device": "auto = cuda when available", "eval_chunk": "0 = the whole graph at once"}
+
+
+def shown_default(key: str) -> str | None:
+    """The default `--help` shows for an option, read from where it is set: the paper's
+    per-dataset profile (its Movielens and Tiktok values), TrainConfig, or the model
+    configs (one value, or 'per model' when they differ); None when there is none."""
+    run_defaults = {"dataset": DEFAULT_DATASET, "model": DEFAULT_MODEL}
+    if key in run_defaults or key in SHOWN_DEFAULTS:
+        return {**run_defaults, **SHOWN_DEFAULTS}[key]
+    if key in PROFILES["movielens"]:
+        movielens, tiktok = PROFILES["movielens"][key], PROFILES["tiktok"][key]
+        return f"per dataset, {movielens:g} Movielens, {tiktok:g} Tiktok" if movielens != tiktok else f"per dataset, {movielens:g} in the paper"
+    train = {f.name: f.default for f in fields(TrainConfig)}
+    if key in train:
+        return str(train[key]) if train[key] != "" else None
+    values = {getattr(config_type(m)(), key) for m in MODELS if key in config_fields(m)}
+    return (str(values.pop()) if len(values) == 1 else "per model") if values else None
+
+
 def select_split(cfg: TrainConfig) -> str:
     """The split whose recall@10 picks the epoch: valid, or test under the legacy protocol."""
     return "test" if cfg.protocol == "legacy" else "valid"
@@ -177,7 +200,7 @@ def resolve_options(given: dict[str, Any]) -> tuple[str, RecommenderConfig, Trai
         raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(option_types()))}")
     dataset = dataset_name(given)
     profile = profile_for(dataset)
-    model, preset = model_options(str(given.get("model") or "egogcn"), given)
+    model, preset = model_options(str(given.get("model") or DEFAULT_MODEL), given)
     cfg_type = config_type(model)
     values = {**asdict(cfg_type()), **asdict(TrainConfig()), **PROFILES[profile], **preset, **given}
     if given.get("protocol") not in (None, *PROTOCOLS):
