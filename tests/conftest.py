@@ -6,6 +6,7 @@ model builder, neighbour lists and early-fusion reference."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,13 @@ def early_fusion_reference(model, ds) -> tuple[torch.Tensor, torch.Tensor]:
         concat = torch.cat([feats[i, m] for m in range(feats.shape[1])])
         items.append(inp.fuse.weight @ concat + inp.fuse.bias + inp.items[i])
     return inp.users.detach().clone(), torch.stack(items)
+
+
+def bpr_reference(model: Recommender, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> float:
+    """The BPR term of a batch pair by pair: the mean of log(1 + exp(-(y_ui - y_uj)))."""
+    t = model.propagate()
+    diffs = [(t.users[u] @ t.items[p] - t.users[u] @ t.items[n]).item() for u, p, n in zip(users, pos, neg)]
+    return float(np.mean([math.log1p(math.exp(-d)) for d in diffs]))
 
 
 def neighbours(pairs, num_users: int, num_items: int) -> tuple[dict[int, list[int]], dict[int, list[int]]]:

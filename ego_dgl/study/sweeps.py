@@ -19,21 +19,7 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import protocol_label
 from ego_dgl.runs import slug, write_csv
-from ego_dgl.study.cells import (
-    CellHook,
-    CellProgress,
-    Planned,
-    Planner,
-    check_cell_count,
-    check_study_options,
-    parse_values,
-    run_cells,
-    save_png,
-    seed_list,
-    shared_options,
-    study_folder,
-    summarise,
-)
+from ego_dgl.study import cells as engine
 from ego_dgl.train.defaults import dataset_name, resolve_options
 from ego_dgl.train.trainer import resolve_device
 
@@ -100,7 +86,7 @@ def summarize(cells: list[Cell], rows: dict[str, dict[str, Any]]) -> list[dict[s
     for cell in cells:
         members.setdefault((cell.series, cell.fusion, cell.x), []).append(rows[cell.key])
     groups = {k: ({"series": k[0], "fusion": k[1], "x": k[2], "seeds": len(rs)}, rs) for k, rs in members.items()}
-    return summarise(groups, RECORDED)
+    return engine.summarise(groups, RECORDED)
 
 
 def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -127,23 +113,23 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
-    save_png(fig, path)
+    engine.save_png(fig, path)
 
 
 def sweep_folder(out: str | Path | None, kind: str, dataset: str, name: str | None) -> Path:
     """<out or ./results>/sweeps/<name or kind-dataset> (`cells.study_folder`)."""
-    return study_folder(out, "sweeps", name, f"{kind}-{slug(dataset)}")
+    return engine.study_folder(out, "sweeps", name, f"{kind}-{slug(dataset)}")
 
 
 def run_sweep(
-    ds: Dataset, kind: str, cells: list[Planned], shared: dict[str, Any], folder: Path, on_cell: CellHook | None = None,
+    ds: Dataset, kind: str, cells: list[engine.Planned], shared: dict[str, Any], folder: Path, on_cell: engine.CellHook | None = None,
     display: str = "off", jobs: int = 1,
 ) -> list[dict[str, Any]]:
     """Train every cell (planned over `shared`, the options every cell uses) not yet in
     cells.csv, then write summary.csv and the PNG; returns the summary. `on_cell` and
     `jobs` as in `cells.run_cells`; `display` is each cell's progress display."""
-    check_study_options(folder, {"kind": kind, **shared}, "sweep.json")
-    rows = run_cells(ds, cells, shared, folder, on_cell, display, jobs)
+    engine.check_study_options(folder, {"kind": kind, **shared}, "sweep.json")
+    rows = engine.run_cells(ds, cells, shared, folder, on_cell, display, jobs)
     summary = summarize([p.cell for p in cells], rows)
     write_csv(folder / "summary.csv", summary)
     label = protocol_label(shared.get("protocol", "full"))
@@ -158,24 +144,24 @@ def base_layers(dataset: str) -> tuple[int, int]:
     return model_cfg.layers_mm, model_cfg.layers_id
 
 
-def plan_sweep(kind: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[Planned]]:
+def plan_sweep(kind: str, opts: dict[str, Any]) -> tuple[dict[str, Any], list[engine.Planned]]:
     """The shared options and the planned cells of a sweep from the command's options;
     every cell's options are resolved, and a bad one refused, before anything trains."""
     dataset = dataset_name(opts)
-    shared, seeds = shared_options(dataset, opts), seed_list(opts, 1)
+    shared, seeds = engine.shared_options(dataset, opts), engine.seed_list(opts, 1)
     k_default, l_default = base_layers(dataset)
     k_fixed, l_fixed = opts.get("k_fixed") or k_default, opts.get("l_fixed") or l_default
     if kind == "layers":
-        fusions = parse_values(opts.get("fusions", "ego,gm,na"), str, "--fusions")
-        k_values = parse_values(opts.get("k_values", "1,2,3,4"), int, "--k-values")
-        l_values = parse_values(opts.get("l_values", "1,2,3"), int, "--l-values")
-        check_cell_count(len(fusions) * (len(k_values) + len(l_values)) * len(seeds))
+        fusions = engine.parse_values(opts.get("fusions", "ego,gm,na"), str, "--fusions")
+        k_values = engine.parse_values(opts.get("k_values", "1,2,3,4"), int, "--k-values")
+        l_values = engine.parse_values(opts.get("l_values", "1,2,3"), int, "--l-values")
+        engine.check_cell_count(len(fusions) * (len(k_values) + len(l_values)) * len(seeds))
         cells = layer_cells(fusions, k_values, l_values, k_fixed, l_fixed, seeds)
     else:
-        values = parse_values(opts.get("values", "0.3,0.4,0.5,0.6,0.7"), float, "--values")
-        check_cell_count(len(values) * len(seeds))
+        values = engine.parse_values(opts.get("values", "0.3,0.4,0.5,0.6,0.7"), float, "--values")
+        engine.check_cell_count(len(values) * len(seeds))
         cells = eps_cells(values, k_fixed, l_fixed, seeds)
-    return shared, Planner(shared).plan(cells)
+    return shared, engine.Planner(shared).plan(cells)
 
 
 def launch_sweep(kind: str, opts: dict[str, Any], progress: bool = True) -> tuple[Path, list[dict[str, Any]]]:
@@ -189,6 +175,6 @@ def launch_sweep(kind: str, opts: dict[str, Any], progress: bool = True) -> tupl
     resolve_device(shared.get("device", "auto"))
     folder = sweep_folder(opts.get("out"), kind, dataset_name(opts), opts.get("name"))
     ds = load_dataset(shared["dataset"], progress=progress)
-    with CellProgress(f"sweep {kind}", len(cells), progress) as display:
+    with engine.CellProgress(f"sweep {kind}", len(cells), progress) as display:
         summary = run_sweep(ds, kind, cells, shared, folder, on_cell=display, display=display.cell_display, jobs=opts.get("jobs", 1))
     return folder, summary

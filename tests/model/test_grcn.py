@@ -4,17 +4,13 @@ plus its options, word-bag text and bad configurations."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import float64_model, neighbours
 
-from ego_dgl.data import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -120,20 +116,6 @@ def test_defaults_are_the_authors():
     assert (cfg.dim, cfg.content_dim, cfg.routing, cfg.layers, cfg.weight_mode, cfg.pruning) == (64, 64, 3, 2, "confid", True)
 
 
-def test_loss_regularises_the_id_and_preference_rows(tiny):
-    model = float64_model(tiny, "grcn", content_dim=10)
-    users, pos, neg = torch.tensor([0, 3]), torch.tensor([1, 2]), torch.tensor([4, 5])
-    loss, parts = model.loss(users, pos, neg, 0.01)
-    t = model.propagate()
-    diffs = [(t.users[u] @ t.items[p] - t.users[u] @ t.items[n]).item() for u, p, n in zip(users, pos, neg)]
-    bpr = np.mean([math.log1p(math.exp(-d)) for d in diffs])
-    P = tiny.num_users
-    reg = model.ids.table[users].pow(2).mean() + model.ids.table[P + torch.cat([pos, neg])].pow(2).mean()
-    reg = reg + sum(table[users].pow(2).mean() for table in model.preferences.tables)
-    assert parts["bpr"].item() == pytest.approx(bpr, abs=1e-9)
-    assert loss.item() == pytest.approx(bpr + 0.01 * reg.item(), abs=1e-9)
-
-
 @pytest.mark.parametrize(
     "given, message",
     [({"routing": -1}, "routing must be >= 0"), ({"layers": -1}, "must be >= 0"), ({"weight_mode": "sum"}, "weight_mode='sum' is not one of")],
@@ -141,10 +123,3 @@ def test_loss_regularises_the_id_and_preference_rows(tiny):
 def test_bad_options_are_refused(given, message):
     with pytest.raises(ConfigError, match=message):
         resolve_options({"dataset": "synthetic-tiny", "model": "grcn", **given})
-
-
-def test_a_dataset_without_modalities_is_refused():
-    train = np.array([(0, 0), (1, 1)], dtype=np.int64)
-    ds = Dataset("plain", 2, 2, train, train[:1], train[:1], {})
-    with pytest.raises(ConfigError, match="has no modality"):
-        build_model(ds, resolve_options({"dataset": "plain", "model": "grcn"})[1])
