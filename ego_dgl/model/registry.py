@@ -2,9 +2,10 @@
 the preset names `train --model` and `compare` accept (a model with some options set,
 e.g. `egogcn-soft` or Table 4's ablations).
 
-To add a model: write `ego_dgl/model/<name>.py` with a config dataclass (fields with
-defaults, a ClassVar `name`, a `validate()` that raises ConfigError) and a
-`Recommender` subclass built as `Model(ds, cfg)`; then add one `ModelSpec` line below.
+To add a model: write `ego_dgl/model/baselines/<name>.py` (or a family subpackage) with a
+config extending `model.config.RecommenderConfig` (fields with defaults, a ClassVar
+`name`, a `validate()` that raises ConfigError) and a `Recommender` subclass built as
+`Model(ds, cfg)`; then add one `ModelSpec` line below (README, "how to add a model").
 """
 
 from __future__ import annotations
