@@ -1,4 +1,4 @@
-"""BPR loss and the regulariser of docs/egogcn.md ("Prediction, loss and regulariser", Eq. 13-14)."""
+"""BPR loss and the regulariser of docs/egogcn.md ("Prediction, loss and regulariser", Eq. 14)."""
 
 from __future__ import annotations
 
