@@ -127,7 +127,7 @@ def evaluate_in_chunks(device: torch.device, quick: bool) -> str:
     With --quick the evaluator's memory budget shrinks with the dataset, so its chunking
     is exercised as on the full size."""
     import ego_dgl.evaluate as evaluator
-    from ego_dgl.model import ModelConfig
+    from ego_dgl.model.egogcn.config import ModelConfig
     from ego_dgl.train.defaults import resolve_options
     from ego_dgl.train.trainer import evaluate_model
 
