@@ -50,7 +50,9 @@ def configs() -> list[tuple[str, Any]]:
     return out
 
 
-def forward_and_gradients(ds: Dataset, cfg: Any, device: torch.device, state: dict | None, perturb: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
+def forward_and_gradients(
+    ds: Dataset, cfg: Any, device: torch.device, state: dict | None, perturb: bool = False
+) -> tuple[dict[str, torch.Tensor], dict]:
     """Tables, loss and parameter gradients of a float64 model on `device` (parameters
     from `state` when given), all moved to the CPU; and the model's state. `perturb`
     shifts the user table (tests only: the check must catch it)."""
@@ -105,7 +107,8 @@ def agree(device: torch.device) -> str:
                     first = str(err).strip().splitlines()[0]
                     raise AssertionError(f"{label} backend {backend} on {device}, {key}: {first}") from None
             checked += 1
-    return f"{checked} model/mode/backend runs on {device} equal the CPU's (forward, loss, gradients; float64, 1e-6; {len(ds.train)} edges; backends {', '.join(backends)})"
+    return (f"{checked} model/mode/backend runs on {device} equal the CPU's (forward, loss, gradients; float64, 1e-6; {len(ds.train)} edges; "
+            f"backends {', '.join(backends)})")
 
 
 def evaluation_dataset(quick: bool) -> Dataset:
@@ -124,7 +127,7 @@ def evaluate_in_chunks(device: torch.device, quick: bool) -> str:
     With --quick the evaluator's memory budget shrinks with the dataset, so its chunking
     is exercised as on the full size."""
     import ego_dgl.evaluate as evaluator
-    from ego_dgl.model.egogcn import ModelConfig
+    from ego_dgl.model.egogcn.config import ModelConfig
     from ego_dgl.train.defaults import resolve_options
     from ego_dgl.train.trainer import evaluate_model
 
@@ -151,12 +154,14 @@ def evaluate_in_chunks(device: torch.device, quick: bool) -> str:
     metrics = evaluate_model(model, ds, ("test",), train_cfg)["test"]
     full = ds.num_users * ds.num_items
     if not rows or max(rows) * ds.num_items >= full:
-        raise AssertionError(f"the evaluator scored {max(rows or [0]):,} users at once: an all-users x all-items matrix ({ds.num_users:,} x {ds.num_items:,})")
+        raise AssertionError(f"the evaluator scored {max(rows or [0]):,} users at once: an all-users x all-items matrix ({ds.num_users:,} x "
+            f"{ds.num_items:,})")
     peak = ""
     if device.type == "cuda":
         extra = torch.cuda.max_memory_allocated(device) - base
         if extra >= full * 4:
-            raise AssertionError(f"evaluation added {extra / 2**30:.1f} GiB on {device}, no less than a float32 {ds.num_users:,} x {ds.num_items:,} matrix")
+            raise AssertionError(f"evaluation added {extra / 2**30:.1f} GiB on {device}, no less than a float32 {ds.num_users:,} x "
+                f"{ds.num_items:,} matrix")
         peak = f", peak {extra / 2**30:.2f} GiB added"
     return (
         f"{ds.name} evaluation on {device}: {int(metrics['users']):,} users x {ds.num_items:,} items in {len(rows)} chunks "

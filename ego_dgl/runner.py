@@ -8,9 +8,10 @@ the process first joins DistDGL's graph servers (a server process serves there a
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError, EgoDGLError
@@ -118,7 +119,8 @@ def resume_run(run_dir: str | Path, given: dict[str, Any], progress: bool = True
     extra = sorted(k for k in given if k not in RESUME_OPTIONS)
     if extra:
         name = extra[0].replace("_", "-")
-        raise ConfigError(f"--resume continues a run with its saved options; drop --{name} (only --epochs, --patience, --device, --compile may change)")
+        raise ConfigError(f"--resume continues a run with its saved options; drop --{name} (only --epochs, --patience, --device, --compile "
+            "may change)")
     run_dir = check_run_dir(run_dir, LAST)
     config = load_run_config(run_dir)
     model_cfg, train_cfg = configs_of(config)

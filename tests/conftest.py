@@ -1,9 +1,12 @@
-"""Shared fixtures: a small dataset, hand-built layout folders, a private datasets
-folder for the whole session, and the helpers that run the CLI and read its CSVs."""
+"""Shared fixtures and helpers for every test folder (tests/<layer>/ mirrors ego_dgl/): a
+small dataset, hand-built layout folders, a private datasets folder for the whole
+session, the helpers that run the CLI and read its CSVs, and the model tests' float64
+model builder, neighbour lists and early-fusion reference."""
 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,9 @@ from click.testing import CliRunner, Result
 
 from ego_dgl.cli import main
 from ego_dgl.data import Dataset, load_dataset
+from ego_dgl.model.base import Recommender
+from ego_dgl.model.registry import build_model
+from ego_dgl.train.defaults import resolve_options
 
 
 def run(*args) -> Result:
@@ -52,6 +58,43 @@ def datasets_root(request: pytest.FixtureRequest, session_datasets_root: Path, m
 def tiny() -> Dataset:
     """synthetic-tiny: 60 users, 80 items, 900 interactions, 3 modalities."""
     return load_dataset("synthetic-tiny")
+
+
+def float64_model(ds: Dataset, name: str, **given) -> Recommender:
+    """Model `name` on `ds` with the options `given` over its defaults, seeded, in float64:
+    what the loop-by-loop references of the model tests compare against."""
+    _, cfg, _, _ = resolve_options({"dataset": ds.name, "model": name, **given})
+    torch.manual_seed(0)
+    return build_model(ds, cfg, "cpu").double()
+
+
+def early_fusion_reference(model, ds) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_u = e_u; x_i = W [i_1(0) || ... || i_M(0)] + b + e_i, item by item."""
+    inp = model.inputs
+    feats = inp.features()  # i_m(0) [Q, M, D] (EgoGCN's layer-0 inputs, tested there)
+    items = []
+    for i in range(ds.num_items):
+        concat = torch.cat([feats[i, m] for m in range(feats.shape[1])])
+        items.append(inp.fuse.weight @ concat + inp.fuse.bias + inp.items[i])
+    return inp.users.detach().clone(), torch.stack(items)
+
+
+def bpr_reference(model: Recommender, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> float:
+    """The BPR term of a batch pair by pair: the mean of log(1 + exp(-(y_ui - y_uj)))."""
+    t = model.propagate()
+    diffs = [(t.users[u] @ t.items[p] - t.users[u] @ t.items[n]).item() for u, p, n in zip(users, pos, neg)]
+    return float(np.mean([math.log1p(math.exp(-d)) for d in diffs]))
+
+
+def neighbours(pairs, num_users: int, num_items: int) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """Each user's and each item's training neighbours, in ascending order, from raw
+    (user, item) pairs (a pair given twice counts once)."""
+    of_user: dict[int, list[int]] = {u: [] for u in range(num_users)}
+    of_item: dict[int, list[int]] = {i: [] for i in range(num_items)}
+    for u, i in sorted({(int(u), int(i)) for u, i in pairs}):
+        of_user[u].append(i)
+        of_item[i].append(u)
+    return of_user, of_item
 
 
 # The EgoGCN variants that sampled training and layer-wise inference support, as model

@@ -1,5 +1,5 @@
-"""The package's layers hold: `lint-imports` checks the contracts in pyproject.toml (the
-layers from the command line down to data and errors, EgoGCN and the baselines independent)."""
+"""The package's layers hold and its code is lint-clean: `lint-imports` checks the contracts in pyproject.toml (the
+layers from the command line down to data and errors, EgoGCN and the baselines independent); `ruff check` its rules."""
 
 import subprocess
 import sys
@@ -13,3 +13,23 @@ def test_import_contracts_hold():
     done = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "0 broken" in done.stdout
+
+
+def test_ruff_check_is_clean():
+    """`ruff check` with pyproject.toml's rules over the package, the tests, the shim and .ci."""
+    ruff = Path(sys.executable).with_name("ruff")
+    done = subprocess.run([str(ruff), "check", "ego_dgl", "tests", "cli.py", ".ci"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_the_equations_cited_by_the_code_live_in_the_repository():
+    """The code cites docs/egogcn.md by section name, in quotes; every section it names is a heading there."""
+    import re
+
+    headings = {h.split(" (Eq.")[0] for h in re.findall(r"^## (.+)$", (ROOT / "docs" / "egogcn.md").read_text(), flags=re.M)}
+    cited = set()
+    for path in [*ROOT.glob("ego_dgl/**/*.py"), *ROOT.glob("tests/**/*.py")]:
+        text = path.read_text()
+        assert "SPEC" + ".md" not in text, f"{path} cites a file the repository does not hold"
+        cited |= set(re.findall(r'docs/egogcn\.md, "([^"]+)"', text))
+    assert cited and cited <= headings, cited - headings

@@ -101,7 +101,12 @@ def test_loss_matches_the_reference(tiny):
 
 @pytest.mark.parametrize(
     "given, message",
-    [({"knn_k": 0}, "knn_k must be positive"), ({"item_layers": -1}, "item_layers"), ({"temperature": 0.0}, "temperature > 0"), ({"knn_k": 500}, "knn_k=500 exceeds the 80 items")],
+    [
+        ({"knn_k": 0}, "knn_k must be positive"),
+        ({"item_layers": -1}, "item_layers"),
+        ({"temperature": 0.0}, "temperature > 0"),
+        ({"knn_k": 500}, "knn_k=500 exceeds the 80 items"),
+    ],
 )
 def test_bad_options_are_refused(tiny, given, message):
     with pytest.raises(ConfigError, match=message):

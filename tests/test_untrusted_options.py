@@ -121,7 +121,7 @@ def test_library_warnings_never_precede_the_error_line(monkeypatch):
     import ego_dgl.data
 
     def warn_then_fail(*args, **kwargs):
-        warnings.warn("invalid value encountered in divide", RuntimeWarning)
+        warnings.warn("invalid value encountered in divide", RuntimeWarning, stacklevel=2)
         raise DataError("the one line")
 
     monkeypatch.setattr(ego_dgl.data, "load_dataset", warn_then_fail)
@@ -134,7 +134,7 @@ def test_library_warnings_of_a_good_command_are_still_shown(monkeypatch):
     real = ego_dgl.data.load_dataset
 
     def warn(*args, **kwargs):
-        warnings.warn("a numpy notice", RuntimeWarning)
+        warnings.warn("a numpy notice", RuntimeWarning, stacklevel=2)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ego_dgl.data, "load_dataset", warn)

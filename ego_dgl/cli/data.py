@@ -61,13 +61,11 @@ def data_info(dataset: str, root: Path | None, as_json: bool) -> None:
     (a built-in name or a folder in MMRec or GRCN layout), and its card when it has one."""
     from ego_dgl.data import load_dataset
     from ego_dgl.data.build import read_card
-    from ego_dgl.data.registry import CACHED, datasets_root
+    from ego_dgl.data.registry import dataset_folder
     from ego_dgl.data.report import card_table, summary_table
-    from ego_dgl.data.variants import parse_variant
 
     ds = load_dataset(dataset, root)
-    prepared = dataset in CACHED or parse_variant(dataset, list(CACHED)) is not None
-    folder = Path(root or datasets_root()) / dataset if prepared else Path(dataset)
+    folder = dataset_folder(dataset, root)
     card = read_card(folder) if folder.is_dir() else None
     if as_json:
         click.echo(json.dumps(ds.summary() | ({"card": card} if card else {}), indent=2))
@@ -75,19 +73,6 @@ def data_info(dataset: str, root: Path | None, as_json: bool) -> None:
         console.print(summary_table(ds))
         if card:
             console.print(card_table(card))
-
-
-def _ratios(value: str) -> tuple[float, float, float]:
-    """'8:1:1' or '0.8,0.1,0.1' as fractions summing to 1."""
-    from ego_dgl.errors import ConfigError
-
-    try:
-        parts = [float(p) for p in value.replace(",", ":").split(":")]
-    except ValueError:
-        parts = []
-    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
-        raise ConfigError(f"--ratios {value!r}: give three non-negative numbers, e.g. 8:1:1")
-    return tuple(p / sum(parts) for p in parts)
 
 
 @data.command("build")
@@ -108,7 +93,8 @@ def _ratios(value: str) -> tuple[float, float, float]:
 @click.option("--ratios", default="8:1:1", show_default=True, help="train:valid:test per user.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random split.")
 @click.option("--text", multiple=True, metavar="NAME=COLS", help="Sentence embedding (all-MiniLM-L6-v2) of item-table columns; repeatable.")
-@click.option("--categories", multiple=True, metavar="NAME=COL[:SEP]", help="Multi-hot of a column of SEP-separated categories (default '|'); repeatable.")
+@click.option("--categories", multiple=True, metavar="NAME=COL[:SEP]",
+    help="Multi-hot of a column of SEP-separated categories (default '|'); repeatable.")
 @click.option("--numbers", multiple=True, metavar="NAME=COLS", help="Standardised numeric columns; repeatable.")
 @click.option("--embedding", multiple=True, metavar="NAME=FILE",
               help="Precomputed vectors keyed by raw item id: .parquet (id column + vector column) or .npy with FILE.ids.txt; repeatable.")
@@ -120,29 +106,16 @@ def _ratios(value: str) -> tuple[float, float, float]:
 @click.option("--encoding", default="utf-8", show_default=True,
               help="Text encoding of the CSV/TSV tables and embedding id files, e.g. latin-1 (MovieLens-1M's).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT (atomically) if it exists.")
-def data_build(out: Path, interactions, items, user, item, item_key, rating, time_col, title, min_rating, k_core, split,
-               ratios, seed, text, categories, numbers, embedding, name, cold_items, train_fraction, encoding, overwrite) -> None:
+def data_build(out: Path, overwrite: bool, **options) -> None:
     """Build dataset OUT (MMRec layout plus card.json and README.md) from an interactions
     table and an item table; train on it with `egodgl train --dataset OUT`."""
-    from ego_dgl.data.build import (
-        BuildConfig,
-        build,
-        check_config,
-        check_destination,
-        parse_modality,
-        write_built,
-    )
+    from ego_dgl.data.build import build, check_config, check_destination, config_from_options, write_built
     from ego_dgl.data.progress import steps
     from ego_dgl.data.registry import datasets_root
     from ego_dgl.data.report import card_table
     from ego_dgl.data.text import cache_folder
 
-    specs = tuple(parse_modality(kind, v) for kind, values in
-                  (("text", text), ("categories", categories), ("numbers", numbers), ("embedding", embedding)) for v in values)
-    cfg = BuildConfig(interactions=interactions, items=items, user=user, item=item, rating=rating, time=time_col,
-                      item_key=item_key, title=title, min_rating=min_rating, k_core=k_core, split=split,
-                      ratios=_ratios(ratios), seed=seed, modalities=specs, name=name or out.name,
-                      cold_items=cold_items, train_fraction=train_fraction, encoding=encoding)
+    cfg = config_from_options(out, **options)
     check_config(cfg)
     check_destination(out, overwrite)
     with steps(Console(stderr=True).is_terminal) as s:  # live bars only where someone watches

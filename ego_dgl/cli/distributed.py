@@ -11,7 +11,8 @@ from ego_dgl.cli.ranges import POSITIVE
 
 
 @main.command("dist-launch", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--parts-config", type=click.Path(dir_okay=False), required=True, help="The partition config, OUT/<name>.json of egodgl data partition.")
+@click.option("--parts-config", type=click.Path(dir_okay=False), required=True,
+    help="The partition config, OUT/<name>.json of egodgl data partition.")
 @click.option("--trainers", type=POSITIVE, default=1, show_default=True, help="Trainer processes in all (a multiple of the partitions).")
 @click.option("--servers", type=POSITIVE, default=1, show_default=True, help="Graph server processes per partition.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

@@ -48,10 +48,12 @@ def sweep_eps_command(**options) -> None:
                    "e.g. pop,lightgcn,egogcn-hard,egogcn-hard+threshold=relative+eps=2")
 @click.option("--seeds", type=int, default=5, show_default=True, help="seeds per model, the same for every model (the paired test needs >= 2)")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="first seed")
-@click.option("--jobs", type=POSITIVE, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads")
+@click.option("--jobs", type=POSITIVE, default=1, show_default=True,
+    help="cells trained at once, each in a worker process with its share of the CPU threads")
 @click.option("--tune", multiple=True, metavar="KEY=V1,V2",
               help="repeatable: per model that has KEY free, try the values on the first seed, keep the best by validation recall@10")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the comparison goes to OUT/compare/<name> [default: results]")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+    help="results folder; the comparison goes to OUT/compare/<name> [default: results]")
 @click.option("--name", default=None, help="comparison folder name; rerunning with the same name skips finished cells [default: <dataset>]")
 @click.option("--finished-only", is_flag=True,
               help="train nothing: tabulate the cells finished so far (e.g. while a long study runs), each model over the seeds it has")

@@ -42,8 +42,8 @@ def summary_table(title: str, summary: list[dict[str, Any]]) -> Table:
     for col in ("series", "variant", "value", "seeds", "R@10", "NDCG@10"):
         table.add_column(col, justify="left" if col in ("series", "variant") else "right", no_wrap=True)
     for e in summary:
-        fmt = lambda m: f"{e[f'{m}_mean']:.4f}±{e[f'{m}_std']:.4f}"  # noqa: E731
-        table.add_row(e["series"], e["fusion"], f"{e['x']:g}", str(e["seeds"]), fmt("recall@10"), fmt("ndcg@10"))
+        r10, n10 = (f"{e[f'{m}_mean']:.4f}±{e[f'{m}_std']:.4f}" for m in ("recall@10", "ndcg@10"))
+        table.add_row(e["series"], e["fusion"], f"{e['x']:g}", str(e["seeds"]), r10, n10)
     return table
 
 
@@ -91,7 +91,8 @@ def models_table() -> Table:
 
     from ego_dgl.model.registry import MODELS, PRESETS, config_type
 
-    table = Table(title="models (--model NAME)", caption="options: --param KEY=VALUE, a config file, or the flags of egodgl train", caption_style="dim")
+    table = Table(title="models (--model NAME)", caption="options: --param KEY=VALUE, a config file, or the flags of egodgl train",
+        caption_style="dim")
     for col in ("name", "what", "options \\[default]"):
         table.add_column(col)
     for name, spec in MODELS.items():

@@ -31,7 +31,7 @@ from ego_dgl.data.tables import (
 from ego_dgl.data.text import DIM, MODEL, embed_texts
 from ego_dgl.data.validate import check_card
 from ego_dgl.data.variants import Variant, apply_variant, write_cold_items
-from ego_dgl.errors import DataError
+from ego_dgl.errors import ConfigError, DataError
 from ego_dgl.untrusted import decode, read_json, read_text
 
 CARD = "card.json"
@@ -115,6 +115,26 @@ def parse_modality(kind: str, value: str) -> ModalitySpec:
         col, _, sep = rest.partition(":")
         return ModalitySpec(name, kind, (col,), sep or "|")
     return ModalitySpec(name, kind, tuple(c.strip() for c in rest.split(",") if c.strip()))
+
+
+def parse_ratios(value: str) -> tuple[float, float, float]:
+    """--ratios '8:1:1' or '0.8,0.1,0.1' as fractions summing to 1."""
+    try:
+        parts = [float(p) for p in value.replace(",", ":").split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
+        raise ConfigError(f"--ratios {value!r}: give three non-negative numbers, e.g. 8:1:1")
+    return tuple(p / sum(parts) for p in parts)
+
+
+def config_from_options(out: Path, ratios: str, text: tuple[str, ...], categories: tuple[str, ...], numbers: tuple[str, ...],
+                        embedding: tuple[str, ...], name: str | None, time_col: str, **options) -> BuildConfig:
+    """The BuildConfig of `egodgl data build OUT`'s options: each modality option parsed
+    (`parse_modality`), the ratios as fractions, the name OUT's unless given."""
+    specs = tuple(parse_modality(kind, v) for kind, values in
+                  (("text", text), ("categories", categories), ("numbers", numbers), ("embedding", embedding)) for v in values)
+    return BuildConfig(**options, time=time_col, ratios=parse_ratios(ratios), modalities=specs, name=name or out.name)
 
 
 def check_config(cfg: BuildConfig) -> None:

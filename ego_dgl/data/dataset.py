@@ -46,7 +46,7 @@ class CSR:
         return self.indices[self.indptr[r] : self.indptr[r + 1]]
 
     @staticmethod
-    def from_pairs(num_rows: int, rows: np.ndarray, cols: np.ndarray) -> "CSR":
+    def from_pairs(num_rows: int, rows: np.ndarray, cols: np.ndarray) -> CSR:
         order = np.lexsort((cols, rows))
         counts = np.bincount(rows, minlength=num_rows)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -151,7 +151,7 @@ class Dataset:
         """The file a split or modality came from, or a description when built in memory."""
         return self.sources.get(part, f"{self.name} ({part})")
 
-    def validate(self) -> "Dataset":
+    def validate(self) -> Dataset:
         """Check every invariant later stages rely on and raise a one-line DataError
         naming the file and the fix; returns the dataset with canonical dtypes and
         duplicate interactions dropped (with a warning that counts them)."""

@@ -41,6 +41,14 @@ def datasets_root() -> Path:
     return Path(os.environ.get("EGODGL_DATASETS") or "datasets")
 
 
+def dataset_folder(dataset: str, root: Path | None = None) -> Path:
+    """Where a dataset's files are: a built-in prepared once lives under the datasets
+    folder (`root`, else datasets_root()), and so does a variant of one (`ml100k-cold0.1`,
+    data/variants.py); any other name is a folder path itself."""
+    prepared = dataset in CACHED or parse_variant(dataset, list(CACHED)) is not None
+    return Path(root or datasets_root()) / dataset if prepared else Path(dataset)
+
+
 def datasets_folder(root: Path | None) -> Path:
     """`root` (else datasets_root()) made if missing, checked before any slow build."""
     root = Path(root or datasets_root())

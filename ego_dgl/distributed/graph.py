@@ -79,7 +79,7 @@ class IdMaps:
     edges: dict[tuple[str, str, str], Tensor]
 
     @classmethod
-    def of(cls, parts: Partitions) -> "IdMaps":
+    def of(cls, parts: Partitions) -> IdMaps:
         orig = parts.original_ids()
         nodes = {t: orig[type_key("node", t)] for t in (USER, ITEM)}
         new_nodes = {t: torch.empty_like(v).scatter_(0, v, torch.arange(len(v))) for t, v in nodes.items()}
@@ -129,7 +129,7 @@ class DistTraining:
     longest: int  # the most pairs any trainer holds
 
     @classmethod
-    def of(cls, graph: Any, parts: Partitions, all_pairs: np.ndarray, place: Rank) -> "DistTraining":
+    def of(cls, graph: Any, parts: Partitions, all_pairs: np.ndarray, place: Rank) -> DistTraining:
         """Trainer `place`'s share of `all_pairs` (the structure graph's edges, in edge-id order)."""
         if place.world % parts.parts:
             raise ConfigError(f"{place.world} trainer(s) for {parts.parts} partitions: start a multiple of the partitions")

@@ -42,11 +42,12 @@ class LaunchConfig:
     trainers: int = 1
     servers: int = 1
 
-    def validate(self) -> "LaunchConfig":
+    def validate(self) -> LaunchConfig:
         if self.trainers < 1 or self.servers < 1:
             raise ConfigError("--trainers and --servers must be positive integers")
         if self.trainers % self.parts:
-            raise ConfigError(f"--trainers {self.trainers} must be a multiple of the {self.parts} partitions (DGL splits the edges evenly by partition)")
+            raise ConfigError(f"--trainers {self.trainers} must be a multiple of the {self.parts} partitions (DGL splits the edges evenly "
+                "by partition)")
         return self
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
-from functools import lru_cache
+from functools import cache
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _KEEP_BYTES = 1 << 30  # blocks up to 1 GiB come from the heap; 1 GiB of free heap top is kept
 
 
-@lru_cache(maxsize=None)
+@cache
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds once per process; False where the C library
     is not glibc (nothing is changed there)."""

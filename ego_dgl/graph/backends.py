@@ -27,7 +27,7 @@ sweep per destination (`fused.py`); where it cannot run it falls back with a not
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Protocol
 
 import torch
@@ -175,7 +175,7 @@ def build_relation(backend: str, src: Tensor, dst: Tensor, num_src: int, num_dst
     return DGLRelation(g, sparse_rel)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dgl_runs_on(device: str) -> bool:
     """Whether the installed DGL runs a tiny graph computation on `device` (tried once)."""
     try:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 
@@ -40,7 +40,7 @@ from ego_dgl.graph.sparse import SparseRelation
 SOURCE = Path(__file__).with_name("csrc") / "fused_attention.cpp"
 
 
-@lru_cache(maxsize=None)
+@cache
 def kernels() -> ModuleType | None:
     """The compiled extension (built on first call, then loaded from torch's cache), or
     None with one warning saying why when it cannot be built here."""
@@ -76,7 +76,7 @@ class Layout:
     t_eid: Tensor
 
     @classmethod
-    def of(cls, src: Tensor, dst: Tensor, num_src: int, num_dst: int) -> "Layout":
+    def of(cls, src: Tensor, dst: Tensor, num_src: int, num_dst: int) -> Layout:
         return cls(*_csr(dst, src, num_dst), *_csr(src, dst, num_src))
 
 

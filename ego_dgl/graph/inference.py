@@ -11,8 +11,8 @@ so the layers run the same code over it and the outputs equal the whole-graph on
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -47,7 +47,8 @@ def chunks(graph: dgl.DGLGraph, ntype: str, size: int, backend: str, device: tor
     etype = INTO[ntype]
     for ids in torch.arange(graph.num_nodes(ntype)).split(size):
         _, _, (block,) = sampler.sample_blocks(graph, {ntype: ids})
-        yield Chunk(ntype, ids.to(device), input_ids(block, etype[0], device), block_relation(block, etype, backend, device), edge_ids(block, etype, device))
+        yield Chunk(ntype, ids.to(device), input_ids(block, etype[0], device), block_relation(block, etype, backend, device), edge_ids(block,
+            etype, device))
 
 
 Step = Callable[[Chunk, Tensor, Tensor], Tensor]

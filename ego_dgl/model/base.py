@@ -91,6 +91,11 @@ class Recommender(nn.Module):
         penalises."""
         return [], []
 
+    def regularise(self, users: list[Tensor], items: list[Tensor]) -> Tensor:
+        """The regulariser of the `reg_rows`: by default each table's mean squared entry,
+        summed (`loss.regulariser`); a model may follow its authors' convention instead."""
+        return regulariser(users, items)
+
     def score(self, tables: Tables, users: Tensor, items: Tensor) -> Tensor:
         """Scores of the pairs (users[b], items[b]) under `tables`."""
         return inner(tables.users[users], tables.items[items])
@@ -103,14 +108,14 @@ class Recommender(nn.Module):
         user_rows, item_rows = tables.users[users], tables.items[items]
         bpr_term = bpr(inner(user_rows, item_rows[: len(pos)]), inner(user_rows, item_rows[len(pos) :]))
         raw_users, raw_items = self.reg_rows(users, items)
-        reg_term = reg * regulariser(raw_users, raw_items) if raw_users or raw_items else bpr_term.new_zeros(())
+        reg_term = reg * self.regularise(raw_users, raw_items) if raw_users or raw_items else bpr_term.new_zeros(())
         return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach(), **tables.stats}
 
     def sampling_layers(self) -> int:
         """How many blocks a sampled batch needs (models with `supports_sampling`)."""
         raise NotImplementedError
 
-    def sampled_loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float, batch: "SampledBatch") -> tuple[Tensor, dict[str, Tensor]]:
+    def sampled_loss(self, users: Tensor, pos: Tensor, neg: Tensor, reg: float, batch: SampledBatch) -> tuple[Tensor, dict[str, Tensor]]:
         """`loss` with propagation over the sampled blocks of `batch` only."""
         raise NotImplementedError
 

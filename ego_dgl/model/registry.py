@@ -2,9 +2,10 @@
 the preset names `train --model` and `compare` accept (a model with some options set,
 e.g. `egogcn-soft` or Table 4's ablations).
 
-To add a model: write `ego_dgl/model/<name>.py` with a config dataclass (fields with
-defaults, a ClassVar `name`, a `validate()` that raises ConfigError) and a
-`Recommender` subclass built as `Model(ds, cfg)`; then add one `ModelSpec` line below.
+To add a model: write `ego_dgl/model/baselines/<name>.py` (or a family subpackage) with a
+config extending `model.config.RecommenderConfig` (fields with defaults, a ClassVar
+`name`, a `validate()` that raises ConfigError) and a `Recommender` subclass built as
+`Model(ds, cfg)`; then add one `ModelSpec` line below (README, "how to add a model").
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Recommender
+from ego_dgl.model.config import RecommenderConfig
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class ModelSpec:
     config_class: str
     summary: str
 
-    def config_type(self) -> type:
+    def config_type(self) -> type[RecommenderConfig]:
         return getattr(import_module(f"ego_dgl.model.{self.module}"), self.config_class)
 
     def model_type(self) -> type[Recommender]:
@@ -85,7 +87,7 @@ def resolve_model(name: str) -> tuple[str, dict[str, Any]]:
     raise ConfigError(f"--model {name!r} is not one of: {', '.join(model_names())}")
 
 
-def config_type(model: str) -> type:
+def config_type(model: str) -> type[RecommenderConfig]:
     """The config dataclass of a model name."""
     return MODELS[model].config_type()
 
@@ -105,11 +107,11 @@ def all_option_types() -> dict[str, type]:
     return types
 
 
-def model_name(cfg: Any) -> str:
+def model_name(cfg: RecommenderConfig) -> str:
     """The registry name of a config object."""
     return type(cfg).name
 
 
-def build_model(ds: Dataset, cfg: Any, device: torch.device | str = "cpu") -> Recommender:
+def build_model(ds: Dataset, cfg: RecommenderConfig, device: torch.device | str = "cpu") -> Recommender:
     """The model `cfg` configures, on `ds`, moved to `device`."""
     return MODELS[model_name(cfg)].model_type()(ds, cfg.validate()).to(device)

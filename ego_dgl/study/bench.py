@@ -16,6 +16,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -102,35 +103,19 @@ def project(seconds: dict[str, float], timed: int, total: int, sampling: float) 
 def measure(case: Case, repeats: int, device: str = "cpu") -> dict[str, Any]:
     """Time `case` in this process: per-epoch phase seconds, evaluation seconds, peak memory."""
     from ego_dgl.data import load_dataset
-    from ego_dgl.model.registry import build_model
     from ego_dgl.train.defaults import resolve_options
-    from ego_dgl.train.parallel import Rank, objective
-    from ego_dgl.train.sampler import NegativeSampler
-    from ego_dgl.train.trainer import (
-        PhaseClock,
-        block_sampler,
-        evaluate_model,
-        make_optimizer,
-        resolve_device,
-        sample_epoch,
-        seed_everything,
-        train_step,
-    )
+    from ego_dgl.train.trainer import PhaseClock, Trainer, evaluate_model, sample_epoch, train_step
 
     ds = load_dataset(case.dataset, progress=False)
     _, model_cfg, train_cfg, profile = resolve_options(case.options(device))
-    torch_device = resolve_device(device)
-    seed_everything(0)
     start = time.perf_counter()
-    model = build_model(ds, model_cfg, torch_device)  # with the kNN item graphs of LATTICE and FREEDOM
+    with tempfile.TemporaryDirectory() as run_dir:  # the Trainer writes there only after an epoch, which the bench never runs
+        trainer = Trainer(ds, model_cfg, train_cfg, Path(run_dir))  # builds the model, with LATTICE's and FREEDOM's kNN item graphs
     build_seconds = time.perf_counter() - start
     build_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the peak up to here: data and model
-    optimizer = make_optimizer(model, train_cfg.lr)
-    sampler = NegativeSampler(ds)
-    rng = np.random.default_rng(0)
-    blocks = block_sampler(model, ds, train_cfg)
+    model, optimizer, sampler, rng, blocks, step = trainer.model, trainer.optimizer, trainer.sampler, trainer.rng, trainer.blocks, trainer.batch_loss
+    torch_device = trainer.device
     per_epoch = sampler.num_batches(train_cfg.batch_size)
-    step = objective(model, Rank(), train_cfg.compile)
     warmup = sample_epoch(sampler, rng, train_cfg.batch_size)
     for batch in (warmup[0], warmup[-1]):  # under --compile: both batch shapes compiled before timing
         train_step(model, optimizer, batch, train_cfg.reg, PhaseClock(torch_device), blocks, step)
@@ -241,7 +226,7 @@ def ratios(results: list[dict[str, Any]], previous: dict[str, Any] | None) -> di
     by_name = {Case(**r["case"]).name: r for r in results}
     full = {(c.dataset, c.mode): r for r in results if (c := Case(**r["case"])).model == "egogcn" and c.sampler == "full"}
     out = {}
-    for name, r in by_name.items():
+    for r in results:
         case = Case(**r["case"])
         if case.model != "egogcn":
             if (case.dataset, "hard") in full:
@@ -424,7 +409,8 @@ def report_table(report: dict[str, Any]):
         peak = r["peak_cuda_mb"] if r["peak_cuda_mb"] is not None else r["peak_rss_mb"]
         epoch = f"{r['epoch_s']:.2f}" + ("*" if r["projected"] else "")
         table.add_row(
-            Case(**r["case"]).name, f"{r['train_edges']:,}", *(f"{r[k]:.2f}" for k in PHASES), epoch, f"{step_seconds(r):.3f}", f"{r['eval_s']:.2f}", f"{peak:,.0f}"
+            Case(**r["case"]).name, f"{r['train_edges']:,}", *(f"{r[k]:.2f}" for k in PHASES), epoch, f"{step_seconds(r):.3f}",
+                f"{r['eval_s']:.2f}", f"{peak:,.0f}"
         )
     if any(r["projected"] for r in report["results"]):
         table.caption = "* projected from the first batches of the epoch (see batches_timed in the JSON)"

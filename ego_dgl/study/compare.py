@@ -17,7 +17,7 @@ The comparison lives in <out>/compare/<name>/: compare.json (the options every c
 shares), cells/<key>/ (one run folder per model, tuned values and seed), cells.csv,
 tuning.csv (the grid cells and the choice), summary.csv, paired.csv (improvement and
 p-values per metric), table.md (the table, its caption and the command) and compare.png.
-Rerunning skips finished cells and resumes an interrupted one (`sweeps.run_cells`).
+Rerunning skips finished cells and resumes an interrupted one (`cells.run_cells`).
 """
 
 from __future__ import annotations
@@ -35,29 +35,33 @@ import numpy as np
 
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import MMREC_KS, protocol_label, select_metric
-from ego_dgl.model.egogcn.config import ModelConfig
 from ego_dgl.model.registry import MODELS, config_fields, model_names, resolve_model
-from ego_dgl.runs import DEFAULT_RESULTS, slug, write_atomic, write_csv
+from ego_dgl.runs import slug, write_atomic, write_csv
+from ego_dgl.study.cells import (
+    SHARED_OPTIONS,
+    CellProgress,
+    Planner,
+    check_cell_count,
+    check_study_options,
+    finished_rows,
+    parse_values,
+    run_cells,
+    save_png,
+    seed_list,
+    shared_options,
+    study_folder,
+    summarise,
+)
 from ego_dgl.study.groups import (
     GROUP_METRICS,
     group_markdown,
     group_summary,
     member_values,
 )
-from ego_dgl.study.sweeps import (
-    SHARED_OPTIONS,
-    CellProgress,
-    check_sweep_options,
-    finished_rows,
-    parse_values,
-    run_cells,
-    save_png,
-)
 from ego_dgl.train.config_file import convert_text
 from ego_dgl.train.defaults import (
     TrainConfig,
     flag,
-    ignored_options,
     option_types,
     profile_for,
     resolve_options,
@@ -207,8 +211,7 @@ def tuned_keys(entry: Entry, grid: dict[str, list[Any]], shared: dict[str, Any])
     keys = [k for k in grid if k in own and k not in fixed]
     if keys:
         _, cfg, _, _ = resolve_options(ModelCell(entry, (), 0).given(shared))
-        ignored = ignored_options(cfg) if isinstance(cfg, ModelConfig) else {}
-        keys = [k for k in keys if k not in ignored]
+        keys = [k for k in keys if k not in cfg.ignored_options()]
     return keys
 
 
@@ -221,6 +224,7 @@ class Plan:
     seeds: list[int]
     grid: dict[str, list[Any]]
     tuned: dict[str, list[str]]  # entry label -> the grid keys it tunes
+    planner: Planner  # every cell's options, resolved once
 
     def grid_cells(self, entry: Entry) -> list[ModelCell]:
         """The entry's tuning cells on the first seed (none when it tunes nothing)."""
@@ -237,24 +241,17 @@ class Plan:
 def plan_compare(opts: dict[str, Any]) -> Plan:
     """The plan from the command's options; every cell's options are resolved (and a bad
     one refused) before anything trains."""
-    from ego_dgl.train.records import dataset_source
-
-    dataset = opts.get("dataset") or "ml100k"
-    shared = {"dataset": dataset_source(dataset)["source"], **{k: opts[k] for k in SHARED_OPTIONS if opts.get(k) is not None}}
-    if opts.get("seeds", 5) < 1:
-        raise ConfigError("--seeds must be >= 1")
-    first = opts.get("seed", 0)
-    seeds = list(range(first, first + opts.get("seeds", 5)))
+    shared, seeds = shared_options(opts.get("dataset") or "ml100k", opts), seed_list(opts, 5)
     entries = parse_models(opts.get("models") or "")
     grid = parse_tune(opts.get("tune") or ())
     tuned = {e.label: tuned_keys(e, grid, shared) for e in entries}
     unused = [k for k in grid if not any(k in keys for keys in tuned.values())]
     if unused:
         raise ConfigError(f"--tune {unused[0]}: none of the models has this option free to tune (a name or preset may fix it)")
-    plan = Plan(shared, entries, seeds, grid, tuned)
+    check_cell_count(sum(math.prod(len(grid[k]) for k in tuned[e.label]) * bool(tuned[e.label]) + len(seeds) for e in entries))
+    plan = Plan(shared, entries, seeds, grid, tuned, Planner(shared))
     for entry in entries:
-        for cell in plan.grid_cells(entry) or plan.final_cells(entry, ())[:1]:
-            resolve_options(cell.given(shared))
+        plan.planner.plan(plan.grid_cells(entry) or plan.final_cells(entry, ()))
     return plan
 
 
@@ -277,17 +274,11 @@ def summarize_entries(
 ) -> list[dict[str, Any]]:
     """summary.csv: per entry, mean and std (ddof 1; 0 for one seed) over the seeds of
     the test figures at the best validation epoch."""
-    out = []
-    for entry in entries:
-        members = [rows[c.key] for c in finals[entry.label]]
-        row: dict[str, Any] = {"name": entry.label, "model": entry.model, "role": entry.role, "seeds": len(members),
-                               "tuned": finals[entry.label][0].settings()["tuned"]}
-        for m in table_metrics(protocol):
-            values = np.array([float(r[f"test/{m}"]) for r in members])
-            row[f"{m}_mean"] = float(values.mean())
-            row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    groups = {e.label: ({"name": e.label, "model": e.model, "role": e.role, "seeds": len(finals[e.label]),
+                         "tuned": finals[e.label][0].settings()["tuned"]}, [rows[c.key] for c in finals[e.label]]) for e in entries}
+    out = summarise(groups, table_metrics(protocol))
+    for row, (_, members) in zip(out, groups.values()):
         row[f"valid/{select_metric(protocol)}_mean"] = float(np.mean([float(r[f"valid/{select_metric(protocol)}"]) for r in members]))
-        out.append(row)
     return out
 
 
@@ -403,25 +394,39 @@ def markdown(command: str, plan: Plan, summary: list[dict[str, Any]], paired: li
     return "\n".join([*lines, "", *caption(plan, summary, paired, tuning), ""])
 
 
+ROLE_COLOURS = {EGOGCN: ("tab:red", "EgoGCN variants"), "baseline": ("tab:blue", "baselines"), "floor": ("tab:gray", "popularity (floor)")}
+
+
 def plot_bars(summary: list[dict[str, Any]], path: Path, title: str, metrics: tuple[str, ...] = TABLE_METRICS) -> None:
-    """One group of bars per metric, one bar per model, std error bars."""
+    """One panel per metric: a horizontal bar per model, sorted by its mean (best on top),
+    the model's name on the axis, std error bars, the paper's variants and the baselines
+    told apart by colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    x = np.arange(len(metrics))
-    width = 0.8 / len(summary)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.35 * len(summary) * len(metrics)), 4.2))
-    for k, e in enumerate(summary):
-        ax.bar(x + (k - (len(summary) - 1) / 2) * width, [e[f"{m}_mean"] for m in metrics], width,
-               yerr=[e[f"{m}_std"] for m in metrics], capsize=2, label=e["name"])
-    ax.set_xticks(x, [metric_title(m) for m in metrics])
-    ax.set_ylabel("test, mean ± std over seeds")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title(title, fontsize=9)
-    save_png(fig, path)
+    cols = 3
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 0.8 + rows * (0.9 + 0.28 * max(len(summary), 4))),
+                             squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        ranked = sorted(summary, key=lambda e: float(e[f"{metric}_mean"]))
+        y = np.arange(len(ranked))
+        ax.barh(y, [float(e[f"{metric}_mean"]) for e in ranked], xerr=[float(e[f"{metric}_std"]) for e in ranked], capsize=2,
+                color=[ROLE_COLOURS[e["role"]][0] for e in ranked], height=0.7)
+        ax.set_yticks(y, [e["name"] for e in ranked], fontsize=8)
+        ax.set_title(f"test {metric_title(metric)}", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax.margins(y=0.01)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    roles = [r for r in ROLE_COLOURS if any(e["role"] == r for e in summary)]
+    fig.legend(handles=[Patch(color=ROLE_COLOURS[r][0], label=ROLE_COLOURS[r][1]) for r in roles], loc="lower center", ncol=len(roles),
+               fontsize=9, frameon=False)
+    fig.suptitle(f"{title}; mean ± std over seeds", fontsize=10)
+    save_png(fig, path, rect=(0, 0.04, 1, 1))
 
 
 def command_line(opts: dict[str, Any]) -> str:
@@ -453,8 +458,8 @@ class Comparison:
 
 
 def compare_folder(out: str | Path | None, dataset: str, name: str | None) -> Path:
-    """<out or ./results>/compare/<name or dataset>."""
-    return Path(out if out is not None else DEFAULT_RESULTS) / "compare" / (name or slug(dataset))
+    """<out or ./results>/compare/<name or dataset> (`cells.study_folder`)."""
+    return study_folder(out, "compare", name, slug(dataset))
 
 
 def launch_compare(opts: dict[str, Any], progress: bool = True) -> Comparison:
@@ -472,16 +477,16 @@ def launch_compare(opts: dict[str, Any], progress: bool = True) -> Comparison:
     if opts.get("finished_only"):
         if not (folder / "compare.json").exists():
             raise ConfigError(f"--finished-only: {folder} holds no comparison yet; run it without --finished-only first")
-        check_sweep_options(folder, {"kind": "compare", **shared}, "compare.json")
+        check_study_options(folder, {"kind": "compare", **shared}, "compare.json")
         rows = finished_rows(folder)
         tuning, finals = choose_finals(plan, grids, rows, finished_only=True)
     else:
         resolve_device(shared.get("device", "auto"))
         ds = load_dataset(shared["dataset"], progress=progress)
-        check_sweep_options(folder, {"kind": "compare", **shared}, "compare.json")
+        check_study_options(folder, {"kind": "compare", **shared}, "compare.json")
         total = sum(map(len, grids.values())) + len(plan.entries) * len(plan.seeds)
         with CellProgress("compare", total, progress) as display:
-            train = lambda cells: run_cells(ds, cells, shared, folder, display, display.cell_display, jobs)  # noqa: E731
+            train = lambda cells: run_cells(ds, plan.planner.plan(cells), shared, folder, display, display.cell_display, jobs)  # noqa: E731
             rows = train([c for cells in grids.values() for c in cells])
             tuning, finals = choose_finals(plan, grids, rows)
             rows = train([c for cells in finals.values() for c in cells])

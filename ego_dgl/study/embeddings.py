@@ -13,9 +13,10 @@ propagation pulled them closer.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -275,8 +276,8 @@ def plot_embeddings(
         task = bar.add_task("t-SNE", total=2 * len(dirs))
         for k, run_dir in enumerate(dirs):
             run = first if k == 0 else load_run(run_dir, device)
-            embedded.append(embed_run(run, sel, seed, lambda stage: bar.update(
-                task, advance=1, description=escape(f"t-SNE {run_dir.name} {stage}"))))
+            embedded.append(embed_run(run, sel, seed, lambda stage, name=run_dir.name: bar.update(
+                task, advance=1, description=escape(f"t-SNE {name} {stage}"))))
     note = widths_note(embedded)
     caption = (f"t-SNE (init pca, seed {seed}) of the tables the model scores with (Eq. 12); stars: users, points: "
                f"their held-out {split} items; held/random: mean Euclidean distance to held-out over random unseen items")

@@ -9,10 +9,11 @@ from typing import Any
 
 from ego_dgl.data.dataset import Dataset, WordBag
 from ego_dgl.errors import ConfigError
+from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.system import available_memory, gib
 
 
-def training_bytes(ds: Dataset, cfg: Any) -> int:
+def training_bytes(ds: Dataset, cfg: RecommenderConfig) -> int:
     """A rough lower estimate of the memory one training step needs, in bytes (float32),
     for any model's config:
 
@@ -21,19 +22,17 @@ def training_bytes(ds: Dataset, cfg: Any) -> int:
 
     with P users, Q items, E training edges, M modalities (F_m features or V_m words of
     width W = cfg.word_dim; none when the model uses no content), K multimodal layers
-    and L ID layers (EgoGCN's layers_mm and layers_id; a baseline's `layers` for both):
+    and L ID layers, as the config's `footprint()` declares them:
     the parameter tables four times (weights, gradients, Adam's two moments), each
     layer's node representations and their gradients, and the per-edge messages. Real
     use is higher; the estimate only has to catch what cannot fit at all (say --dim
     10**8). A model without a `dim` (popularity) needs nothing worth counting."""
-    D = getattr(cfg, "dim", 0)
-    if not D:
+    size = cfg.footprint()
+    if size is None:
         return 0
-    P, Q, E, W = ds.num_users, ds.num_items, len(ds.train), getattr(cfg, "word_dim", 0)
-    uses_content = getattr(cfg, "branches", "") != "id" and getattr(cfg, "content", True)
-    M = len(ds.features) if uses_content else 0
-    K = getattr(cfg, "layers_mm", getattr(cfg, "layers", 1))
-    L = getattr(cfg, "layers_id", getattr(cfg, "layers", 1))
+    P, Q, E, W, D = ds.num_users, ds.num_items, len(ds.train), size.word_dim, size.dim
+    M = len(ds.features) if size.content else 0
+    K, L = size.layers_mm, size.layers_id
     params = (P + Q) * D + P * M * D
     for f in ds.features.values() if M else ():
         params += f.num_words * W + W * D if isinstance(f, WordBag) else int(f.shape[1]) * D
@@ -65,7 +64,7 @@ def blamed_option(ds: Dataset, cfg: Any) -> tuple[str, Any]:
     return flag, getattr(cfg, name)
 
 
-def check_fits(ds: Dataset, cfg: Any, device: str) -> None:
+def check_fits(ds: Dataset, cfg: RecommenderConfig, device: str) -> None:
     """Refuse, before allocating anything, a model whose estimated training memory
     (`training_bytes`) exceeds what is free on `device`."""
     need, free = training_bytes(ds, cfg), available_memory(device)

@@ -18,8 +18,9 @@ from ego_dgl.evaluate import (
     protocol_ks,
     select_metric,
 )
-from ego_dgl.model.egogcn.config import ModelConfig
+from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.registry import (
+    MODELS,
     all_option_types,
     config_fields,
     config_type,
@@ -28,6 +29,7 @@ from ego_dgl.model.registry import (
 from ego_dgl.untrusted import MAX_SEED
 
 DEFAULT_DATASET = "ml100k"
+DEFAULT_MODEL = "egogcn"
 SELECT_METRIC = "recall@10"
 SAMPLERS = ("full", "neighbor")
 COMPILE_MODES = ("off", "default", "reduce-overhead")
@@ -99,7 +101,7 @@ def check_eval_chunk(value: int) -> None:
         raise ConfigError(f"--eval-chunk must be a positive number of nodes per chunk (0: the whole graph at once), got {value}")
 
 
-# The paper's hyper-parameters (SPEC.md); synthetic presets get small, fast values.
+# The paper's hyper-parameters (docs/egogcn.md, "Hyper-parameters"); synthetic presets get small, fast values.
 PROFILES: dict[str, dict[str, Any]] = {
     "movielens": dict(eps=0.4, layers_mm=4, layers_id=3, reg=1e-4, lr=2e-4, batch_size=2048, dim=64),
     "tiktok": dict(eps=0.6, layers_mm=2, layers_id=2, reg=1e-3, lr=3e-4, batch_size=1024, dim=64),
@@ -130,7 +132,26 @@ def option_types() -> dict[str, type]:
     train = {k: t for k, t in typing.get_type_hints(TrainConfig).items() if k != "ks"}
     return {**RUN_OPTION_TYPES, **train, **all_option_types()}
 
-FUSION_ONLY = ("mode", "eps", "threshold", "gate")  # options that only mean something for EGO fusion
+
+# what a default means where the config's value alone does not say it
+SHOWN_DEFAULTS = {"fanouts": DEFAULT_FANOUT, "device": "auto = cuda when available", "eval_chunk": "0 = the whole graph at once"}
+
+
+def shown_default(key: str) -> str | None:
+    """The default `--help` shows for an option, read from where it is set: the paper's
+    per-dataset profile (its Movielens and Tiktok values), TrainConfig, or the model
+    configs (one value, or 'per model' when they differ); None when there is none."""
+    run_defaults = {"dataset": DEFAULT_DATASET, "model": DEFAULT_MODEL}
+    if key in run_defaults or key in SHOWN_DEFAULTS:
+        return {**run_defaults, **SHOWN_DEFAULTS}[key]
+    if key in PROFILES["movielens"]:
+        movielens, tiktok = PROFILES["movielens"][key], PROFILES["tiktok"][key]
+        return f"per dataset, {movielens:g} Movielens, {tiktok:g} Tiktok" if movielens != tiktok else f"per dataset, {movielens:g} in the paper"
+    train = {f.name: f.default for f in fields(TrainConfig)}
+    if key in train:
+        return str(train[key]) if train[key] != "" else None
+    values = {getattr(config_type(m)(), key) for m in MODELS if key in config_fields(m)}
+    return (str(values.pop()) if len(values) == 1 else "per model") if values else None
 
 
 def selection(cfg: TrainConfig) -> str:
@@ -152,26 +173,9 @@ def profile_for(dataset: str) -> str:
     return PROFILE_OF.get(key, "movielens")
 
 
-def ignored_options(model: ModelConfig) -> dict[str, str]:
-    """The EgoGCN options this variant would silently ignore, each with the line that says
-    why (`check_compatible` refuses them; `compare --tune` leaves them out)."""
-    ignored: dict[str, str] = {}
-    if model.mode != "soft":
-        ignored["gate"] = "--gate applies to the soft EGO gate only; add --mode soft or drop --gate"
-    else:
-        ignored["eps"] = "--eps is the hard-mode threshold; drop it with --mode soft"
-        ignored["threshold"] = "--threshold says how the hard-mode threshold applies; drop it with --mode soft"
-    for key in FUSION_ONLY:
-        if model.fusion != "ego":
-            ignored.setdefault(key, f"--{key} configures EGO fusion; it has no effect with --fusion {model.fusion}")
-        elif model.branches == "id":
-            ignored.setdefault(key, f"--{key} configures the multimodal branch; it has no effect with --branches id")
-    return ignored
-
-
-def check_compatible(given: dict[str, Any], model: ModelConfig) -> None:
-    """Reject explicitly given EgoGCN options that the chosen variant would silently ignore."""
-    ignored = ignored_options(model)
+def check_compatible(given: dict[str, Any], model: RecommenderConfig) -> None:
+    """Reject explicitly given options that the chosen model or variant would silently ignore."""
+    ignored = model.ignored_options()
     for key in given:
         if key in ignored:
             raise ConfigError(ignored[key])
@@ -204,7 +208,7 @@ def model_options(name: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]
     return model, preset
 
 
-def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
+def resolve_options(given: dict[str, Any]) -> tuple[str, RecommenderConfig, TrainConfig, str]:
     """(dataset, model config, training config, profile name) from the options the user
     set explicitly, over the model's preset, over the dataset's profile, over the
     dataclass defaults."""
@@ -213,7 +217,7 @@ def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
         raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(option_types()))}")
     dataset = dataset_name(given)
     profile = profile_for(dataset)
-    model, preset = model_options(str(given.get("model") or "egogcn"), given)
+    model, preset = model_options(str(given.get("model") or DEFAULT_MODEL), given)
     cfg_type = config_type(model)
     if given.get("protocol") not in (None, *PROTOCOLS):
         raise ConfigError(f"--protocol {given['protocol']!r} is not one of: {', '.join(PROTOCOLS)}")
@@ -221,13 +225,11 @@ def resolve_options(given: dict[str, Any]) -> tuple[str, Any, TrainConfig, str]:
     values = {**asdict(cfg_type()), **asdict(TrainConfig()), **PROFILES[profile], **mmrec, **preset, **given}
     model_cfg = cfg_type(**{k: v for k, v in values.items() if k in config_fields(model)})
     train = TrainConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(TrainConfig)}})
-    model_cfg.validate()
-    if isinstance(model_cfg, ModelConfig):
-        check_compatible(given, model_cfg)
+    check_compatible(given, model_cfg.validate())
     return dataset, model_cfg, train.validate(), profile
 
 
-def run_label(model: Any, train: TrainConfig) -> str:
+def run_label(model: RecommenderConfig, train: TrainConfig) -> str:
     """Short name of what a run trains, used in run ids: hard, soft, gm, na, id, lightgcn...,
     with -legacy or -mmrec for those protocols, -neighbor for sampled training and -dist on
     DistDGL partitions."""

@@ -11,6 +11,7 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import DataError
 from ego_dgl.evaluate import check_eval_options, protocol_ks
 from ego_dgl.model.base import Recommender
+from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.registry import build_model, config_type
 from ego_dgl.runs import BEST, check_run_dir
 from ego_dgl.train.checkpoint import load_checkpoint, load_model_state
@@ -47,7 +48,7 @@ class LoadedRun:
     run_dir: Path
     config: dict[str, Any]
     ds: Dataset
-    model_cfg: Any
+    model_cfg: RecommenderConfig
     train_cfg: TrainConfig
     model: Recommender
     epoch: int  # the epoch the best checkpoint was taken at

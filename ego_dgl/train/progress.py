@@ -69,7 +69,7 @@ class EpochProgress:
         self.epochs = self.progress.add_task("epochs", total=total_epochs, completed=done_epochs, info="")
         self.batches = self.progress.add_task("batches", total=batches, info="")
 
-    def __enter__(self) -> "EpochProgress":
+    def __enter__(self) -> EpochProgress:
         self.progress.__enter__()
         return self
 

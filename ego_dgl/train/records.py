@@ -17,6 +17,7 @@ from ego_dgl._dgl import dgl
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.evaluate import protocol_label
 from ego_dgl.model.base import Recommender
+from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.registry import model_name
 from ego_dgl.runs import CONFIG, read_json, write_json
 from ego_dgl.train.defaults import TrainConfig, profile_for, selection
@@ -49,7 +50,7 @@ def package_versions() -> dict[str, str]:
 
 
 def run_config(
-    ds: Dataset, source: dict[str, Any], model_cfg: Any, train_cfg: TrainConfig, device: torch.device, model: Recommender
+    ds: Dataset, source: dict[str, Any], model_cfg: RecommenderConfig, train_cfg: TrainConfig, device: torch.device, model: Recommender
 ) -> dict[str, Any]:
     """Everything needed to understand and rebuild the run: config.json's content."""
     return {

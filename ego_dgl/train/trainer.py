@@ -14,9 +14,10 @@ import math
 import queue
 import random
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from ego_dgl.evaluate import (
 from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender
+from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.registry import build_model
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
 from ego_dgl.train.checkpoint import (
@@ -184,7 +186,7 @@ class Trainer:
     """The state of one run: model, optimizer, sampler, generator and early stopping."""
 
     def __init__(
-        self, ds: Dataset, model_cfg: Any, train_cfg: TrainConfig, run_dir: Path, place: Rank = Rank(), dist: DistTraining | None = None
+        self, ds: Dataset, model_cfg: RecommenderConfig, train_cfg: TrainConfig, run_dir: Path, place: Rank = Rank(), dist: DistTraining | None = None
     ):
         self.ds, self.model_cfg, self.cfg, self.run_dir, self.place = ds, model_cfg, train_cfg.validate(), Path(run_dir), place
         self.dist = dist
@@ -305,7 +307,7 @@ def rank_device(device: torch.device, place: Rank) -> torch.device:
 
 def train(
     ds: Dataset,
-    model_cfg: Any,
+    model_cfg: RecommenderConfig,
     train_cfg: TrainConfig,
     out_dir: str | Path,
     resume: bool = False,
@@ -344,7 +346,7 @@ def train(
 
 
 def train_rank(
-    place: Rank, ds: Dataset, model_cfg: Any, train_cfg: TrainConfig, run_dir: Path, resume: bool,
+    place: Rank, ds: Dataset, model_cfg: RecommenderConfig, train_cfg: TrainConfig, run_dir: Path, resume: bool,
     progress: bool | str, source: dict[str, Any] | None, tag: str | None, on_epoch: EpochHook | None = None,
     dist: DistTraining | None = None,
 ) -> RunResult | None:

@@ -27,7 +27,9 @@ Choices where the paper leaves a range or is silent:
   ml100k cheap on CPU (set --param iterations=T to change it);
 - K = 4 factors (dim / K = 16 each at dim 64), tau = 1 (the paper's), L = 2 layers (the
   two-hop depth of the other graph baselines here; the paper searches L in 1..6);
-- no dropout between layers (training here has none for any model).
+- no dropout between layers: the paper tunes a dropout rate per dataset and the EgoGCN
+  paper reports none for this baseline, so it is left off (NGCF is the one model here
+  with dropout by default: its authors' message dropout 0.1).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class DisenGCNConfig(BaselineConfig):
     iterations: int = 3  # T neighbourhood-routing iterations per layer
     tau: float = 1.0  # softmax temperature of the routing
 
-    def validate(self) -> "DisenGCNConfig":
+    def validate(self) -> DisenGCNConfig:
         super().validate()
         if self.factors < 1 or self.dim % self.factors:
             raise ConfigError(f"--param factors={self.factors} must be a positive divisor of --dim {self.dim}")

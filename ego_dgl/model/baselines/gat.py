@@ -59,12 +59,13 @@ class GATConfig(BaselineConfig):
     attn_dropout: float = 0.0  # dropout on the attention coefficients, in training
     residual: bool = True  # GATConv's residual: the node's own input added to its layer output
 
-    def validate(self) -> "GATConfig":
+    def validate(self) -> GATConfig:
         super().validate()
         if self.heads < 1:
             raise ConfigError(f"--param heads must be a positive integer, got {self.heads}")
         if self.layers > 1 and self.dim % self.heads:
-            raise ConfigError(f"--dim {self.dim} must be a multiple of --param heads={self.heads}: hidden layers concatenate dim / heads features per head")
+            raise ConfigError(f"--dim {self.dim} must be a multiple of --param heads={self.heads}: hidden layers concatenate dim / heads "
+                "features per head")
         if not 0.0 <= self.attn_dropout < 1.0:
             raise ConfigError(f"--param attn_dropout must be in [0, 1), got {self.attn_dropout}")
         return self
@@ -74,7 +75,8 @@ def gat_layer(cfg: GATConfig, last: bool) -> dgl.nn.HeteroGraphConv:
     """One GATConv per edge type: heads of width D (last layer) or D / heads (hidden)."""
     width = cfg.dim if last else cfg.dim // cfg.heads
     return dgl.nn.HeteroGraphConv(
-        {etype[1]: dgl.nn.GATConv(cfg.dim, width, cfg.heads, attn_drop=cfg.attn_dropout, residual=cfg.residual, allow_zero_in_degree=True) for etype in (CLICKS, CLICKED_BY)}
+        {etype[1]: dgl.nn.GATConv(cfg.dim, width, cfg.heads, attn_drop=cfg.attn_dropout, residual=cfg.residual,
+            allow_zero_in_degree=True) for etype in (CLICKS, CLICKED_BY)}
     )
 
 

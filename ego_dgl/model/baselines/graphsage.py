@@ -25,9 +25,10 @@ random neighbour order and runs DGL's slow degree-bucketed reducer.
 Choices: the full neighbourhood instead of the paper's sampled one (the graphs here are
 small enough); σ = ReLU, the paper's experiments' nonlinearity; SAGEConv's bias b (the
 authors' code has an optional bias, off by default; DGL's default keeps it); a node with no
-training neighbour gets h_N = 0. The paper's σ and normalisation after every layer,
-including the last, are followed: the authors' TensorFlow code instead leaves the last
-layer linear and L2-normalises only the final output. MMGCN's code (weiyinwei/MMGCN,
+training neighbour gets h_N = 0. The paper's σ and normalisation follow every layer but
+the last, which by default (`output=linear`, above) stays linear and unnormalised;
+`output=paper` applies them after the last layer too. The authors' TensorFlow code leaves
+the last layer linear and L2-normalises only the final output. MMGCN's code (weiyinwei/MMGCN,
 Movielens/MMGraphSAGE.py) builds its "GraphSAGE" baseline as a GCN-style layer with self
 loops on one user+item graph, L2-normalised then LeakyReLU after every layer; we keep
 DGL's SAGEConv, the paper's layer, with a separate transform for the node itself.
@@ -61,7 +62,7 @@ class GraphSAGEConfig(BaselineConfig):
     aggregator: str = "mean"  # mean | gcn | pool
     output: str = "linear"  # linear (last layer unnormalised) | paper (ReLU + L2 after it too)
 
-    def validate(self) -> "GraphSAGEConfig":
+    def validate(self) -> GraphSAGEConfig:
         super().validate()
         if self.aggregator not in AGGREGATORS:
             raise ConfigError(f"--param aggregator={self.aggregator!r} is not one of: {', '.join(AGGREGATORS)}")

@@ -75,7 +75,7 @@ class GRCNConfig(RecommenderConfig):
     pruning: bool = True  # relu on the edge weights: negative edges are cut
     word_dim: int = 128  # width of the learned word table for word-bag text modalities
 
-    def validate(self) -> "GRCNConfig":
+    def validate(self) -> GRCNConfig:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1 or self.content_dim < 1 or self.word_dim < 1:
             raise ConfigError("--dim, content_dim and word_dim must be positive integers")

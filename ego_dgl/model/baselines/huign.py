@@ -89,7 +89,7 @@ class HUIGNConfig(RecommenderConfig):
             raise ConfigError(f"--param intents={self.intents!r} must be positive integers separated by commas, e.g. 32,8,4")
         return sizes
 
-    def validate(self) -> "HUIGNConfig":
+    def validate(self) -> HUIGNConfig:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1 or self.word_dim < 1:
             raise ConfigError("--dim must be a positive integer")

@@ -4,7 +4,9 @@ Recommendation", SIGIR 2020), with early-fused multimodal inputs (`early_fusion`
 e(0) = the early-fusion inputs x_u, x_i (no normalisation: the paper's);
 e(l+1)_u = sum over i in N(u) of e(l)_i / sqrt(|N_u| |N_i|), the same for items (Eq. 3);
 e_u = sum over l = 0..L of e(l)_u / (L + 1) (Eq. 4: alpha_l = 1 / (L + 1));
-score <e_u, e_i> (Eq. 5); BPR with the regulariser on the batch's raw ID rows (Eq. 15).
+score <e_u, e_i> (Eq. 5); BPR with the regulariser on the batch's raw ID rows (Eq. 15),
+as the authors' code computes it: ||E(0) rows of the batch||^2 / (2B), every term (users,
+positives, negatives) over the same 2B (here 2B·D: `loss.pair_regulariser`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ego_dgl.graph.heterograph import lightgcn_weights, structure_graph
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.layers.early_fusion import BaselineConfig, EarlyFusionInputs
 from ego_dgl.model.layers.id_branch import lightgcn
+from ego_dgl.model.layers.loss import pair_regulariser
 
 
 @dataclass
@@ -54,3 +57,7 @@ class LightGCN(Recommender):
 
     def reg_rows(self, users: Tensor, items: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         return self.inputs.reg_rows(users, items)
+
+    def regularise(self, users: list[Tensor], items: list[Tensor]) -> Tensor:
+        """Every term over the same 2·B·D (module docstring)."""
+        return pair_regulariser(users, items)

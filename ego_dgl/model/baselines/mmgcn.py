@@ -24,8 +24,11 @@ later layers D -> D.
 
 Defaults, from the authors' code (weiyinwei/MMGCN, Movielens/train.py and main.py):
 mean aggregation, concatenation (main.py passes concate='False' as a string, which is
-true, so its runs concatenate too), has_id on, 2 layers, D = 64, item features first
-projected to D_lat = 128 (the authors project visual/acoustic features to 128).
+true, so its runs concatenate too), has_id on, D = 64, item features first projected to
+D_lat = 128 (the authors project visual/acoustic features to 128). Depth: the authors'
+model always stacks 3 layers (main.py's num_layer = 2 is never read by it); we default
+to L = 2, the two-hop depth of the other graph baselines here and of the recorded
+comparisons; `--param layers=3` is the authors' depth.
 Where we differ, and why:
 - item input: the project's `features.ItemFeatures` at width D_lat, i.e.
   normalize(leaky_relu(W X_m + b)) (the authors: normalize(W X_m + b), no activation),
@@ -76,7 +79,7 @@ class MMGCNConfig(RecommenderConfig):
     has_id: bool = True  # the ID embedding added in the combination layer (Eq. 5)
     word_dim: int = 128  # width of the learned word table for word-bag text modalities
 
-    def validate(self) -> "MMGCNConfig":
+    def validate(self) -> MMGCNConfig:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1 or self.latent_dim < 1 or self.word_dim < 1:
             raise ConfigError("--dim, latent_dim and word_dim must be positive integers")

@@ -52,7 +52,7 @@ class NGCFConfig(BaselineConfig):
     layers: int = 3
     dropout: float = 0.1  # message dropout on each layer's output, in training
 
-    def validate(self) -> "NGCFConfig":
+    def validate(self) -> NGCFConfig:
         super().validate()
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--param dropout must be in [0, 1), got {self.dropout}")

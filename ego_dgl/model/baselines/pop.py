@@ -21,7 +21,7 @@ class PopConfig(RecommenderConfig):
 
     name: ClassVar[str] = "pop"
 
-    def validate(self) -> "PopConfig":
+    def validate(self) -> PopConfig:
         return self
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ego_dgl.errors import ConfigError
-from ego_dgl.model.config import RecommenderConfig
+from ego_dgl.model.config import Footprint, RecommenderConfig
 
 CHOICES = {
     "mode": ("hard", "soft"),
@@ -20,9 +20,12 @@ CHOICES = {
 }
 
 
+FUSION_ONLY = ("mode", "eps", "threshold", "gate")  # options that only mean something for EGO fusion
+
+
 @dataclass
 class ModelConfig(RecommenderConfig):
-    """EgoGCN's architecture (SPEC.md). Defaults are the paper's; `eps` and the layer
+    """EgoGCN's architecture (docs/egogcn.md). Defaults are the paper's; `eps` and the layer
     counts are per dataset in the paper and set by the training defaults."""
 
     name: ClassVar[str] = "egogcn"
@@ -49,7 +52,27 @@ class ModelConfig(RecommenderConfig):
         label = self.mode if self.fusion == "ego" else self.fusion
         return f"mm-{label}" if self.branches == "mm" else label
 
-    def validate(self) -> "ModelConfig":
+    def ignored_options(self) -> dict[str, str]:
+        """The EgoGCN options this variant ignores: the soft gate's in hard mode, the hard
+        threshold's in soft mode, every fusion option without EGO fusion or the multimodal branch."""
+        ignored: dict[str, str] = {}
+        if self.mode != "soft":
+            ignored["gate"] = "--gate applies to the soft EGO gate only; add --mode soft or drop --gate"
+        else:
+            ignored["eps"] = "--eps is the hard-mode threshold; drop it with --mode soft"
+            ignored["threshold"] = "--threshold says how the hard-mode threshold applies; drop it with --mode soft"
+        for key in FUSION_ONLY:
+            if self.fusion != "ego":
+                ignored.setdefault(key, f"--{key} configures EGO fusion; it has no effect with --fusion {self.fusion}")
+            elif self.branches == "id":
+                ignored.setdefault(key, f"--{key} configures the multimodal branch; it has no effect with --branches id")
+        return ignored
+
+    def footprint(self) -> Footprint:
+        """K and L are EgoGCN's own; the ID-only variant reads no content."""
+        return Footprint(self.dim, self.word_dim, self.branches != "id", self.layers_mm, self.layers_id)
+
+    def validate(self) -> ModelConfig:
         """Raise ConfigError naming the first bad or incompatible option."""
         for key, allowed in CHOICES.items():
             value = getattr(self, key)

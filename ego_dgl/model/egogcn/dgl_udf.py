@@ -20,7 +20,7 @@ dgl backend's primitives (`backends.DGLRelation`).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

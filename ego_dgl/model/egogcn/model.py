@@ -1,11 +1,11 @@
 """EgoGCN: the multimodal branch (layer 0 + routing, or NA) and the ID branch, concatenated
-[id, modality_1, ..., modality_M] for inner-product scores (SPEC.md, Eq. 1-14)."""
+[id, modality_1, ..., modality_M] for inner-product scores (docs/egogcn.md, Eq. 1-14)."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -174,7 +174,8 @@ class EgoGCN(Recommender):
             item_parts.insert(0, e_items)
         return user_parts, item_parts, stats
 
-    def _multimodal(self, to_users: Relation, to_items: Relation, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor, tuple[Attention, Attention] | None]:
+    def _multimodal(self, to_users: Relation, to_items: Relation, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor, tuple[Attention,
+        Attention] | None]:
         """K multimodal layers; also layer 0's attention record (None for NA)."""
         if self.cfg.fusion == "na":
             return (*self.node_alignment(primitives(self.backend), users, items, self.cfg.layers_mm), None)
@@ -185,7 +186,8 @@ class EgoGCN(Recommender):
             users, items = routing_layers(to_users, to_items, att[0].out, att[1].out, self.cfg.layers_mm - 1)
         return users, items, att
 
-    def first_layer(self, users: Tensor, items: Tensor, to_users: Relation | None = None, to_items: Relation | None = None) -> tuple[Attention, Attention]:
+    def first_layer(self, users: Tensor, items: Tensor, to_users: Relation | None = None, to_items: Relation | None = None) -> tuple[Attention,
+        Attention]:
         """Layer 0 (EGO or GM) on both directions with the current backend: the
         (item->user, user->item) records; the relations are the current ones if not given."""
         if self.backend == "dgl-udf":
@@ -194,7 +196,8 @@ class EgoGCN(Recommender):
             to_users, to_items = self.relations()
         return self.layer0(to_users, to_items, users, items)
 
-    def _affinities(self, to_users: Relation, to_items: Relation, users0: Tensor, items0: Tensor, att: tuple[Attention, Attention] | None) -> tuple[Tensor, Tensor]:
+    def _affinities(self, to_users: Relation, to_items: Relation, users0: Tensor, items0: Tensor, att: tuple[Attention,
+        Attention] | None) -> tuple[Tensor, Tensor]:
         """Eq. 1 per direction, reused from layer 0 where it computed them."""
         if att is not None and att[0].affinity is not None:
             return att[0].affinity, att[1].affinity
@@ -212,7 +215,7 @@ class EgoGCN(Recommender):
 
     def reg_rows(self, users: Tensor, items: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """The raw ID rows of the batch's users and items and the raw preference rows of
-        its users (SPEC.md, Eq. 14 [impl])."""
+        its users (docs/egogcn.md, "Prediction, loss and regulariser", Eq. 14 [impl])."""
         raw_users, raw_items = [], []
         if self.use_id:
             raw_users.append(self.ids.user_rows(users))
@@ -280,7 +283,8 @@ class EgoGCN(Recommender):
             item_parts.insert(0, e_items)
         return user_parts, item_parts, stats
 
-    def _multimodal_blocks(self, blocks: list[dgl.DGLGraph], rels: list[tuple[Relation, Relation]], users: Tensor, items: Tensor) -> tuple[Tensor, Tensor, tuple[Attention, Attention]]:
+    def _multimodal_blocks(self, blocks: list[dgl.DGLGraph], rels: list[tuple[Relation, Relation]], users: Tensor,
+        items: Tensor) -> tuple[Tensor, Tensor, tuple[Attention, Attention]]:
         """Layer 0 on the first block, routing on the others: the seeds' [n, M, D] outputs
         and layer 0's attention record. Each direction computes its own logits (a block's
         two edge types sample different interactions)."""
@@ -313,7 +317,8 @@ class EgoGCN(Recommender):
             to_items.softmax(to_items.edge_dot(users, items[: block.num_dst_nodes(ITEM)])),
         )
 
-    def _lightgcn_blocks(self, blocks: list[dgl.DGLGraph], rels: list[tuple[Relation, Relation]], weights: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    def _lightgcn_blocks(self, blocks: list[dgl.DGLGraph], rels: list[tuple[Relation, Relation]], weights: list[tuple[Tensor,
+        Tensor]]) -> tuple[Tensor, Tensor]:
         """The ID branch (Eq. 10-11) over blocks: the seeds' sum of layers 0..L."""
         e_users, e_items = self.ids()
         users, items = e_users[input_ids(blocks[0], USER, self.device)], e_items[input_ids(blocks[0], ITEM, self.device)]

@@ -36,7 +36,7 @@ class BaselineConfig(RecommenderConfig):
     item_ids: bool = True  # a trainable item ID embedding added to the item inputs
     word_dim: int = 128  # width of the learned word table for word-bag text modalities
 
-    def validate(self) -> "BaselineConfig":
+    def validate(self) -> BaselineConfig:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1 or self.word_dim < 1:
             raise ConfigError("--dim must be a positive integer")

@@ -1,6 +1,6 @@
 """Layer-0 inputs of the multimodal branch: projected item features and user preferences.
 
-Item features (SPEC.md): i_m(0) = normalize(leaky_relu(W_m X_m + b_m)) per modality. A
+Item features (docs/egogcn.md, "Inputs"): i_m(0) = normalize(leaky_relu(W_m X_m + b_m)) per modality. A
 word-bag text modality (Tiktok) has no fixed X_m: a learned word table is averaged over
 each item's words and then projected like any other modality.
 
@@ -49,7 +49,7 @@ class _Normalize(torch.autograd.Function):
 
 
 def normalize(x: Tensor) -> Tensor:
-    """L2 row normalisation over the last axis (SPEC.md [impl]); zero rows stay zero."""
+    """L2 row normalisation over the last axis (docs/egogcn.md [impl]); zero rows stay zero."""
     return _Normalize.apply(x)
 
 

@@ -29,7 +29,8 @@ def soft_pruning_weights(affinity_to_users: Tensor, affinity_to_items: Tensor) -
     return pruning_weights(affinity_to_users), pruning_weights(affinity_to_items)
 
 
-def lightgcn(to_users: Relation, to_items: Relation, users: Tensor, items: Tensor, w_to_users: Tensor, w_to_items: Tensor, layers: int) -> tuple[Tensor, Tensor]:
+def lightgcn(to_users: Relation, to_items: Relation, users: Tensor, items: Tensor, w_to_users: Tensor, w_to_items: Tensor,
+    layers: int) -> tuple[Tensor, Tensor]:
     """Sum of layers 0..`layers` of weighted neighbour sums (Eq. 10-11)."""
     out_u, out_i = users, items
     for _ in range(layers):

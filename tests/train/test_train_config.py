@@ -10,7 +10,7 @@ from ego_dgl.train.config_file import load_config_file, merge_options
 from ego_dgl.train.defaults import profile_for, run_label
 from ego_dgl.train.trainer import resolve_device
 
-PAPER = {  # SPEC.md: (eps, K, L, lambda, lr, batch, D)
+PAPER = {  # docs/egogcn.md, "Hyper-parameters": (eps, K, L, lambda, lr, batch, D)
     "movielens": (0.4, 4, 3, 1e-4, 2e-4, 2048, 64),
     "tiktok": (0.6, 2, 2, 1e-3, 3e-4, 1024, 64),
 }

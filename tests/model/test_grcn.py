@@ -4,39 +4,19 @@ plus its options, word-bag text and bad configurations."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import float64_model, neighbours
 
-from ego_dgl.data import Dataset, load_dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
 
-
-def float64_model(ds, **given):
-    _, cfg, _, _ = resolve_options({"dataset": ds.name, "model": "grcn", "content_dim": 10, **given})
-    torch.manual_seed(0)
-    return build_model(ds, cfg, "cpu").double()
-
-
-def neighbours(ds) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-    of_user: dict[int, list[int]] = {u: [] for u in range(ds.num_users)}
-    of_item: dict[int, list[int]] = {i: [] for i in range(ds.num_items)}
-    for u, i in sorted({(int(u), int(i)) for u, i in ds.train}):
-        of_user[u].append(i)
-        of_item[i].append(u)
-    return of_user, of_item
 
 
 def softmax(logits: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -49,7 +29,7 @@ def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor, float]:
     also the share of pruned item->user edges."""
     cfg = model.cfg
     P, Q, M = ds.num_users, ds.num_items, len(ds.modalities)
-    of_user, of_item = neighbours(ds)
+    of_user, of_item = neighbours(ds.train, ds.num_users, ds.num_items)
     users = [[F.normalize(model.preferences.tables[k][u], dim=0) for k in range(M)] for u in range(P)]
     items = []
     for i in range(Q):
@@ -89,8 +69,10 @@ def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor, float]:
 
     w_to_user = {(u, i): weight(a, P + i) for (u, i), a in a_to_user.items()}
     w_to_item = {(u, i): weight(a, u) for (u, i), a in a_to_item.items()}
-    content_u = [torch.cat([users[u][k] + sum((a_to_user[u, i][k] * items[i][k] for i in of_user[u]), torch.zeros_like(users[u][k])) for k in range(M)]) for u in range(P)]
-    content_i = [torch.cat([items[i][k] + sum((a_to_item[u, i][k] * users[u][k] for u in of_item[i]), torch.zeros_like(items[i][k])) for k in range(M)]) for i in range(Q)]
+    content_u = [torch.cat([users[u][k] + sum((a_to_user[u, i][k] * items[i][k] for i in of_user[u]),
+        torch.zeros_like(users[u][k])) for k in range(M)]) for u in range(P)]
+    content_i = [torch.cat([items[i][k] + sum((a_to_item[u, i][k] * users[u][k] for u in of_item[i]),
+        torch.zeros_like(items[i][k])) for k in range(M)]) for i in range(Q)]
     e_u = [F.normalize(model.ids.table[u], dim=0) for u in range(P)]
     e_i = [F.normalize(model.ids.table[P + i], dim=0) for i in range(Q)]
     id_u, id_i = list(e_u), list(e_i)
@@ -112,7 +94,7 @@ def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor, float]:
     [{}, {"routing": 0, "layers": 0}, {"routing": 1, "layers": 3, "weight_mode": "max", "pruning": False}, {"layers": 1, "weight_mode": "mean"}],
 )
 def test_grcn_matches_the_reference(tiny, given):
-    model = float64_model(tiny, **given)
+    model = float64_model(tiny, "grcn", **{"content_dim": 10, **given})
     ref_u, ref_i, pruned = reference(model, tiny)
     tables = model.final_tables()
     assert tables.users.shape == (tiny.num_users, model.cfg.dim + 3 * model.cfg.content_dim)
@@ -122,7 +104,7 @@ def test_grcn_matches_the_reference(tiny, given):
 
 
 def test_confidence_pruning_cuts_edges_and_stays_trainable(tiny):
-    model = float64_model(tiny)
+    model = float64_model(tiny, "grcn", content_dim=10)
     tables = model.propagate()
     assert 0 < tables.stats["pruned/item->user"] < 1 and 0 < tables.stats["pruned/user->item"] < 1
     (tables.users.sum() + tables.items.sum()).backward()
@@ -134,20 +116,6 @@ def test_defaults_are_the_authors():
     assert (cfg.dim, cfg.content_dim, cfg.routing, cfg.layers, cfg.weight_mode, cfg.pruning) == (64, 64, 3, 2, "confid", True)
 
 
-def test_loss_regularises_the_id_and_preference_rows(tiny):
-    model = float64_model(tiny)
-    users, pos, neg = torch.tensor([0, 3]), torch.tensor([1, 2]), torch.tensor([4, 5])
-    loss, parts = model.loss(users, pos, neg, 0.01)
-    t = model.propagate()
-    diffs = [(t.users[u] @ t.items[p] - t.users[u] @ t.items[n]).item() for u, p, n in zip(users, pos, neg)]
-    bpr = np.mean([math.log1p(math.exp(-d)) for d in diffs])
-    P = tiny.num_users
-    reg = model.ids.table[users].pow(2).mean() + model.ids.table[P + torch.cat([pos, neg])].pow(2).mean()
-    reg = reg + sum(table[users].pow(2).mean() for table in model.preferences.tables)
-    assert parts["bpr"].item() == pytest.approx(bpr, abs=1e-9)
-    assert loss.item() == pytest.approx(bpr + 0.01 * reg.item(), abs=1e-9)
-
-
 @pytest.mark.parametrize(
     "given, message",
     [({"routing": -1}, "routing must be >= 0"), ({"layers": -1}, "must be >= 0"), ({"weight_mode": "sum"}, "weight_mode='sum' is not one of")],
@@ -155,10 +123,3 @@ def test_loss_regularises_the_id_and_preference_rows(tiny):
 def test_bad_options_are_refused(given, message):
     with pytest.raises(ConfigError, match=message):
         resolve_options({"dataset": "synthetic-tiny", "model": "grcn", **given})
-
-
-def test_a_dataset_without_modalities_is_refused():
-    train = np.array([(0, 0), (1, 1)], dtype=np.int64)
-    ds = Dataset("plain", 2, 2, train, train[:1], train[:1], {})
-    with pytest.raises(ConfigError, match="has no modality"):
-        build_model(ds, resolve_options({"dataset": "plain", "model": "grcn"})[1])

@@ -3,46 +3,26 @@ synthetic-tiny, plus its options, word-bag text and bad configurations."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import float64_model, neighbours
 
-from ego_dgl.data import Dataset, load_dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
 
-
-def float64_model(ds, **given):
-    _, cfg, _, _ = resolve_options({"dataset": ds.name, "model": "mmgcn", "latent_dim": 12, **given})
-    torch.manual_seed(0)
-    return build_model(ds, cfg, "cpu").double()
-
-
-def neighbours(ds) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-    of_user: dict[int, list[int]] = {u: [] for u in range(ds.num_users)}
-    of_item: dict[int, list[int]] = {i: [] for i in range(ds.num_items)}
-    for u, i in {(int(u), int(i)) for u, i in ds.train}:
-        of_user[u].append(i)
-        of_item[i].append(u)
-    return of_user, of_item
 
 
 def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 1-6 and the modality sum (Eq. 8), node by node, modality by modality."""
     cfg = model.cfg
     P = ds.num_users
-    of_user, of_item = neighbours(ds)
+    of_user, of_item = neighbours(ds.train, ds.num_users, ds.num_items)
     nbrs = {v: ([P + i for i in of_user[v]] if v < P else of_item[v - P]) for v in range(P + ds.num_items)}
     reps = []
     for k, m in enumerate(ds.modalities):
@@ -70,10 +50,11 @@ def reference(model, ds) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize(
     "given",
-    [{}, {"layers": 1, "aggregation": "sum", "combine": "add"}, {"layers": 3, "combine": "add", "has_id": False}, {"layers": 3, "aggregation": "sum"}],
+    [{}, {"layers": 1, "aggregation": "sum", "combine": "add"}, {"layers": 3, "combine": "add", "has_id": False}, {"layers": 3,
+        "aggregation": "sum"}],
 )
 def test_mmgcn_matches_the_reference(tiny, given):
-    model = float64_model(tiny, **given)
+    model = float64_model(tiny, "mmgcn", **{"latent_dim": 12, **given})
     ref_u, ref_i = reference(model, tiny)
     tables = model.final_tables()
     assert tables.users.shape == (tiny.num_users, model.cfg.dim)
@@ -85,31 +66,11 @@ def test_defaults_are_the_authors():
     assert (cfg.layers, cfg.aggregation, cfg.combine, cfg.has_id, cfg.dim, cfg.latent_dim) == (2, "mean", "concat", True, 64, 128)
 
 
-def test_loss_regularises_the_id_and_preference_rows(tiny):
-    model = float64_model(tiny)
-    users, pos, neg = torch.tensor([0, 3]), torch.tensor([1, 2]), torch.tensor([4, 5])
-    loss, parts = model.loss(users, pos, neg, 0.01)
-    t = model.propagate()
-    diffs = [(t.users[u] @ t.items[p] - t.users[u] @ t.items[n]).item() for u, p, n in zip(users, pos, neg)]
-    bpr = np.mean([math.log1p(math.exp(-d)) for d in diffs])
-    P = tiny.num_users
-    reg = model.ids[users].pow(2).mean() + model.ids[P + torch.cat([pos, neg])].pow(2).mean()
-    reg = reg + sum(table[users].pow(2).mean() for table in model.preferences.tables)
-    assert parts["bpr"].item() == pytest.approx(bpr, abs=1e-9)
-    assert loss.item() == pytest.approx(bpr + 0.01 * reg.item(), abs=1e-9)
-
-
 @pytest.mark.parametrize(
     "given, message",
-    [({"layers": 0}, "--layers must be >= 1"), ({"aggregation": "max"}, "aggregation='max' is not one of"), ({"combine": "mul"}, "combine='mul' is not one of")],
+    [({"layers": 0}, "--layers must be >= 1"), ({"aggregation": "max"}, "aggregation='max' is not one of"), ({"combine": "mul"},
+        "combine='mul' is not one of")],
 )
 def test_bad_options_are_refused(given, message):
     with pytest.raises(ConfigError, match=message):
         resolve_options({"dataset": "synthetic-tiny", "model": "mmgcn", **given})
-
-
-def test_a_dataset_without_modalities_is_refused():
-    train = np.array([(0, 0), (1, 1)], dtype=np.int64)
-    ds = Dataset("plain", 2, 2, train, train[:1], train[:1], {})
-    with pytest.raises(ConfigError, match="has no modality"):
-        build_model(ds, resolve_options({"dataset": "plain", "model": "mmgcn"})[1])

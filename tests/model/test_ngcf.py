@@ -7,16 +7,10 @@ import math
 
 import pytest
 import torch
-from test_lightgcn import early_fusion_reference, float64_model, neighbours
+from conftest import early_fusion_reference, float64_model, neighbours
 
-from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.train import resolve_options
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
 
 
 def leaky(x: torch.Tensor) -> torch.Tensor:
@@ -43,7 +37,7 @@ def ngcf_layer(w1, w2, own, other, own_nb, other_nb):
 def test_ngcf_matches_the_reference(tiny, layers):
     model = float64_model(tiny, "ngcf", layers=layers, dropout=0.0)
     users, items = early_fusion_reference(model, tiny)
-    of_user, of_item = neighbours(tiny)
+    of_user, of_item = neighbours(tiny.train, tiny.num_users, tiny.num_items)
     out_u, out_i = [users], [items]
     for layer in model.layers:
         w1, w2 = layer.w1.weight, layer.w2.weight

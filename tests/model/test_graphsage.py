@@ -6,18 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_lightgcn import early_fusion_reference, float64_model, neighbours
+from conftest import early_fusion_reference, float64_model, neighbours
 
-from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.graph import backends
 from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
 
 
 def sage_node(conv, aggregator: str, own: torch.Tensor, others: list[torch.Tensor]) -> torch.Tensor:
@@ -52,7 +46,7 @@ def sage_layer(conv, aggregator, own, other, own_nb, linear: bool = False) -> to
 def test_graphsage_matches_the_reference(tiny, aggregator, layers, output):
     model = float64_model(tiny, "graphsage", layers=layers, aggregator=aggregator, output=output)
     users, items = early_fusion_reference(model, tiny)
-    of_user, of_item = neighbours(tiny)
+    of_user, of_item = neighbours(tiny.train, tiny.num_users, tiny.num_items)
     for k, conv in enumerate(model.convs):
         to_items, to_users = conv.mods["clicks"], conv.mods["clicked_by"]
         linear = output == "linear" and k == layers - 1

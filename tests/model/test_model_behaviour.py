@@ -146,13 +146,13 @@ def test_word_bag_text_is_a_learned_word_table_averaged_per_item():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_one_modality_makes_fusion_the_identity(backend):
     ds = small({"v": np.random.default_rng(0).normal(size=(Q, 5)).astype(np.float32)})
-    tables = []
+    tables, state = [], None
     for kw in (dict(mode="hard", eps=0.3), dict(mode="soft"), dict(mode="soft", gate="vector"), dict(fusion="gm")):
         model = build(ds, backend, layers_mm=2, **kw)
-        if tables:
-            model.load_state_dict(reference_state)
+        if state is None:
+            state = model.state_dict()
         else:
-            reference_state = model.state_dict()
+            model.load_state_dict(state)
         tables.append(model.propagate())
     for t in tables[1:]:
         torch.testing.assert_close(t.users, tables[0].users, rtol=0, atol=1e-12)
@@ -172,7 +172,8 @@ def test_one_modality_is_said_once_for_ego_fusion_only():
 def random_dataset(seed: int = 0, users: int = 150, items: int = 200, edges: int = 3000) -> Dataset:
     rng = np.random.default_rng(seed)
     train = np.stack([rng.integers(0, users, edges), rng.integers(0, items, edges)], 1)
-    feats = {"v": rng.normal(size=(items, 9)).astype(np.float32), "a": rng.normal(size=(items, 4)).astype(np.float32), "t": rng.normal(size=(items, 6)).astype(np.float32)}
+    feats = {"v": rng.normal(size=(items, 9)).astype(np.float32), "a": rng.normal(size=(items, 4)).astype(np.float32),
+        "t": rng.normal(size=(items, 6)).astype(np.float32)}
     return Dataset("random", users, items, train, train[:3], train[:3], feats)
 
 
@@ -223,7 +224,8 @@ class FirstLayer(torch.nn.Module):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kw", [dict(mode="hard", eps=0.4), dict(mode="soft"), dict(mode="soft", gate="vector")], ids=["hard", "soft-scalar", "soft-vector"])
+@pytest.mark.parametrize("kw", [dict(mode="hard", eps=0.4), dict(mode="soft"), dict(mode="soft", gate="vector")], ids=["hard", "soft-scalar",
+    "soft-vector"])
 def test_gradcheck_through_the_fusion_layer(backend, kw):
     model = build(small(), backend, dim=3, **kw)
     users0, items0 = (x.detach().requires_grad_() for x in model.inputs())

@@ -34,7 +34,7 @@ from ego_dgl.train.sampler import Batch
 from ego_dgl.train.trainer import Trainer, seed_everything
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shards_cover_the_epoch_once_in_equal_steps():

@@ -61,7 +61,8 @@ def test_feature_rows_differ_from_items(mmrec_folder):
 @pytest.mark.parametrize("bad", [[1, 7], [-1, 0]])
 def test_ids_out_of_range(mmrec_folder, bad):
     write_inter(mmrec_folder / "toy.inter", (np.vstack([TRAIN, bad]), VALID, TEST))
-    data_error(read_mmrec, mmrec_folder, match=r"toy\.inter: 1 train rows have user ids outside|image_feat\.npy: 5 rows, but toy\.inter uses item id 7")
+    data_error(read_mmrec, mmrec_folder,
+        match=r"toy\.inter: 1 train rows have user ids outside|image_feat\.npy: 5 rows, but toy\.inter uses item id 7")
 
 
 def test_grcn_items_not_offset(grcn_folder):

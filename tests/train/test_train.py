@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from ego_dgl.data import load_dataset
 from ego_dgl.evaluate import evaluate
 from ego_dgl.model.registry import build_model
 from ego_dgl.train import resolve_options, train
@@ -20,10 +19,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TIMING = ("seconds", "t_sample", "t_forward", "t_backward", "t_optim", "t_eval")
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
 
 
 def configs(**given):

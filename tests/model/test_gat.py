@@ -6,16 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_lightgcn import early_fusion_reference, float64_model, neighbours
+from conftest import early_fusion_reference, float64_model, neighbours
 
-from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.train import resolve_options
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
 
 
 def leaky(x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +50,7 @@ def gat_layer(conv, own, other, own_nb, last: bool) -> torch.Tensor:
 def test_gat_matches_the_reference(tiny, options):
     model = float64_model(tiny, "gat", **options)
     users, items = early_fusion_reference(model, tiny)
-    of_user, of_item = neighbours(tiny)
+    of_user, of_item = neighbours(tiny.train, tiny.num_users, tiny.num_items)
     for k, conv in enumerate(model.convs):
         last = k == len(model.convs) - 1
         to_items, to_users = conv.mods["clicks"], conv.mods["clicked_by"]
@@ -83,7 +77,8 @@ def test_attention_dropout_acts_in_training_only(tiny):
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [(dict(heads=0), "heads must be a positive"), (dict(heads=5, dim=32), "must be a multiple of"), (dict(attn_dropout=1.0), "attn_dropout must be in")],
+    [(dict(heads=0), "heads must be a positive"), (dict(heads=5, dim=32), "must be a multiple of"), (dict(attn_dropout=1.0),
+        "attn_dropout must be in")],
 )
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):

@@ -169,37 +169,19 @@ def test_bad_names_and_options_are_one_line_and_train_nothing(tmp_path, extra, f
     assert not (tmp_path / "compare").exists()
 
 
-def test_ctrl_c_with_jobs_2_starts_no_new_cell_and_stops_the_workers(tmp_path):
-    """SIGINT to the compare process alone: the two running cells stop at once (no
-    metrics, a checkpoint to resume from), the other two never start, exit code 2."""
-    import contextlib
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
+def test_compare_png_has_a_row_per_model_in_every_metric_panel(tmp_path):
+    """compare.png: one panel per metric, one bar per model on the axis, so it grows in
+    height (not width) with the number of models."""
+    from PIL import Image
 
-    # as in a terminal: a runner started in the background may pass SIGINT down ignored
-    code = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from ego_dgl.cli import main; main()"
-    cmd = [sys.executable, "-c", code, "compare", "--dataset", "synthetic-tiny",
-           "--models", "lightgcn,gm,na,pop", "--seeds", "1", "--jobs", "2", "--epochs", "100000", "--patience", "100000",
-           "--device", "cpu", "--out", str(tmp_path)]
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    # its own session, so that whatever happens every process of it is stopped at the end
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(),
-                            start_new_session=True)
-    cells = tmp_path / "compare" / "synthetic-tiny" / "cells"
-    try:
-        deadline = time.monotonic() + 300  # generous: a loaded machine starts the workers slowly
-        while time.monotonic() < deadline and len(list(cells.glob("*/last.pt"))) < 2 and proc.poll() is None:
-            time.sleep(0.2)
-        assert len(list(cells.glob("*/last.pt"))) == 2, "two cells did not start"
-        proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=60)[0].decode()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 2, output
-    assert "interrupted" in output and "Traceback" not in output
-    assert sorted(p.name for p in cells.iterdir()) == ["gm-s0", "lightgcn-s0"]
-    assert not list(cells.glob("*/metrics.json")) and not (cells.parent / "cells.csv").exists()
+    from ego_dgl.study.compare import plot_bars
+
+    def summary(n):
+        return [{"name": f"m{k}", "role": ("egogcn", "baseline", "floor")[k % 3],
+                 **{f"{m}_{s}": 0.1 + 0.01 * k for m in TABLE_METRICS for s in ("mean", "std")}} for k in range(n)]
+
+    sizes = {}
+    for n in (4, 16):
+        plot_bars(summary(n), tmp_path / f"{n}.png", "title")
+        sizes[n] = Image.open(tmp_path / f"{n}.png").size
+    assert sizes[4][0] == sizes[16][0] and sizes[16][1] > 2 * sizes[4][1] * 0.8

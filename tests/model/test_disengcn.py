@@ -9,16 +9,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_lightgcn import early_fusion_reference, float64_model, neighbours
+from conftest import early_fusion_reference, float64_model, neighbours
 
-from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.train import resolve_options
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
 
 
 def unit(v: torch.Tensor) -> torch.Tensor:
@@ -61,7 +55,7 @@ def route(z_dst, z_src, of_dst: dict[int, list[int]], factors: int, iterations: 
 @torch.no_grad()
 def reference(model, ds, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     users, items = early_fusion_reference(model, ds)
-    of_user, of_item = neighbours(ds)
+    of_user, of_item = neighbours(ds.train, ds.num_users, ds.num_items)
     for conv in model.convs:
         z_u, z_i = project(conv, users, cfg.factors), project(conv, items, cfg.factors)
         users = route(z_u, z_i, of_user, cfg.factors, cfg.iterations, cfg.tau)

@@ -48,7 +48,8 @@ def test_duplicate_warning_is_one_yellow_line(mmrec_folder):
     write_inter(mmrec_folder / "toy.inter", (np.vstack([TRAIN, TRAIN[:2]]), VALID, TEST))
     result = run("data", "info", str(mmrec_folder), "--json")
     assert result.exit_code == 0
-    assert result.stderr == "warning: toy: dropped 2 duplicate interactions (the same user and item more than once; kept the first, in train, valid, test order)\n"
+    assert result.stderr == ("warning: toy: dropped 2 duplicate interactions (the same user and item more than once; kept the first, in "
+                             "train, valid, test order)\n")
     assert json.loads(result.stdout)["interactions"] == len(TRAIN) + len(VALID) + len(TEST)
 
 

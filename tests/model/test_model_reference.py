@@ -1,4 +1,4 @@
-"""EgoGCN against a dense reference written here loop by loop from SPEC.md's equations
+"""EgoGCN against a dense reference written here loop by loop from docs/egogcn.md's equations
 (Eq. 1-14), on a hand-built graph of 5 users, 6 items and 3 modalities, in float64, for
 every graph backend. The reference shares no code with the model: it reads only the
 model's parameters and the raw dataset."""
@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import neighbours
 
 from ego_dgl.data import Dataset
 from ego_dgl.model.egogcn import EgoGCN, ModelConfig
@@ -48,14 +49,6 @@ def softmax(values: list[torch.Tensor]) -> list[torch.Tensor]:
     total = sum(e)
     return [x / total for x in e]
 
-
-def neighbours(pairs) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-    of_user: dict[int, list[int]] = {u: [] for u in range(P)}
-    of_item: dict[int, list[int]] = {i: [] for i in range(Q)}
-    for u, i in pairs:
-        of_user[u].append(i)
-        of_item[i].append(u)
-    return of_user, of_item
 
 
 def ref_item_features(model: EgoGCN, ds: Dataset) -> list[list[torch.Tensor]]:
@@ -157,7 +150,7 @@ def ref_lightgcn(table, w_to_user, w_to_item, layers):
 
 def ref_layer0(model, cfg, users0, items0, M):
     """Layer 0 in both directions: returns the outputs and the per-direction records."""
-    of_user, of_item = neighbours(PAIRS)
+    of_user, of_item = neighbours(PAIRS, P, Q)
     records = {}
     outs = []
     for name, src, dst, nbrs, side in (("to_users", items0, users0, of_user, "to_users"), ("to_items", users0, items0, of_item, "to_items")):
@@ -203,7 +196,7 @@ def ref_tables(model: EgoGCN, ds: Dataset, cfg: ModelConfig):
     M = len(ds.modalities)
     user_rows = [[] for _ in range(P)]
     item_rows = [[] for _ in range(Q)]
-    of_user, of_item = neighbours(PAIRS)
+    of_user, of_item = neighbours(PAIRS, P, Q)
     records = None
     if cfg.branches != "id":
         users0, items0 = ref_user_prefs(model), ref_item_features(model, ds)
@@ -322,7 +315,7 @@ def test_layer0_affinity_messages_reattention_output(hand, backend, kw):
             side = "to_users" if name == "to_users" else "to_items"
             src = items0 if name == "to_users" else users0
             node = model.layer0.gates[side](src)
-            for (j, v, m), msg in rec["messages"].items():
+            for (j, _v, m), msg in rec["messages"].items():
                 torch.testing.assert_close(node[j, m], msg, **TOL)
 
 
@@ -339,7 +332,8 @@ PROPAGATE = [
     dict(branches="id", layers_id=3),
     dict(branches="mm", layers_mm=4),
 ]
-PROPAGATE_IDS = ["hard", "hard-relative", "soft-scalar", "soft-vector", "gm", "na", "hard-soft-pruning", "soft-soft-pruning", "na-soft-pruning", "id-only", "mm-only"]
+PROPAGATE_IDS = ["hard", "hard-relative", "soft-scalar", "soft-vector", "gm", "na", "hard-soft-pruning", "soft-soft-pruning", "na-soft-pruning",
+    "id-only", "mm-only"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

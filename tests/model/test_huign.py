@@ -11,21 +11,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_lightgcn import float64_model, neighbours
+from conftest import float64_model, neighbours
 
-from ego_dgl.data import load_dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.train import resolve_options
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
-
-
 def co_interacted(ds, links: int) -> dict[int, list[int]]:
     """Each item's `links` items sharing most users with it (ties: lower index first)."""
-    _, of_item = neighbours(ds)
+    _, of_item = neighbours(ds.train, ds.num_users, ds.num_items)
     users = {i: set(us) for i, us in of_item.items()}
     out = {}
     for i in range(ds.num_items):

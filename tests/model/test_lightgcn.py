@@ -5,45 +5,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
-
-from ego_dgl.data import load_dataset
-from ego_dgl.model.registry import build_model
-from ego_dgl.train import resolve_options
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
-
-
-def float64_model(ds, name: str, **given):
-    _, cfg, _, _ = resolve_options({"dataset": ds.name, "model": name, **given})
-    torch.manual_seed(0)
-    return build_model(ds, cfg, "cpu").double()
-
-
-def neighbours(ds) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-    """Each user's and each item's training neighbours, from the raw pairs."""
-    of_user: dict[int, list[int]] = {u: [] for u in range(ds.num_users)}
-    of_item: dict[int, list[int]] = {i: [] for i in range(ds.num_items)}
-    for u, i in ds.train:
-        of_user[int(u)].append(int(i))
-        of_item[int(i)].append(int(u))
-    return of_user, of_item
-
-
-def early_fusion_reference(model, ds) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_u = e_u; x_i = W [i_1(0) || ... || i_M(0)] + b + e_i, item by item."""
-    inp = model.inputs
-    feats = inp.features()  # i_m(0) [Q, M, D] (EgoGCN's layer-0 inputs, tested there)
-    items = []
-    for i in range(ds.num_items):
-        concat = torch.cat([feats[i, m] for m in range(feats.shape[1])])
-        items.append(inp.fuse.weight @ concat + inp.fuse.bias + inp.items[i])
-    return inp.users.detach().clone(), torch.stack(items)
+from conftest import bpr_reference, early_fusion_reference, float64_model, neighbours
 
 
 def test_early_fusion_inputs_match_the_reference(tiny):
@@ -57,7 +21,7 @@ def test_early_fusion_inputs_match_the_reference(tiny):
 def test_lightgcn_matches_the_reference(tiny, layers):
     model = float64_model(tiny, "lightgcn", layers=layers)
     x_users, x_items = early_fusion_reference(model, tiny)
-    of_user, of_item = neighbours(tiny)
+    of_user, of_item = neighbours(tiny.train, tiny.num_users, tiny.num_items)
     users, items = [x_users], [x_items]
     for _ in range(layers):
         prev_u, prev_i = users[-1], items[-1]
@@ -81,12 +45,12 @@ def test_loss_is_bpr_plus_the_regulariser_of_the_raw_rows(tiny):
     model = float64_model(tiny, "lightgcn")
     users, pos, neg = torch.tensor([0, 3]), torch.tensor([1, 2]), torch.tensor([4, 5])
     loss, parts = model.loss(users, pos, neg, 0.01)
-    t = model.propagate()
-    diffs = [(t.users[u] @ t.items[p] - t.users[u] @ t.items[n]).item() for u, p, n in zip(users, pos, neg)]
-    bpr = np.mean([-math.log(1 / (1 + math.exp(-d))) for d in diffs])
-    reg = model.inputs.users[users].pow(2).mean() + model.inputs.items[torch.cat([pos, neg])].pow(2).mean()
+    bpr = bpr_reference(model, users, pos, neg)
+    # the authors' convention: every squared entry over the same 2·B (times D here), users and items alike
+    rows = [model.inputs.users[u] for u in users] + [model.inputs.items[i] for i in torch.cat([pos, neg])]
+    reg = sum(float(x) ** 2 for row in rows for x in row) / (2 * len(users) * model.cfg.dim)
     assert parts["bpr"].item() == pytest.approx(bpr, abs=1e-9)
-    assert loss.item() == pytest.approx(bpr + 0.01 * reg.item(), abs=1e-9)
+    assert loss.item() == pytest.approx(bpr + 0.01 * reg, abs=1e-9)
 
 
 def test_without_content_the_inputs_are_the_id_tables(tiny):

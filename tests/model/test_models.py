@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import bpr_reference, float64_model
 
 from ego_dgl.cli import main
 from ego_dgl.data import Dataset, WordBag, load_dataset
@@ -32,10 +33,6 @@ def model_on(ds, name: str, **given) -> Recommender:
     torch.manual_seed(0)
     return build_model(ds, cfg, "cpu")
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_dataset("synthetic-tiny")
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -158,7 +155,8 @@ def test_cli_models_and_train_with_a_model(tmp_path):
     assert run_dir.name.endswith("-pop")
     bad = runner.invoke(main, ["train", "--model", "pop", "--eps", "0.3", "--dataset", "synthetic-tiny", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "not an option of --model pop" in bad.stderr
-    param = runner.invoke(main, ["train", "--param", "layers_mm=1", "--epochs", "1", "--dataset", "synthetic-tiny", "--device", "cpu", "--out", str(tmp_path)])
+    param = runner.invoke(main, ["train", "--param", "layers_mm=1", "--epochs", "1", "--dataset", "synthetic-tiny", "--device", "cpu", "--out",
+        str(tmp_path)])
     assert param.exit_code == 0, param.output
     configs = [json.loads((d / "config.json").read_text()) for d in (tmp_path / "runs").iterdir()]
     assert sorted(c["model_name"] for c in configs) == ["egogcn", "pop"]
@@ -182,3 +180,29 @@ def test_word_bag_text_and_a_missing_modality_train(name, width):
     assert torch.isfinite(loss)
     table = model.item_features.bags["1"].table
     assert table.grad[[0, 1, 2, 3]].abs().sum(1).gt(0).all()  # every used word learns
+
+
+@pytest.mark.parametrize("name", ["grcn", "mmgcn"])
+def test_a_model_built_on_modalities_refuses_a_dataset_without_any(name):
+    train = np.array([(0, 0), (1, 1)], dtype=np.int64)
+    ds = Dataset("plain", 2, 2, train, train[:1], train[:1], {})
+    with pytest.raises(ConfigError, match="has no modality"):
+        build_model(ds, resolve_options({"dataset": "plain", "model": name})[1])
+
+
+@pytest.mark.parametrize("name, options, id_table", [
+    ("grcn", {"content_dim": 10}, lambda model: model.ids.table),
+    ("mmgcn", {"latent_dim": 12}, lambda model: model.ids),
+], ids=["grcn", "mmgcn"])
+def test_loss_regularises_the_id_and_preference_rows(tiny, name, options, id_table):
+    """GRCN and MMGCN: BPR plus the mean squares of the batch's user and item ID rows and
+    of its users' preference rows in every modality."""
+    model = float64_model(tiny, name, **options)
+    users, pos, neg = torch.tensor([0, 3]), torch.tensor([1, 2]), torch.tensor([4, 5])
+    loss, parts = model.loss(users, pos, neg, 0.01)
+    bpr = bpr_reference(model, users, pos, neg)
+    ids = id_table(model)
+    reg = ids[users].pow(2).mean() + ids[tiny.num_users + torch.cat([pos, neg])].pow(2).mean()
+    reg = reg + sum(table[users].pow(2).mean() for table in model.preferences.tables)
+    assert parts["bpr"].item() == pytest.approx(bpr, abs=1e-9)
+    assert loss.item() == pytest.approx(bpr + 0.01 * reg.item(), abs=1e-9)

@@ -8,6 +8,7 @@ import pytest
 from conftest import rows, run
 
 from ego_dgl.data import load_dataset
+from ego_dgl.study.cells import Planner
 from ego_dgl.study.sweeps import eps_cells, run_sweep
 from ego_dgl.train import resolve_options, train
 
@@ -25,7 +26,7 @@ def test_sweep_layers_grid_summary_plot_and_rerun(tmp_path):
     folder = tmp_path / "sweeps" / "layers-synthetic-tiny"
     cells = rows(folder / "cells.csv")
     # synthetic-tiny's defaults: K = 2 and L = 2 are held fixed
-    expected = {f"{f}-K{k}-L{l}-s0" for f in ("ego", "gm", "na") for k, l in ((1, 2), (3, 2), (2, 1))}
+    expected = {f"{f}-K{k}-L{lv}-s0" for f in ("ego", "gm", "na") for k, lv in ((1, 2), (3, 2), (2, 1))}
     assert {c["key"] for c in cells} == expected and len(cells) == 9
     assert all(int(c["epochs_run"]) == 2 for c in cells)
     summary = rows(folder / "summary.csv")
@@ -73,7 +74,7 @@ def test_interrupted_cell_resumes_to_the_uninterrupted_result(tmp_path):
     ds = load_dataset("synthetic-tiny")
     shared = {"dataset": "synthetic-tiny", "epochs": 3, "device": "cpu"}
     cells = eps_cells([0.3], 2, 2, [0])
-    straight = run_sweep(ds, "eps", cells, shared, tmp_path / "a")
+    straight = run_sweep(ds, "eps", Planner(shared).plan(cells), shared, tmp_path / "a")
     # an attempt cut short after one epoch, in the cell's folder of another sweep
     _, model_cfg, train_cfg, _ = resolve_options({**shared, **cells[0].options()})
 
@@ -82,7 +83,7 @@ def test_interrupted_cell_resumes_to_the_uninterrupted_result(tmp_path):
 
     with pytest.raises(Interrupt):
         train(ds, model_cfg, train_cfg, tmp_path / "b" / "cells" / cells[0].key, progress=False, on_epoch=stop)
-    resumed = run_sweep(ds, "eps", cells, shared, tmp_path / "b")
+    resumed = run_sweep(ds, "eps", Planner(shared).plan(cells), shared, tmp_path / "b")
     assert resumed == straight
     config = json.loads((tmp_path / "b" / "cells" / cells[0].key / "config.json").read_text())
     assert config["resumed"][0]["at_epoch"] == 1

@@ -154,3 +154,22 @@ def test_every_variant_trains(tmp_path, options, label):
         assert str(config["model"][flag[2:].replace("-", "_")]) == value
     history = (run_dir / "history.csv").read_text().splitlines()
     assert len(history) == 2 and ("fused/" in history[0]) == (label in ("hard", "mm-hard"))
+
+
+def test_help_shows_the_defaults_the_configs_hold(monkeypatch):
+    """`--help` reads each training option's default from the configs (TrainConfig, the
+    paper's per-dataset profiles, the model configs) when it is shown, not from the CLI."""
+    import re
+
+    from ego_dgl.train import defaults
+
+    def shown(text: str, option: str) -> str:
+        block = re.search(rf"--{option} \w+(.*?)(?=\n  --|\Z)", text, flags=re.S).group(1)
+        return " ".join(block.split())
+
+    text = run("train", "--help").output
+    assert shown(text, "patience").endswith(f"[default: {defaults.TrainConfig.patience}]")
+    assert shown(text, "eps").endswith("[default: per dataset, 0.4 Movielens, 0.6 Tiktok]")
+    assert shown(text, "layers").endswith("[default: per model]") and shown(text, "gate").endswith("[default: scalar]")
+    monkeypatch.setitem(defaults.PROFILES, "tiktok", {**defaults.PROFILES["tiktok"], "eps": 0.7})
+    assert shown(run("train", "--help").output, "eps").endswith("[default: per dataset, 0.4 Movielens, 0.7 Tiktok]")

