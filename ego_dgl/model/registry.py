@@ -49,6 +49,7 @@ MODELS: dict[str, ModelSpec] = {
     "huign": ModelSpec("baselines.huign", "HUIGN", "HUIGNConfig", "HUIGN (Wei et al. 2021): hierarchical intents from co-interacted item graphs, per modality"),
     "lightgcn": ModelSpec("baselines.lightgcn", "LightGCN", "LightGCNConfig", "LightGCN (He et al. SIGIR 2020) on early-fused multimodal inputs"),
     "grcn": ModelSpec("baselines.grcn", "GRCN", "GRCNConfig", "GRCN (Wei et al. MM 2020): content-refined, pruned graph under an ID GCN; ID and modalities concatenated"),
+    "bpr": ModelSpec("baselines.bpr", "BPRMF", "BPRConfig", "BPR-MF (Rendle et al. UAI 2009): matrix factorisation with the BPR loss (the floor a graph model has to beat)"),
     "pop": ModelSpec("baselines.pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
 }
 

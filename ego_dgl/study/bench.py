@@ -67,7 +67,7 @@ def _grid(dataset: str, batches: int | None) -> list[Case]:
 
 
 # Every trained baseline with its defaults, beside EgoGCN-hard, for the per-epoch ratios.
-BASELINES = ("lightgcn", "ngcf", "graphsage", "gat", "disengcn", "mmgcn", "grcn", "huign")
+BASELINES = ("bpr", "lightgcn", "ngcf", "graphsage", "gat", "disengcn", "mmgcn", "grcn", "huign")
 
 SUITES: dict[str, list[Case]] = {
     "ml100k": _grid("ml100k", None) + [Case("ml100k", "dgl-udf", "hard")],
