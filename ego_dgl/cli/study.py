@@ -122,3 +122,33 @@ def bench_command(suites, repeats, threads, device, batches, out) -> None:
         for name, why in report["failed"].items():
             console.print(f"failed {escape(name)}: {escape(why)}", highlight=False, soft_wrap=True)
         console.print(f"written: {escape(str(report_path(out, suite, device)))}", highlight=False, soft_wrap=True)
+
+
+@main.command("tune")
+@click.option("--model", required=True, help="the model or preset to tune (egodgl models lists them)")
+@training_options([*SWEEP_OPTIONS, "seed"])
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="fix any other option of the model (it is then not searched), repeatable")
+@click.option("--trials", type=int, default=20, show_default=True, help="finished trials (complete or pruned) the study should hold; a rerun with more adds trials")
+@click.option("--timeout", type=float, default=None, help="stop starting trials after this many minutes (per worker)")
+@click.option("--jobs", type=int, default=1, show_default=True, help="worker processes sharing the study, each with its share of the CPU threads")
+@click.option("--space", type=click.Path(dir_okay=False), default=None,
+              help="TOML/YAML search space replacing the model's: KEY = {low, high[, log]} or {choices = [...]}")
+@click.option("--startup-trials", "startup", type=int, default=5, show_default=True, help="finished trials before the pruner stops any")
+@click.option("--warmup", type=int, default=5, show_default=True, help="epochs of each trial before it may be pruned")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the study goes to OUT/tune/<name> [default: results]")
+@click.option("--name", default=None, help="study folder name; rerunning with the same name continues the study [default: <model>-<dataset>]")
+def tune_command(model, params, trials, timeout, jobs, space, startup, warmup, out, name, **options) -> None:
+    """Search a model's hyper-parameters on Optuna (TPE, median pruning on validation
+    recall@10 per epoch; never test) and write the best trial as a config file that
+    train --config and compare --params-from take."""
+    from ego_dgl.cli.tables import tune_table
+    from ego_dgl.study.tune import launch_tune
+    from ego_dgl.train.config_file import parse_params
+
+    given = {**parse_params(params), **{k: v for k, v in options.items() if v is not None}}
+    opts = {"model": model, "given": given, "trials": trials, "timeout": timeout, "jobs": jobs, "space": space, "startup": startup,
+            "warmup": warmup, "out": out, "name": name}
+    result = launch_tune(opts)
+    console.print(tune_table(result))
+    files = ", ".join(n for n in ("best.toml", "trials.csv", "history.png", "importance.png") if (result.folder / n).exists())
+    console.print(f"study folder: {escape(str(result.folder))} ({files})", highlight=False, soft_wrap=True)

@@ -115,3 +115,21 @@ def embedding_table(title: str, rows: list[dict[str, Any]], note: str | None = N
         if row["stage"] == "after":
             table.add_section()
     return table
+
+
+def tune_table(result: Any) -> Table:
+    """A tune study: its trials by state, and the best trial's validation recall@10 and
+    options (every trial in trials.csv)."""
+    states = ", ".join(f"{n} {state}" for state, n in sorted(result.states.items()))
+    table = Table(title=f"tune: {escape(result.folder.name)}", caption=f"trials: {states or 'none'}; all in trials.csv", caption_style="dim")
+    table.add_column("best trial")
+    table.add_column("value", justify="right")
+    if result.best is None:
+        table.add_row("none finished yet", "")
+        return table
+    table.add_row("trial", str(result.best["_trial"]))
+    table.add_row("valid R@10", f"{result.best['_value']:.4f}")
+    for key, value in result.best.items():
+        if not key.startswith("_"):
+            table.add_row(escape(key), escape(str(value)))
+    return table

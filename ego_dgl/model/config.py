@@ -4,7 +4,7 @@ defaults, the registry name, a short label for run ids, and a check of its value
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from typing_extensions import Self
 
@@ -19,6 +19,13 @@ class RecommenderConfig:
     def label(self) -> str:
         """Short name used in run ids (a variant may say more, e.g. EgoGCN's 'soft')."""
         return self.name
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """What `egodgl tune` searches, option -> {low, high[, log]} or {choices}: the
+        learning rate and the regulariser's weight for every model (log-uniform over the
+        decades around the paper's 2e-4 and 1e-4; the ranges are this project's choice);
+        a model adds its own knobs to these."""
+        return {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}}
 
     def validate(self) -> Self:
         """Raise ConfigError naming the first bad option; return the config."""

@@ -10,7 +10,7 @@ score <e_u, e_i> (Eq. 5); BPR with the regulariser on the batch's raw ID rows (E
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -28,6 +28,10 @@ class LightGCNConfig(BaselineConfig):
 
     name: ClassVar[str] = "lightgcn"
     layers: int = 3
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and LightGCN's layers (the paper studies 1-4)."""
+        return {**super().search_space(), "layers": {"low": 1, "high": 4}}
 
 
 class LightGCN(Recommender):
