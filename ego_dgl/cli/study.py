@@ -42,9 +42,11 @@ def sweep_eps_command(**options) -> None:
 
 @main.command("compare")
 @training_options(SWEEP_OPTIONS)
-@click.option("--models", required=True, metavar="NAME,NAME,...",
+@click.option("--models", default="", metavar="NAME,NAME,...",
               help="models or presets (egodgl models lists them), comma-separated; options after a name as +KEY=VALUE, "
                    "e.g. pop,lightgcn,egogcn-hard,egogcn-hard+threshold=relative+eps=2")
+@click.option("--params-from", "params_from", multiple=True, type=click.Path(file_okay=False), metavar="STUDY_FOLDER",
+              help="repeatable: add the model of an egodgl tune study with its best trial's values (OUT/tune/<name>)")
 @click.option("--seeds", type=int, default=5, show_default=True, help="seeds per model, the same for every model (the paired test needs >= 2)")
 @click.option("--seed", type=int, default=0, show_default=True, help="first seed")
 @click.option("--jobs", type=int, default=1, show_default=True, help="cells trained at once, each in a worker process with its share of the CPU threads")
@@ -54,7 +56,7 @@ def sweep_eps_command(**options) -> None:
 @click.option("--name", default=None, help="comparison folder name; rerunning with the same name skips finished cells [default: <dataset>]")
 @click.option("--finished-only", is_flag=True,
               help="train nothing: tabulate the cells finished so far (e.g. while a long study runs), each model over the seeds it has")
-def compare_command(**options) -> None:
+def compare_command(params_from, **options) -> None:
     """Train models side by side with the same seeds and tabulate them like the paper's
     Table 3: test P/R/NDCG@10 and @20 (mean ± std), the improvement of the best EgoGCN
     variant over the best baseline, and a paired test across seeds.
@@ -66,7 +68,9 @@ def compare_command(**options) -> None:
     tabulates what has finished without training."""
     from ego_dgl.cli.tables import compare_table
     from ego_dgl.study.compare import launch_compare
+    from ego_dgl.study.tune import tuned_entry
 
+    options["models"] = ",".join([options["models"], *(tuned_entry(f) for f in params_from)]).strip(",")
     result = launch_compare(options)
     console.print(compare_table("compare: test figures at the best validation epoch", result.summary, result.paired))
     names = ("cells.csv", "tuning.csv", "summary.csv", "paired.csv", "table.md", "compare.png")

@@ -116,7 +116,7 @@ def check_sweep_options(folder: Path, settings: dict[str, Any], filename: str = 
     path = folder / filename
     if path.exists():
         saved = read_json(path)
-        diff = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        diff = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k) and k != "log")  # --log changes no figure
         if diff:
             k = diff[0]
             raise ConfigError(
@@ -341,7 +341,7 @@ def base_layers(dataset: str) -> tuple[int, int]:
 
 
 # options a sweep passes to every cell (anything else is set per cell)
-SHARED_OPTIONS = ("epochs", "patience", "batch_size", "lr", "reg", "dim", "device", "backend", "protocol", "threshold")
+SHARED_OPTIONS = ("epochs", "patience", "batch_size", "lr", "reg", "dim", "device", "backend", "protocol", "threshold", "log")
 
 
 def parse_values(text: str, kind: type, option: str) -> list:

@@ -19,6 +19,7 @@ from ego_dgl.model.registry import (
     config_type,
     resolve_model,
 )
+from ego_dgl.train.tracking import check_logger
 
 DEFAULT_DATASET = "ml100k"
 MAX_SEED = 2**32 - 1  # numpy accepts seeds in 0..2**32-1; torch and DGL accept more
@@ -47,6 +48,7 @@ class TrainConfig:
     dist: str = ""  # DistDGL partition config (OUT/<name>.json): train on the partitioned graph's servers
     eval_chunk: int = 0  # evaluation: nodes per chunk of exact layer-wise inference; 0 propagates the whole graph at once
     compile: str = "off"  # torch.compile of the training step: off | default | reduce-overhead (CUDA graphs on CUDA)
+    log: str = ""  # per-epoch scalars to watch: tensorboard | mlflow (train/tracking.py); "" logs nothing
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the first bad option."""
@@ -71,6 +73,7 @@ class TrainConfig:
         if self.dist and self.procs > 1:
             raise ConfigError("--dist runs one process per trainer, started by the launcher (--trainers); drop --procs")
         check_compile(self)
+        check_logger(self.log)
         self.ks = check_eval_options(self.ks, self.protocol)
         if 10 not in self.ks:
             raise ConfigError("the cut-offs must include 10: early stopping watches recall@10")

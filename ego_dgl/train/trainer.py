@@ -14,7 +14,7 @@ import math
 import queue
 import random
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -29,7 +29,7 @@ from ego_dgl.evaluate import evaluate, protocol_label
 from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender
-from ego_dgl.model.registry import build_model
+from ego_dgl.model.registry import build_model, model_name
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
 from ego_dgl.train.checkpoint import (
     TrainState,
@@ -59,6 +59,7 @@ from ego_dgl.train.parallel import (
 from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.records import RunResult, metrics_record, note_resume, run_config
 from ego_dgl.train.sampler import Batch, NegativeSampler
+from ego_dgl.train.tracking import tracking
 
 
 class DistTraining(Protocol):
@@ -354,7 +355,10 @@ def train_rank(
     split = select_split(trainer.cfg)
     batches = trainer.steps()
     display = {True: "auto", False: "off"}.get(progress, progress) if place.writes else "off"
-    with EpochProgress(display, trainer.max_epochs, trainer.state.epoch, batches, trainer.cfg.patience, tag) as bar:
+    log = trainer.cfg.log if place.writes else ""
+    params = {"model_name": model_name(model_cfg), **asdict(model_cfg), **asdict(trainer.cfg)}
+    with EpochProgress(display, trainer.max_epochs, trainer.state.epoch, batches, trainer.cfg.patience, tag) as bar, \
+            tracking(log, run_dir, tag or run_dir.name, params) as track:
         if trainer.model.backend_note:
             bar.note(f"note: {escape(trainer.model.backend_note)}")
         if trainer.cfg.compile != "off":
@@ -364,6 +368,7 @@ def train_rank(
         while not trainer.done():
             record = trainer.run_epoch(bar)
             bar.end_epoch(record, trainer.state, split)
+            track(record)
             if on_epoch is not None:
                 on_epoch(record)
     return trainer.finish() if place.writes else None
