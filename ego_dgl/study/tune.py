@@ -217,6 +217,7 @@ def open_study(plan: Plan) -> Any:
     """The study in the folder's SQLite storage (created on first use): TPE seeded with
     the plan's seed, the median pruner, maximising validation recall@10."""
     optuna = optuna_module()
+    ensure_folder(plan.folder)
     return optuna.create_study(
         study_name="tune", storage=plan.storage(), direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=plan.seed),
@@ -386,6 +387,7 @@ def save_plots(plan: Plan, study: Any) -> list[str]:
     written = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)  # few trials: an empty legend, equal importances
         for name, draw in ((HISTORY_PNG, plots.plot_optimization_history), (IMPORTANCE_PNG, plots.plot_param_importances)):
             try:
                 axes = draw(study)
@@ -423,8 +425,7 @@ def launch_tune(opts: dict[str, Any], progress: bool = True) -> TuneResult:
     trials (in --jobs workers), then summarise. Ctrl-C ends with the command to continue."""
     plan = plan_tune(opts)
     optuna_module()
-    ensure_folder(plan.folder)
-    with run_lock(plan.folder):
+    with run_lock(ensure_folder(plan.folder)):
         check_same_study(plan)
         study = open_study(plan)
         retry_interrupted(study)
