@@ -61,7 +61,7 @@ from ego_dgl.train.defaults import (
 STUDY, STORAGE, BEST_CONFIG, TRIALS = "study.json", "study.db", "best.toml", "trials.csv"
 HISTORY_PNG, IMPORTANCE_PNG = "history.png", "importance.png"
 NOT_SEARCHED = ("dataset", "out", "model", "seed", "device", "protocol", "epochs", "patience", "procs", "dist")
-RUN_ONLY = ("device",)  # options of the study that the best config leaves to the user
+RUN_ONLY = ("device", "log")  # options that change no figure: a rerun may change them, best.toml leaves them out
 DEFAULT_STARTUP, DEFAULT_WARMUP = 5, 5
 
 
