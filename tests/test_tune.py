@@ -20,6 +20,7 @@ from ego_dgl.study.tune import (
     open_study,
     optimise,
     plan_tune,
+    suggest,
     summarise,
     tuned_entry,
 )
@@ -85,6 +86,16 @@ def test_ctrl_c_then_a_rerun_continues_the_trial_and_more_trials_add_trials(tmp_
 
     more = launch_tune(tune_opts(tmp_path / "a", trials=2), progress=False)
     assert more.states == {"fail": 1, "complete": 2}
+
+
+def test_a_trial_left_running_by_a_killed_process_is_tried_again(tmp_path):
+    plan = plan_tune(tune_opts(tmp_path))
+    killed = open_study(plan).ask()  # a worker that died (kill -9) leaves its trial running
+    lr = suggest(killed, plan.space)["lr"]
+    result = launch_tune(tune_opts(tmp_path), progress=False)
+    assert result.states == {"fail": 1, "complete": 1}
+    retried = read_csv(result.folder / "trials.csv")[1]
+    assert retried["retry_of"] == "0" and float(retried["lr"]) == lr
 
 
 def test_best_config_trains_the_same_run_and_compare_takes_the_study(tmp_path):

@@ -21,7 +21,8 @@ trials, --jobs workers share it), trials/trial-NNNN/ (each trial an ordinary run
 trials.csv, best.toml (the best trial's options: `egodgl train --config best.toml` trains
 the same run, `compare --params-from FOLDER` takes it), history.png and importance.png
 (Optuna's matplotlib plots). A trial that Ctrl-C stopped is tried again on the rerun with
-the same values, continuing its run folder from its last checkpoint.
+the same values, continuing its run folder from its last checkpoint (so is a trial whose
+process was killed, found still marked running when the folder's lock is free again).
 """
 
 from __future__ import annotations
@@ -226,10 +227,14 @@ def open_study(plan: Plan) -> Any:
 
 
 def retry_interrupted(study: Any) -> int:
-    """Enqueue each interrupted trial (failed without a recorded error: Ctrl-C, a killed
-    worker) not yet retried, with its values and its run folder, so the rerun continues
-    it; the number enqueued. A trial whose values the model refused or that diverged keeps
-    its error and is not tried again."""
+    """Enqueue each interrupted trial (failed without a recorded error: Ctrl-C; or still
+    marked running, which under the folder's lock means its process was killed) not yet
+    retried, with its values and its run folder, so the rerun continues it; the number
+    enqueued. A trial whose values the model refused or that diverged keeps its error and
+    is not tried again."""
+    optuna = optuna_module()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
     failed = [t for t in trials if t.state.name == "FAIL" and "error" not in t.user_attrs and t.number not in retried and t.params]
