@@ -156,6 +156,8 @@ def test_a_bad_space_is_one_clear_error(tmp_path, text, message):
 def test_refused_options(tmp_path):
     with pytest.raises(ConfigError, match="drop --protocol legacy"):
         plan_tune({"model": "bpr", "given": {**TINY, "protocol": "legacy"}})
+    with pytest.raises(ConfigError, match="--trials must be a positive integer, got 0"):
+        plan_tune(tune_opts(tmp_path, trials=0))
     with pytest.raises(ConfigError, match="learns nothing"):
         plan_tune({"model": "pop", "given": TINY})
     with pytest.raises(ConfigError, match="cannot also be fixed by --lr"):

@@ -61,7 +61,7 @@ from ego_dgl.train.defaults import (
 
 STUDY, STORAGE, BEST_CONFIG, TRIALS = "study.json", "study.db", "best.toml", "trials.csv"
 HISTORY_PNG, IMPORTANCE_PNG = "history.png", "importance.png"
-NOT_SEARCHED = ("dataset", "out", "model", "seed", "device", "protocol", "epochs", "patience", "procs", "dist")
+NOT_SEARCHED = ("dataset", "out", "model", "seed", "device", "protocol", "epochs", "patience", "procs", "dist", "log")
 RUN_ONLY = ("device", "log")  # options that change no figure: a rerun may change them, best.toml leaves them out
 DEFAULT_STARTUP, DEFAULT_WARMUP = 5, 5
 
@@ -158,6 +158,7 @@ class Plan:
 
     @property
     def seed(self) -> int:
+        """The runs' seed, which also seeds the sampler."""
         return int(self.given.get("seed", 0))
 
     def record(self) -> dict[str, Any]:
@@ -166,6 +167,7 @@ class Plan:
         return {"model": self.model, "given": given, "space": self.space, "startup": self.startup, "warmup": self.warmup}
 
     def storage(self) -> str:
+        """Optuna's URL of the folder's SQLite file."""
         return f"sqlite:///{(self.folder / STORAGE).resolve()}"
 
 
@@ -181,7 +183,7 @@ def plan_tune(opts: dict[str, Any]) -> Plan:
     if not MODELS[resolve_model(model)[0]].model_type().trainable:
         raise ConfigError(f"--model {model} learns nothing, so there is nothing to tune")
     for name in ("trials", "jobs"):
-        if int(opts.get(name) or 1) < 1:
+        if int(opts.get(name, 1)) < 1:
             raise ConfigError(f"--{name} must be a positive integer, got {opts[name]}")
     if opts.get("timeout") is not None and not opts["timeout"] > 0:
         raise ConfigError(f"--timeout must be a positive number of minutes, got {opts['timeout']}")
@@ -286,7 +288,7 @@ class Objective:
             with run_lock(ensure_folder(run_dir)):
                 result = train(
                     self.ds, model_cfg, train_cfg, run_dir, resume=resume_ok, progress=self.display, source=dataset_source(dataset),
-                    on_epoch=on_epoch, tag=f"trial {trial.number}",
+                    on_epoch=on_epoch, tag=f"{self.plan.folder.name} trial {trial.number}",
                 )
         except EgoDGLError as err:  # e.g. a diverged loss at a large lr: the study goes on
             trial.set_user_attr("error", str(err))
