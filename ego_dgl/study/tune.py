@@ -302,35 +302,41 @@ def finished(study: Any) -> int:
     return sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
 
 
-def optimise(plan: Plan, ds: Any, trials: int, timeout_min: float | None, display: str) -> None:
+def optimise(plan: Plan, ds: Any, trials: int, timeout_min: float | None, display: str, share: int | None = None) -> None:
     """Run trials in this process until the study holds `trials` finished ones (counted
-    across every worker) or the timeout passes."""
+    across every worker), this process has run its `share` (a --jobs worker's part of the
+    missing trials, so that workers finishing together do not overshoot) or the timeout
+    passes."""
     optuna = optuna_module()
     study = open_study(plan)
-    if finished(study) >= trials:
+    missing = trials - finished(study)
+    if missing <= 0:
         return
     stop = optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
     study.optimize(
-        Objective(plan, ds, display), n_trials=trials, timeout=None if timeout_min is None else timeout_min * 60,
+        Objective(plan, ds, display), n_trials=missing if share is None else share, timeout=None if timeout_min is None else timeout_min * 60,
         callbacks=[stop], catch=(EgoDGLError,), gc_after_trial=False,
     )
 
 
-def _worker(plan: Plan, dataset: str, threads: int, trials: int, timeout_min: float | None) -> None:
-    """A --jobs worker process: its share of the CPU threads, the dataset, the trials."""
+def _worker(plan: Plan, dataset: str, threads: int, trials: int, timeout_min: float | None, share: int) -> None:
+    """A --jobs worker process: its share of the CPU threads, the dataset, its share of the trials."""
     import torch
 
     from ego_dgl.data import load_dataset
 
     torch.set_num_threads(threads)
-    optimise(plan, load_dataset(dataset, progress=False), trials, timeout_min, "lines")
+    optimise(plan, load_dataset(dataset, progress=False), trials, timeout_min, "lines", share)
 
 
 def run_workers(plan: Plan, trials: int, timeout_min: float | None, jobs: int) -> None:
-    """--jobs worker processes sharing the study's storage; the first failure is raised."""
+    """--jobs worker processes sharing the study's storage, each with its share of the
+    missing trials; the first failure is raised."""
     context = multiprocessing.get_context("spawn")
     dataset = dataset_name(plan.given)
-    procs = [context.Process(target=_worker, args=(plan, dataset, worker_threads(jobs), trials, timeout_min)) for _ in range(jobs)]
+    missing = max(0, trials - finished(open_study(plan)))
+    shares = [missing // jobs + (k < missing % jobs) for k in range(jobs)]
+    procs = [context.Process(target=_worker, args=(plan, dataset, worker_threads(jobs), trials, timeout_min, n)) for n in shares if n]
     for proc in procs:
         proc.start()
     try:
@@ -342,7 +348,7 @@ def run_workers(plan: Plan, trials: int, timeout_min: float | None, jobs: int) -
         raise
     bad = [p.exitcode for p in procs if p.exitcode]
     if bad:
-        raise EgoDGLError(f"{len(bad)} of {jobs} tune workers failed (exit code {bad[0]}); see the messages above")
+        raise EgoDGLError(f"{len(bad)} of {len(procs)} tune workers failed (exit code {bad[0]}); see the messages above")
 
 
 def trial_rows(plan: Plan, study: Any) -> list[dict[str, Any]]:
