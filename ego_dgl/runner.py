@@ -31,7 +31,7 @@ from ego_dgl.train.records import RunResult, dataset_source, load_run_config
 from ego_dgl.train.trainer import rank_device, resolve_device, train
 
 # options that may change when a run is resumed: they do not alter what an epoch computes
-RESUME_OPTIONS = ("epochs", "patience", "device", "compile")
+RESUME_OPTIONS = ("epochs", "patience", "device", "compile", "log")
 
 
 def guarded_train(run_dir: Path, fresh: bool, **kwargs: Any) -> RunResult:
@@ -119,7 +119,7 @@ def resume_run(run_dir: str | Path, given: dict[str, Any], progress: bool = True
     extra = sorted(k for k in given if k not in RESUME_OPTIONS)
     if extra:
         name = extra[0].replace("_", "-")
-        raise ConfigError(f"--resume continues a run with its saved options; drop --{name} (only --epochs, --patience, --device, --compile "
+        raise ConfigError(f"--resume continues a run with its saved options; drop --{name} (only --epochs, --patience, --device, --compile, --log "
             "may change)")
     run_dir = check_run_dir(run_dir, LAST)
     config = load_run_config(run_dir)

@@ -44,6 +44,8 @@ TRAIN_OPTION_HELP = {
                   "graph's propagation)",
     "compile": "torch.compile the training step: off, default, or reduce-overhead (CUDA graphs on CUDA; on the CPU the same as "
                "default); the first step compiles (minutes on a CPU); full-graph training in one process only",
+    "log": "watch the run: tensorboard (event files in RUN/tensorboard) or mlflow (MLFLOW_TRACKING_URI, else sqlite RESULTS/mlflow.db): "
+           "per-epoch loss, validation metrics, fused shares, seconds per phase, and the options",
     "layers": "propagation layers of a baseline model (not EgoGCN: --layers-mm, --layers-id)",
 }
 TRAIN_OPTION_TYPES = {"eps": float, "layers-mm": int, "layers-id": int, "layers": int, "epochs": int, "patience": int,
@@ -75,7 +77,7 @@ def training_options(names: list[str]):
     return decorate
 
 
-SWEEP_OPTIONS = ["dataset", "epochs", "patience", "batch-size", "lr", "reg", "dim", "device", "backend", "protocol"]
+SWEEP_OPTIONS = ["dataset", "epochs", "patience", "batch-size", "lr", "reg", "dim", "device", "backend", "protocol", "log"]
 
 
 def sweep_options(f):

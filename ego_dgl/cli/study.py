@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from ego_dgl.cli.group import console, main
 from ego_dgl.cli.options import SWEEP_OPTIONS, sweep_options, training_options
-from ego_dgl.cli.ranges import POSITIVE, SEED
+from ego_dgl.cli.ranges import COUNT, FINITE, POSITIVE, SEED
 
 
 def run_sweep_command(kind: str, options: dict) -> None:
@@ -43,9 +43,11 @@ def sweep_eps_command(**options) -> None:
 
 @main.command("compare")
 @training_options(SWEEP_OPTIONS)
-@click.option("--models", required=True, metavar="NAME,NAME,...",
+@click.option("--models", default="", metavar="NAME,NAME,...",
               help="models or presets (egodgl models lists them), comma-separated; options after a name as +KEY=VALUE, "
                    "e.g. pop,lightgcn,egogcn-hard,egogcn-hard+threshold=relative+eps=2")
+@click.option("--params-from", "params_from", multiple=True, type=click.Path(file_okay=False), metavar="STUDY_FOLDER",
+              help="repeatable: add the model of an egodgl tune study with its best trial's values (OUT/tune/<name>)")
 @click.option("--seeds", type=int, default=5, show_default=True, help="seeds per model, the same for every model (the paired test needs >= 2)")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="first seed")
 @click.option("--jobs", type=POSITIVE, default=1, show_default=True,
@@ -57,7 +59,7 @@ def sweep_eps_command(**options) -> None:
 @click.option("--name", default=None, help="comparison folder name; rerunning with the same name skips finished cells [default: <dataset>]")
 @click.option("--finished-only", is_flag=True,
               help="train nothing: tabulate the cells finished so far (e.g. while a long study runs), each model over the seeds it has")
-def compare_command(**options) -> None:
+def compare_command(params_from, **options) -> None:
     """Train models side by side with the same seeds and tabulate them like the paper's
     Table 3: test P/R/NDCG@10 and @20 (mean ± std), the improvement of the best EgoGCN
     variant over the best baseline, and a paired test across seeds.
@@ -69,7 +71,9 @@ def compare_command(**options) -> None:
     tabulates what has finished without training."""
     from ego_dgl.cli.tables import compare_table
     from ego_dgl.study.compare import launch_compare
+    from ego_dgl.study.tune import tuned_entry
 
+    options["models"] = ",".join([options["models"], *(tuned_entry(f) for f in params_from)]).strip(",")
     result = launch_compare(options)
     console.print(compare_table("compare: test figures at the best validation epoch", result.summary, result.paired))
     names = ("cells.csv", "tuning.csv", "summary.csv", "paired.csv", "table.md", "compare.png")
@@ -142,3 +146,34 @@ def plot_sparsity_command(folders, out, overwrite) -> None:
         raise ConfigError(f"{out} already holds sparsity.csv or sparsity.png; pass --overwrite or choose another --out")
     csv_path, png_path = write_sparsity(list(folders), out)
     console.print(f"wrote {escape(str(csv_path))} and {escape(str(png_path))}", highlight=False, soft_wrap=True)
+
+@main.command("tune")
+@click.option("--model", required=True, help="the model or preset to tune (egodgl models lists them)")
+@training_options([*SWEEP_OPTIONS, "seed"])
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="fix any other option of the model (it is then not searched), repeatable")
+@click.option("--trials", type=POSITIVE, default=20, show_default=True,
+    help="finished trials (complete or pruned) the study should hold; a rerun with more adds trials")
+@click.option("--timeout", type=FINITE, default=None, help="stop starting trials after this many minutes (per worker)")
+@click.option("--jobs", type=POSITIVE, default=1, show_default=True,
+    help="worker processes sharing the study, each with its share of the CPU threads")
+@click.option("--space", type=click.Path(dir_okay=False), default=None,
+              help="TOML/YAML search space replacing the model's: KEY = {low, high[, log]} or {choices = [...]}")
+@click.option("--startup-trials", "startup", type=COUNT, default=5, show_default=True, help="finished trials before the pruner stops any")
+@click.option("--warmup", type=COUNT, default=5, show_default=True, help="epochs of each trial before it may be pruned")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="results folder; the study goes to OUT/tune/<name> [default: results]")
+@click.option("--name", default=None, help="study folder name; rerunning with the same name continues the study [default: <model>-<dataset>]")
+def tune_command(model, params, trials, timeout, jobs, space, startup, warmup, out, name, **options) -> None:
+    """Search a model's hyper-parameters on Optuna (TPE, median pruning on validation
+    recall@10 per epoch; never test) and write the best trial as a config file that
+    train --config and compare --params-from take."""
+    from ego_dgl.cli.tables import tune_table
+    from ego_dgl.study.tune import launch_tune
+    from ego_dgl.train.config_file import parse_params
+
+    given = {**parse_params(params), **{k: v for k, v in options.items() if v is not None}}
+    opts = {"model": model, "given": given, "trials": trials, "timeout": timeout, "jobs": jobs, "space": space, "startup": startup,
+            "warmup": warmup, "out": out, "name": name}
+    result = launch_tune(opts)
+    console.print(tune_table(result))
+    files = ", ".join(n for n in ("best.toml", "trials.csv", "history.png", "importance.png") if (result.folder / n).exists())
+    console.print(f"study folder: {escape(str(result.folder))} ({files})", highlight=False, soft_wrap=True)

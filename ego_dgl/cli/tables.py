@@ -159,3 +159,20 @@ def degree_command(run_dir: str | None, out: str | None, split: str, by: str, bi
     for row in rows:
         table.add_row(*(f"{row[c]:.4f}" if isinstance(row[c], float) else escape(str(row[c])) for c in columns))
     console.print(table)
+
+def tune_table(result: Any) -> Table:
+    """A tune study: its trials by state, and the best trial's validation recall@10 and
+    options (every trial in trials.csv)."""
+    states = ", ".join(f"{n} {state}" for state, n in sorted(result.states.items()))
+    table = Table(title=f"tune: {escape(result.folder.name)}", caption=f"trials: {states or 'none'}; all in trials.csv", caption_style="dim")
+    table.add_column("best trial")
+    table.add_column("value", justify="right")
+    if result.best is None:
+        table.add_row("none finished yet", "")
+        return table
+    table.add_row("trial", str(result.best["_trial"]))
+    table.add_row("valid R@10", f"{result.best['_value']:.4f}")
+    for key, value in result.best.items():
+        if not key.startswith("_"):
+            table.add_row(escape(key), escape(str(value)))
+    return table

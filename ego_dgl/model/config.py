@@ -48,6 +48,13 @@ class RecommenderConfig:
         layers = getattr(self, "layers", 1)
         return Footprint(dim, getattr(self, "word_dim", 0), getattr(self, "content", True), layers, layers)
 
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """What `egodgl tune` searches, option -> {low, high[, log]} or {choices}: the
+        learning rate and the regulariser's weight for every model (log-uniform over the
+        decades around the paper's 2e-4 and 1e-4; the ranges are this project's choice);
+        a model adds its own knobs to these."""
+        return {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}}
+
     def validate(self) -> Self:
         """Raise ConfigError naming the first bad option; return the config."""
         return self

@@ -55,6 +55,7 @@ MODELS: dict[str, ModelSpec] = {
     "bm3": ModelSpec("field.bm3", "BM3", "BM3Config", "BM3 (Zhou et al. WWW 2023): self-supervised bootstrapping, dropout views, no negative sampling"),
     "mgcn": ModelSpec("field.mgcn", "MGCN", "MGCNConfig", "MGCN (Yu et al. MM 2023): purified modality views on kNN item graphs, attention fusion, InfoNCE"),
     "lgmrec": ModelSpec("field.lgmrec", "LGMRec", "LGMRecConfig", "LGMRec (Guo et al. AAAI 2024): local graph embeddings plus a global hypergraph of learned hyperedges"),
+    "bpr": ModelSpec("baselines.bpr", "BPRMF", "BPRConfig", "BPR-MF (Rendle et al. UAI 2009): matrix factorisation with the BPR loss (the floor a graph model has to beat)"),
     "pop": ModelSpec("baselines.pop", "Popularity", "PopConfig", "items ranked by their number of training interactions (the floor)"),
     # the field's models (MMRec's set)
     "vbpr": ModelSpec("field.vbpr", "VBPR", "VBPRConfig", "VBPR (He & McAuley AAAI 2016): MF with projected item content; no graph"),

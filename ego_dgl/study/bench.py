@@ -69,7 +69,7 @@ def _grid(dataset: str, batches: int | None) -> list[Case]:
 
 
 # Every trained baseline with its defaults, beside EgoGCN-hard, for the per-epoch ratios.
-BASELINES = ("lightgcn", "ngcf", "graphsage", "gat", "disengcn", "mmgcn", "grcn", "huign")
+BASELINES = ("bpr", "lightgcn", "ngcf", "graphsage", "gat", "disengcn", "mmgcn", "grcn", "huign")
 FIELD_MODELS = ("vbpr", "lattice", "freedom", "bm3", "mgcn", "lgmrec")  # the field's current models (MMRec's set), with their defaults
 
 SUITES: dict[str, list[Case]] = {

@@ -41,7 +41,7 @@ from ego_dgl.train.defaults import TrainConfig, resolve_options
 from ego_dgl.train.trainer import resolve_device, train
 
 # options a study passes to every cell (anything else is set per cell)
-SHARED_OPTIONS = ("epochs", "patience", "batch_size", "lr", "reg", "dim", "device", "backend", "protocol", "threshold")
+SHARED_OPTIONS = ("epochs", "patience", "batch_size", "lr", "reg", "dim", "device", "backend", "protocol", "threshold", "log")
 MAX_CELLS = 10_000  # more is a typo (--seeds 100000000), not a study: refused before planning
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a plain slug: no path, nothing rich reads as markup
 WATCH_SECONDS = 0.5  # how often a worker checks that its parent is still there
@@ -141,7 +141,7 @@ def check_study_options(folder: Path, settings: dict[str, Any], filename: str) -
     path = folder / filename
     if path.exists():
         saved = read_json(path)
-        diff = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        diff = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k) and k != "log")  # --log changes no figure
         if diff:
             k = diff[0]
             raise ConfigError(

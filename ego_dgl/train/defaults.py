@@ -26,6 +26,7 @@ from ego_dgl.model.registry import (
     config_type,
     resolve_model,
 )
+from ego_dgl.train.tracking import check_logger
 from ego_dgl.untrusted import MAX_SEED
 
 DEFAULT_DATASET = "ml100k"
@@ -55,6 +56,7 @@ class TrainConfig:
     dist: str = ""  # DistDGL partition config (OUT/<name>.json): train on the partitioned graph's servers
     eval_chunk: int = 0  # evaluation: nodes per chunk of exact layer-wise inference; 0 propagates the whole graph at once
     compile: str = "off"  # torch.compile of the training step: off | default | reduce-overhead (CUDA graphs on CUDA)
+    log: str = ""  # per-epoch scalars to watch: tensorboard | mlflow (train/tracking.py); "" logs nothing
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad option."""
@@ -79,6 +81,7 @@ class TrainConfig:
         if self.dist and self.procs > 1:
             raise ConfigError("--dist runs one process per trainer, started by the launcher (--trainers); drop --procs")
         check_compile(self)
+        check_logger(self.log)
         self.ks = check_eval_options(self.ks, self.protocol)
         watched = select_metric(self.protocol)
         if int(watched.split("@")[1]) not in self.ks:

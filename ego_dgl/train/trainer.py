@@ -15,7 +15,7 @@ import queue
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,7 +37,7 @@ from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.model.registry import build_model
+from ego_dgl.model.registry import build_model, model_name
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
 from ego_dgl.train.checkpoint import (
     TrainState,
@@ -66,6 +66,7 @@ from ego_dgl.train.parallel import (
 from ego_dgl.train.progress import EpochProgress
 from ego_dgl.train.records import RunResult, metrics_record, note_resume, run_config
 from ego_dgl.train.sampler import Batch, NegativeSampler
+from ego_dgl.train.tracking import tracking
 
 
 class DistTraining(Protocol):
@@ -366,7 +367,10 @@ def train_rank(
     split = select_split(trainer.cfg)
     batches = trainer.steps()
     display = {True: "auto", False: "off"}.get(progress, progress) if place.writes else "off"
-    with EpochProgress(display, trainer.max_epochs, trainer.state.epoch, batches, trainer.cfg.patience, tag) as bar:
+    log = trainer.cfg.log if place.writes else ""
+    params = {"model_name": model_name(model_cfg), **asdict(model_cfg), **asdict(trainer.cfg)}
+    with EpochProgress(display, trainer.max_epochs, trainer.state.epoch, batches, trainer.cfg.patience, tag) as bar, \
+            tracking(log, run_dir, tag or run_dir.name, params) as track:
         if trainer.model.backend_note:
             bar.note(f"note: {escape(trainer.model.backend_note)}")
         if trainer.cfg.compile != "off":
@@ -376,6 +380,7 @@ def train_rank(
         while not trainer.done():
             record = trainer.run_epoch(bar)
             bar.end_epoch(record, trainer.state, split, "R@" + select_metric(trainer.cfg.protocol).split("@")[1])
+            track(record)
             if on_epoch is not None:
                 on_epoch(record)
     return trainer.finish() if place.writes else None

@@ -35,7 +35,7 @@ Choices where the paper leaves a range or is silent:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,10 @@ class DisenGCNConfig(BaselineConfig):
         if not self.tau > 0:
             raise ConfigError(f"--param tau must be > 0, got {self.tau}")
         return self
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and DisenGCN's routing iterations (the paper's 3 in the middle)."""
+        return {**super().search_space(), "iterations": {"low": 1, "high": 5}}
 
 
 def factor_softmax(logits: Tensor) -> Tensor:

@@ -37,7 +37,7 @@ Choices:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 from torch.nn import functional as F
@@ -58,6 +58,10 @@ class GATConfig(BaselineConfig):
     heads: int = 1  # attention heads per layer: concatenated in hidden layers, averaged in the last
     attn_dropout: float = 0.0  # dropout on the attention coefficients, in training
     residual: bool = True  # GATConv's residual: the node's own input added to its layer output
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and GAT's attention heads (divisors of the default width 64)."""
+        return {**super().search_space(), "heads": {"choices": [1, 2, 4]}}
 
     def validate(self) -> GATConfig:
         super().validate()

@@ -37,7 +37,7 @@ DGL's SAGEConv, the paper's layer, with a separate transform for the node itself
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 from torch.nn import functional as F
@@ -69,6 +69,10 @@ class GraphSAGEConfig(BaselineConfig):
         if self.output not in OUTPUTS:
             raise ConfigError(f"--param output={self.output!r} is not one of: {', '.join(OUTPUTS)}")
         return self
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and GraphSAGE's aggregator (the paper's three)."""
+        return {**super().search_space(), "aggregator": {"choices": ["mean", "gcn", "pool"]}}
 
 
 class GraphSAGE(HeteroConvRecommender):

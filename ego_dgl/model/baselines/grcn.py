@@ -41,7 +41,7 @@ Where we differ, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -74,6 +74,10 @@ class GRCNConfig(RecommenderConfig):
     weight_mode: str = "confid"  # how modalities' affinities become one edge weight: confid | max | mean
     pruning: bool = True  # relu on the edge weights: negative edges are cut
     word_dim: int = 128  # width of the learned word table for word-bag text modalities
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and GRCN's routing iterations (the paper's 3 in the middle)."""
+        return {**super().search_space(), "routing": {"low": 1, "high": 5}}
 
     def validate(self) -> GRCNConfig:
         """Raise ConfigError naming the first bad option."""

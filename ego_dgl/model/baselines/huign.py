@@ -46,7 +46,7 @@ Where this differs from the released code, and why ([impl]):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -97,6 +97,10 @@ class HUIGNConfig(RecommenderConfig):
         if self.links < 1:
             raise ConfigError(f"--param links must be >= 1, got {self.links}")
         return self
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and HUIGN's co-interacted neighbours per item (around the authors' 10)."""
+        return {**super().search_space(), "links": {"low": 5, "high": 20}}
 
 
 def co_interaction_edges(ds: Dataset, links: int) -> tuple[np.ndarray, np.ndarray]:

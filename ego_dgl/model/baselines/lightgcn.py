@@ -12,7 +12,7 @@ positives, negatives) over the same 2B (here 2B·D: `loss.pair_regulariser`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -31,6 +31,10 @@ class LightGCNConfig(BaselineConfig):
 
     name: ClassVar[str] = "lightgcn"
     layers: int = 3
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and LightGCN's layers (the paper studies 1-4)."""
+        return {**super().search_space(), "layers": {"low": 1, "high": 4}}
 
 
 class LightGCN(Recommender):

@@ -46,7 +46,7 @@ Where we differ, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +90,10 @@ class MMGCNConfig(RecommenderConfig):
         if self.combine not in COMBINATIONS:
             raise ConfigError(f"--param combine={self.combine!r} is not one of: {', '.join(COMBINATIONS)}")
         return self
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and MMGCN's layers per modality (the paper studies 1-3)."""
+        return {**super().search_space(), "layers": {"low": 1, "high": 3}}
 
 
 class ModalityLinear(nn.Module):

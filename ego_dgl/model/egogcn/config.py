@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.config import Footprint, RecommenderConfig
@@ -51,6 +51,14 @@ class ModelConfig(RecommenderConfig):
             return "id"
         label = self.mode if self.fusion == "ego" else self.fusion
         return f"mm-{label}" if self.branches == "mm" else label
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and, where hard EGO fusion is in use, its threshold eps (the paper's
+        Fig. 3 range, 0.3-0.7, widened to 0.2-0.8)."""
+        space = super().search_space()
+        if self.fusion == "ego" and self.mode == "hard" and self.branches != "id":
+            space["eps"] = {"low": 0.2, "high": 0.8}
+        return space
 
     def ignored_options(self) -> dict[str, str]:
         """The EgoGCN options this variant ignores: the soft gate's in hard mode, the hard
