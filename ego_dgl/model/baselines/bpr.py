@@ -21,6 +21,7 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
+from ego_dgl.model.layers.cold import keep_rows, masked
 from ego_dgl.model.layers.features import xavier_table
 
 
@@ -41,17 +42,20 @@ class BPRConfig(RecommenderConfig):
 class BPRMF(Recommender):
     """A user table W [P, k] and an item table H [Q, k]; no propagation."""
 
+    cold_start = "none"  # nothing but trained rows: a cold item's row is zeroed (layers/cold.py)
+
     def __init__(self, ds: Dataset, cfg: BPRConfig):
         super().__init__()
         self.users = xavier_table(ds.num_users, cfg.dim)
         self.items = xavier_table(ds.num_items, cfg.dim)
+        self.register_buffer("item_keep", keep_rows(ds), persistent=False)
 
     def propagate(self) -> Tables:
-        return Tables(self.users, self.items)
+        return Tables(self.users, masked(self.items, self.item_keep))
 
     def input_tables(self) -> Tables:
         """The factor tables, detached (without propagation they are also the final ones)."""
-        return Tables(self.users.detach(), self.items.detach())
+        return Tables(self.users.detach(), masked(self.items, self.item_keep).detach())
 
     final_tables = input_tables
 
