@@ -345,3 +345,14 @@ def test_no_stray_bytes_in_a_good_npy(copy):
     ds = copy("ds")
     result = cli("data", "info", ds, "--json")
     assert result.exit_code == 0 and json.loads(result.output)["items"] == 80
+
+
+def test_the_run_config_check_knows_every_training_option():
+    """A new TrainConfig field must be known to the config.json check, or every run that
+    records it would be refused on load."""
+    from dataclasses import fields
+
+    from ego_dgl.train.defaults import TrainConfig
+    from ego_dgl.train.validate import TRAIN_FIELDS
+
+    assert set(TRAIN_FIELDS) == {f.name for f in fields(TrainConfig)}

@@ -26,7 +26,7 @@ TRAIN_FIELDS = {"epochs": Field(int, False, 1), "patience": Field(int, False, 1)
                 "lr": Field(float, False), "reg": Field(float, False), "seed": Field(int, False), "device": Field(str, False),
                 "protocol": Field(str, False), "ks": Field(list), "sampler": Field(str, False),
                 "fanouts": Field(str, False), "procs": Field(int, False, 1), "dist": Field(str, False),
-                "eval_chunk": Field(int, False, 0), "compile": Field(str, False)}
+                "eval_chunk": Field(int, False, 0), "compile": Field(str, False), "log": Field(str, False)}
 PAYLOAD_FIELDS = {"format": Field(int), "model": Field(dict), "optimizer": Field(dict), "train_state": Field(dict),
                   "rng": Field(dict)}
 STATE_FIELDS = {"epoch": Field(int, low=0), "best_epoch": Field(int, low=0), "best_value": Field(float, finite=False),
