@@ -73,7 +73,7 @@ def forward_and_gradients(
         loss, _ = model.loss(users, pos, neg, reg=1e-3)
         loss.backward()
         out["loss"] = loss.detach()
-        out.update({f"grad {n}": q.grad for n, q in model.named_parameters()})
+        out.update({f"grad {n}": q.grad for n, q in model.named_parameters() if q.grad is not None})  # unused in this loss: none
     return {k: v.detach().cpu() for k, v in out.items()}, state
 
 
@@ -140,9 +140,9 @@ def evaluate_in_chunks(device: torch.device, quick: bool) -> str:
     rows = []
     score = evaluator.top_items
 
-    def counted(user_table, item_table, users, known, k, protocol="full"):
+    def counted(user_table, item_table, users, *args, **kwargs):
         rows.append(len(users))
-        return score(user_table, item_table, users, known, k, protocol)
+        return score(user_table, item_table, users, *args, **kwargs)
 
     evaluator.top_items = counted
     with torch.no_grad():

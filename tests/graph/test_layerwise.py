@@ -158,5 +158,5 @@ def test_eval_refuses_a_bad_eval_chunk(tmp_path):
     trained = run_cli("train", "--dataset", "synthetic-tiny", "--device", "cpu", "--epochs", 1, "--model", "lightgcn", "--out", tmp_path)
     assert trained.exit_code == 0, trained.output
     (run_dir,) = (tmp_path / "runs").iterdir()
-    one_error_line(run_cli("eval", run_dir, "--eval-chunk", -1), "--eval-chunk must be a positive number")
+    one_error_line(run_cli("eval", run_dir, "--eval-chunk", -1), "--eval-chunk takes an integer >= 0")
     one_error_line(run_cli("eval", run_dir, "--eval-chunk", 4), "EgoGCN and its variants only")
