@@ -33,3 +33,17 @@ def test_the_equations_cited_by_the_code_live_in_the_repository():
         assert "SPEC" + ".md" not in text, f"{path} cites a file the repository does not hold"
         cited |= set(re.findall(r'docs/egogcn\.md, "([^"]+)"', text))
     assert cited and cited <= headings, cited - headings
+
+
+def test_every_rich_console_leaves_emoji_codes_alone():
+    """A user's ':x:' in a path or name is printed as typed: every Console the package
+    makes has emoji=False (rich's default turns such codes into emoji)."""
+    import re
+
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in sorted((ROOT / "ego_dgl").rglob("*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\bConsole\(", line) and "emoji=False" not in line
+    ]
+    assert not offenders, offenders

@@ -118,7 +118,7 @@ def data_build(out: Path, overwrite: bool, **options) -> None:
     cfg = config_from_options(out, **options)
     check_config(cfg)
     check_destination(out, overwrite)
-    with steps(Console(stderr=True).is_terminal) as s:  # live bars only where someone watches
+    with steps(Console(stderr=True, emoji=False).is_terminal) as s:  # live bars only where someone watches
         built = build(cfg, s, cache_folder(datasets_root()))
         with s.step(f"writing {out}"):
             write_built(built, out, overwrite)

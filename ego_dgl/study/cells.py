@@ -355,7 +355,7 @@ class CellProgress:
 
         self.lines = progress and resolve_display("auto") == "lines"
         self.cell_display = "lines" if self.lines else "off"
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, emoji=False)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
         self.bar = Progress(*columns, console=self.console, disable=not progress or self.lines)
         self.task = self.bar.add_task(escape(title), total=total, info="")

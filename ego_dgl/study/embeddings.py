@@ -272,7 +272,7 @@ def plot_embeddings(
     sel = choose_users(first.ds, split, users, seed)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     embedded: list[RunEmbedding] = []
-    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+    with Progress(*columns, console=Console(stderr=True, emoji=False), disable=not progress) as bar:
         task = bar.add_task("t-SNE", total=2 * len(dirs))
         for k, run_dir in enumerate(dirs):
             run = first if k == 0 else load_run(run_dir, device)
