@@ -63,11 +63,11 @@ def test_mmrec_defaults_and_grid_are_valid_options(name):
 
 def test_word_bags_and_missing_modalities_are_refused(grcn_folder, tmp_path):
     result = run("train", "--model", "mgcn", "--dataset", grcn_folder, "--epochs", 1, "--device", "cpu", "--out", tmp_path)
-    assert result.exit_code == 2 and "is a word bag, and mgcn takes dense feature matrices" in result.stderr
+    assert result.exit_code == 2 and "--model mgcn reads dense item features" in result.stderr and "is a word bag" in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     bare = dataclasses.replace(load_dataset("synthetic-tiny"), features={})
     _, cfg, _, _ = resolve_options({"dataset": "synthetic-tiny", "model": "bm3"})
-    with pytest.raises(ConfigError, match="has no modality, and bm3 is built on item content"):
+    with pytest.raises(ConfigError, match="--model bm3 reads item features, and dataset"):
         build_model(bare, cfg)
 
 

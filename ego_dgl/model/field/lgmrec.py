@@ -45,7 +45,8 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Tables, inner
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.model.field.mmrec_parts import GraphContentModel, xavier_uniform
+from ego_dgl.model.field.graphs import xavier_uniform
+from ego_dgl.model.field.mmrec_parts import GraphContentModel
 from ego_dgl.model.layers.loss import bpr
 
 TEMPERATURE = 0.2  # of the Gumbel softmax and of the contrast (MMRec's tau)

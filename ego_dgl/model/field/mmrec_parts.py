@@ -14,39 +14,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ego_dgl.data.dataset import Dataset, WordBag
-from ego_dgl.errors import ConfigError
+from ego_dgl.data.dataset import Dataset
 from ego_dgl.graph.backends import Edges, interaction_edges
 from ego_dgl.graph.heterograph import ITEM, lightgcn_weights, structure_graph
 from ego_dgl.graph.knn import knn_edges, knn_indices, sym_norm_weights
 from ego_dgl.model.base import Recommender, Tables
+from ego_dgl.model.field.graphs import dense_features, xavier_uniform
 from ego_dgl.model.layers.cold import keep_rows, masked
 from ego_dgl.model.layers.id_branch import lightgcn
 
 SIMILAR = (ITEM, "similar", ITEM)  # item -> item edges of a kNN content graph
-
-
-def content_matrix(ds: Dataset, modality: str, model: str) -> Tensor:
-    """Modality `modality`'s item content [Q, F] as float32, rows of items lacking it zero;
-    a word bag is a ConfigError naming `model`."""
-    feats = ds.features[modality]
-    if isinstance(feats, WordBag):
-        raise ConfigError(
-            f"modality {modality!r} of {ds.name!r} is a word bag, and {model} takes dense feature matrices as MMRec's models do; "
-            "give it as a dense matrix (e.g. sentence embeddings from `egodgl data build`) or use --model grcn or egogcn"
-        )
-    mask = ds.mask(modality).astype(bool)[:, None]
-    return torch.from_numpy(np.where(mask, np.asarray(feats, dtype=np.float32), 0.0).astype(np.float32))
-
-
-def require_modalities(ds: Dataset, model: str) -> None:
-    """Refuse a dataset without modalities: these models are built on item content."""
-    if not ds.modalities:
-        raise ConfigError(f"dataset {ds.name!r} has no modality, and {model} is built on item content; use --model lightgcn")
 
 
 class ContentTables(nn.Module):
@@ -56,8 +36,7 @@ class ContentTables(nn.Module):
 
     def __init__(self, ds: Dataset, model: str, trainable: bool):
         super().__init__()
-        require_modalities(ds, model)
-        matrices = [content_matrix(ds, m, model) for m in ds.modalities]
+        matrices = list(dense_features(ds, model).values())
         self.trainable = trainable
         self.params = nn.ParameterList([nn.Parameter(x) for x in matrices] if trainable else [])
         for k, x in enumerate([] if trainable else matrices):
@@ -68,11 +47,6 @@ class ContentTables(nn.Module):
 
     def forward(self) -> list[Tensor]:
         return list(self.params) if self.trainable else [getattr(self, f"x{k}") for k in range(len(self.dims))]
-
-
-def xavier_uniform(rows: int, dim: int) -> nn.Parameter:
-    """A trainable [rows, dim] table, xavier-uniform initialised (MMRec's ID embeddings)."""
-    return nn.Parameter(nn.init.xavier_uniform_(torch.empty(rows, dim)))
 
 
 def projection(width: int, dim: int) -> nn.Linear:
