@@ -16,11 +16,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ego_dgl.data.dataset import Dataset
-from ego_dgl.graph.backends import interaction_edges
-from ego_dgl.graph.heterograph import lightgcn_weights, structure_graph
-from ego_dgl.model.base import Recommender, Tables
-from ego_dgl.model.layers.early_fusion import BaselineConfig, EarlyFusionInputs
+from ego_dgl.model.base import Tables
+from ego_dgl.model.layers.early_fusion import BaselineConfig, NormalisedGraphModel
 from ego_dgl.model.layers.id_branch import lightgcn
 from ego_dgl.model.layers.loss import pair_regulariser
 
@@ -37,20 +34,8 @@ class LightGCNConfig(BaselineConfig):
         return {**super().search_space(), "layers": {"low": 1, "high": 4}}
 
 
-class LightGCN(Recommender):
+class LightGCN(NormalisedGraphModel):
     """Parameter-free propagation of the input embeddings; layer mean as the output."""
-
-    def __init__(self, ds: Dataset, cfg: LightGCNConfig):
-        super().__init__()
-        self.cfg = cfg
-        g = structure_graph(ds)
-        self.to_users, self.to_items = interaction_edges(g)
-        self.register_buffer("norm", lightgcn_weights(g), persistent=False)
-        self.inputs = EarlyFusionInputs(ds, cfg)
-        self.cold_start = self.inputs.cold_start
-
-    def input_tables(self) -> Tables:
-        return Tables(*self.inputs())
 
     def propagate(self) -> Tables:
         users, items = self.inputs()
@@ -58,9 +43,6 @@ class LightGCN(Recommender):
         out_u, out_i = lightgcn(to_users, to_items, users, items, self.norm, self.norm, self.cfg.layers)
         scale = 1.0 / (self.cfg.layers + 1)
         return Tables(out_u * scale, out_i * scale)
-
-    def reg_rows(self, users: Tensor, items: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        return self.inputs.reg_rows(users, items)
 
     def regularise(self, users: list[Tensor], items: list[Tensor]) -> Tensor:
         """Every term over the same 2·B·D (module docstring)."""

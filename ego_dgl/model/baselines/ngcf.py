@@ -35,10 +35,8 @@ from torch.nn import functional as F
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.backends import interaction_edges
-from ego_dgl.graph.heterograph import lightgcn_weights, structure_graph
-from ego_dgl.model.base import Recommender, Tables
-from ego_dgl.model.layers.early_fusion import BaselineConfig, EarlyFusionInputs
+from ego_dgl.model.base import Tables
+from ego_dgl.model.layers.early_fusion import BaselineConfig, NormalisedGraphModel
 from ego_dgl.model.layers.features import normalize
 
 NEGATIVE_SLOPE = 0.2  # tf.nn.leaky_relu's default, as in the authors' code
@@ -79,23 +77,14 @@ class NGCFLayer(nn.Module):
         return F.leaky_relu(self.w1(own + side) + self.w2(side * own), NEGATIVE_SLOPE)
 
 
-class NGCF(Recommender):
+class NGCF(NormalisedGraphModel):
     """Embedding propagation with feature transforms and interaction terms; the
     L2-normalised layer outputs concatenated after the inputs."""
 
     def __init__(self, ds: Dataset, cfg: NGCFConfig):
-        super().__init__()
-        self.cfg = cfg
-        g = structure_graph(ds)
-        self.to_users, self.to_items = interaction_edges(g)
-        self.register_buffer("norm", lightgcn_weights(g), persistent=False)
-        self.inputs = EarlyFusionInputs(ds, cfg)
-        self.cold_start = self.inputs.cold_start
+        super().__init__(ds, cfg)
         self.layers = nn.ModuleList(NGCFLayer(cfg.dim) for _ in range(cfg.layers))
         self.dropout = nn.Dropout(cfg.dropout)
-
-    def input_tables(self) -> Tables:
-        return Tables(*self.inputs())
 
     def propagate(self) -> Tables:
         users, items = self.inputs()
@@ -107,6 +96,3 @@ class NGCF(Recommender):
             out_u.append(normalize(users))
             out_i.append(normalize(items))
         return Tables(torch.cat(out_u, -1), torch.cat(out_i, -1))
-
-    def reg_rows(self, users: Tensor, items: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        return self.inputs.reg_rows(users, items)

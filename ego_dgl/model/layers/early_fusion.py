@@ -19,6 +19,9 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
+from ego_dgl.graph.backends import interaction_edges
+from ego_dgl.graph.heterograph import lightgcn_weights, structure_graph
+from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.layers.cold import keep_rows, masked
 from ego_dgl.model.layers.features import ItemFeatures, xavier_table
@@ -73,3 +76,25 @@ class EarlyFusionInputs(nn.Module):
     def reg_rows(self, users: Tensor, items: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """The raw ID rows of the batch (the regulariser's input)."""
         return [self.users[users]], [self.items[items]] if self.items is not None else []
+
+
+class NormalisedGraphModel(Recommender):
+    """What LightGCN and NGCF hold alike: the config, the interaction relations with
+    LightGCN's weights 1/sqrt(|N_u| |N_i|) (`norm`), and the early-fused inputs, whose
+    cold-start behaviour is the model's."""
+
+    def __init__(self, ds: Dataset, cfg: BaselineConfig):
+        super().__init__()
+        self.cfg = cfg
+        g = structure_graph(ds)
+        self.to_users, self.to_items = interaction_edges(g)
+        self.register_buffer("norm", lightgcn_weights(g), persistent=False)
+        self.inputs = EarlyFusionInputs(ds, cfg)
+        self.cold_start = self.inputs.cold_start
+
+    def input_tables(self) -> Tables:
+        return Tables(*self.inputs())
+
+    def reg_rows(self, users: Tensor, items: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """The raw rows of the batch's users and items: the inputs' ID rows."""
+        return self.inputs.reg_rows(users, items)
