@@ -71,6 +71,10 @@ class FREEDOMConfig(RecommenderConfig):
     image_weight: float = 0.1  # share of the image modality in the mixed item graph (mm_image_weight)
     dropout: float = 0.8  # share of training edges pruned each epoch (degree-sensitive)
 
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and the neighbours per item of the kNN item graphs (MMRec fixes 10)."""
+        return {**super().search_space(), "knn_k": {"low": 5, "high": 20}}
+
     def validate(self) -> FREEDOMConfig:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1 or self.knn_k < 1:

@@ -74,6 +74,10 @@ class LATTICEConfig(RecommenderConfig):
     knn_k: int = 10  # neighbours per item in every kNN graph
     lam: float = 0.9  # lambda: weight of the initial graph against the learned one (lambda_coeff)
 
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and the neighbours per item of the kNN item graphs (MMRec fixes 10)."""
+        return {**super().search_space(), "knn_k": {"low": 5, "high": 20}}
+
     def validate(self) -> LATTICEConfig:
         """Raise ConfigError naming the first bad option."""
         if min(self.dim, self.feat_dim, self.knn_k) < 1:

@@ -65,6 +65,10 @@ class MGCNConfig(RecommenderConfig):
     cl_weight: float = 0.001  # weight of the contrastive (InfoNCE) loss
     temperature: float = 0.2  # InfoNCE temperature
 
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        """lr, reg and the neighbours per item of the kNN item graphs (MMRec fixes 10)."""
+        return {**super().search_space(), "knn_k": {"low": 5, "high": 20}}
+
     def validate(self) -> MGCNConfig:
         """Raise ConfigError naming the first bad option."""
         if self.dim < 1 or self.knn_k < 1:
