@@ -47,3 +47,12 @@ def test_every_rich_console_leaves_emoji_codes_alone():
         if re.search(r"\bConsole\(", line) and "emoji=False" not in line
     ]
     assert not offenders, offenders
+
+
+def test_docs_name_every_registered_model():
+    """docs/models.md has a row for every model `--model` takes (the presets aside)."""
+    from ego_dgl.model.registry import MODELS
+
+    table = (ROOT / "docs" / "models.md").read_text(encoding="utf-8")
+    missing = [name for name in MODELS if f"| {name} |" not in table]
+    assert not missing, missing
