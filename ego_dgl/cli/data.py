@@ -33,9 +33,9 @@ def data_prepare(name: str, root: Path | None, force: bool, cold_items: float, t
     built once into the datasets folder; other names and folders: loaded and checked)
     and show its summary."""
     from ego_dgl.data import load_dataset, prepare
-    from ego_dgl.data.registry import CACHED
+    from ego_dgl.data.registry import CACHED, is_prepared_name
     from ego_dgl.data.report import summary_table
-    from ego_dgl.data.variants import Variant, parse_variant, variant_name
+    from ego_dgl.data.variants import Variant, variant_name
 
     variant = Variant(cold_items, train_fraction, seed).check()
     if not variant.is_identity:
@@ -45,7 +45,7 @@ def data_prepare(name: str, root: Path | None, force: bool, cold_items: float, t
             raise DataError(f"--cold-items and --train-fraction make variants of {', '.join(CACHED)}; "
                             "for other data use: egodgl data build ... --cold-items / --train-fraction")
         name = variant_name(name, variant)
-    if name in CACHED or parse_variant(name, list(CACHED)) is not None:
+    if is_prepared_name(name):
         prepare(name, root, progress=True, force=force)
     console.print(summary_table(load_dataset(name, root)))
     if not variant.is_identity:

@@ -45,8 +45,13 @@ def dataset_folder(dataset: str, root: Path | None = None) -> Path:
     """Where a dataset's files are: a built-in prepared once lives under the datasets
     folder (`root`, else datasets_root()), and so does a variant of one (`ml100k-cold0.1`,
     data/variants.py); any other name is a folder path itself."""
-    prepared = dataset in CACHED or parse_variant(dataset, list(CACHED)) is not None
-    return Path(root or datasets_root()) / dataset if prepared else Path(dataset)
+    return Path(root or datasets_root()) / dataset if is_prepared_name(dataset) else Path(dataset)
+
+
+def is_prepared_name(name: str) -> bool:
+    """Whether `name` is a built-in dataset or a variant of one (prepared under the
+    datasets folder), rather than a folder path."""
+    return name in CACHED or parse_variant(name, list(CACHED)) is not None
 
 
 def datasets_folder(root: Path | None) -> Path:

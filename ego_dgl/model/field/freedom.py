@@ -40,6 +40,7 @@ from ego_dgl.model.base import Recommender, Tables, inner
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.field.graphs import (
     FixedSparse,
+    KnnSearchSpace,
     RowSparse,
     bipartite_sym,
     dense_features,
@@ -56,7 +57,7 @@ from ego_dgl.model.layers.loss import bpr
 
 
 @dataclass
-class FREEDOMConfig(RecommenderConfig):
+class FREEDOMConfig(KnnSearchSpace, RecommenderConfig):
     """FREEDOM's options; defaults are MMRec's FREEDOM.yaml (module docstring)."""
 
     name: ClassVar[str] = "freedom"
@@ -70,10 +71,6 @@ class FREEDOMConfig(RecommenderConfig):
     knn_k: int = 10  # neighbours per item in each modality's kNN graph
     image_weight: float = 0.1  # share of the image modality in the mixed item graph (mm_image_weight)
     dropout: float = 0.8  # share of training edges pruned each epoch (degree-sensitive)
-
-    def search_space(self) -> dict[str, dict[str, Any]]:
-        """lr, reg and the neighbours per item of the kNN item graphs (MMRec fixes 10)."""
-        return {**super().search_space(), "knn_k": {"low": 5, "high": 20}}
 
     def validate(self) -> FREEDOMConfig:
         """Raise ConfigError naming the first bad option."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -166,3 +167,11 @@ def output_rows_loss(
     bpr_term = bpr(inner(u, p), inner(u, n))
     reg_term = reg * penalty(u, p, n)
     return bpr_term + reg_term, {"bpr": bpr_term.detach(), "reg": reg_term.detach()}
+
+
+class KnnSearchSpace:
+    """Config mixin of the models with kNN item graphs (LATTICE, FREEDOM, MGCN): `egodgl
+    tune` searches the neighbours per item (5-20; MMRec fixes 10) beside lr and reg."""
+
+    def search_space(self) -> dict[str, dict[str, Any]]:
+        return {**super().search_space(), "knn_k": {"low": 5, "high": 20}}

@@ -44,6 +44,7 @@ from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.field.graphs import (
     FixedSparse,
+    KnnSearchSpace,
     RowSparse,
     bipartite_row_self,
     dense_features,
@@ -59,7 +60,7 @@ from ego_dgl.model.layers.cold import keep_rows, masked
 
 
 @dataclass
-class LATTICEConfig(RecommenderConfig):
+class LATTICEConfig(KnnSearchSpace, RecommenderConfig):
     """LATTICE's options; defaults are MMRec's LATTICE.yaml (module docstring)."""
 
     name: ClassVar[str] = "lattice"
@@ -73,10 +74,6 @@ class LATTICEConfig(RecommenderConfig):
     item_layers: int = 1  # L': propagations on the item graph (n_layers)
     knn_k: int = 10  # neighbours per item in every kNN graph
     lam: float = 0.9  # lambda: weight of the initial graph against the learned one (lambda_coeff)
-
-    def search_space(self) -> dict[str, dict[str, Any]]:
-        """lr, reg and the neighbours per item of the kNN item graphs (MMRec fixes 10)."""
-        return {**super().search_space(), "knn_k": {"low": 5, "high": 20}}
 
     def validate(self) -> LATTICEConfig:
         """Raise ConfigError naming the first bad option."""

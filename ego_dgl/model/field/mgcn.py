@@ -41,12 +41,13 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Tables, inner
 from ego_dgl.model.config import RecommenderConfig
+from ego_dgl.model.field.graphs import KnnSearchSpace
 from ego_dgl.model.field.mmrec_parts import GraphContentModel, ItemGraph
 from ego_dgl.model.layers.loss import bpr
 
 
 @dataclass
-class MGCNConfig(RecommenderConfig):
+class MGCNConfig(KnnSearchSpace, RecommenderConfig):
     """MGCN's options; defaults are MMRec's (module docstring)."""
 
     name: ClassVar[str] = "mgcn"
@@ -64,10 +65,6 @@ class MGCNConfig(RecommenderConfig):
     knn_k: int = 10  # neighbours per item in the kNN views
     cl_weight: float = 0.001  # weight of the contrastive (InfoNCE) loss
     temperature: float = 0.2  # InfoNCE temperature
-
-    def search_space(self) -> dict[str, dict[str, Any]]:
-        """lr, reg and the neighbours per item of the kNN item graphs (MMRec fixes 10)."""
-        return {**super().search_space(), "knn_k": {"low": 5, "high": 20}}
 
     def validate(self) -> MGCNConfig:
         """Raise ConfigError naming the first bad option."""
