@@ -27,15 +27,9 @@ def knn_indices(features: Tensor, k: int, block_rows: int = 2048) -> Tensor:
     return out
 
 
-def knn_edges(neighbours: Tensor) -> tuple[Tensor, Tensor]:
-    """(rows, cols) of the directed edges row -> neighbour of a [Q, k] index table."""
-    rows = torch.arange(len(neighbours)).repeat_interleave(neighbours.shape[1])
-    return rows, neighbours.reshape(-1)
-
-
-def sym_norm_weights(rows: Tensor, cols: Tensor, num_nodes: int) -> Tensor:
-    """D^-1/2 A D^-1/2 values of an unweighted edge list, D the row sums of A (the
-    normalisation LATTICE, FREEDOM and MGCN apply to their item-item graphs)."""
-    degree = torch.bincount(rows, minlength=num_nodes).float()
-    inv_sqrt = degree.clamp(min=1).pow(-0.5)
-    return inv_sqrt[rows] * inv_sqrt[cols]
+def sym_normalise(neighbours: Tensor, values: Tensor) -> Tensor:
+    """D^-1/2 S D^-1/2 of S with `values` [Q, K] at `neighbours` [Q, K], D its row sums (MMRec's, for LATTICE's,
+    FREEDOM's and MGCN's item graphs); a row summing to 0 or less weighs 0 (MMRec's would be inf or NaN)."""
+    rowsum = values.sum(1)
+    inv = torch.where(rowsum > 0, rowsum.clamp(min=1e-30).rsqrt(), torch.zeros_like(rowsum))
+    return inv.unsqueeze(1) * values * inv[neighbours]

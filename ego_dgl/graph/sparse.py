@@ -94,6 +94,17 @@ class SparseRelation:
         return values.view(-1, channels)
 
 
+def csr_relation(crow: Tensor, col: Tensor, num_cols: int) -> SparseRelation:
+    """The relation col -> row of a CSR matrix's entries, its one-channel forward pattern the CSR arrays
+    themselves (no sort; only the transposed pattern needs one)."""
+    num_rows = crow.shape[0] - 1
+    rows = torch.repeat_interleave(torch.arange(num_rows, device=crow.device), crow.diff())
+    rel = SparseRelation(col, rows, num_cols, num_rows)
+    identity = torch.arange(col.shape[0], device=col.device)
+    rel._patterns[(1, False)] = CsrPattern(crow, col, identity, identity, (num_rows, num_cols))
+    return rel
+
+
 class _Aggregate(torch.autograd.Function):
     """out[v, c] = sum over edges e = (j -> v) of w[e, c] * x[j, c]."""
 

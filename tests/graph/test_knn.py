@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.knn import knn_edges, knn_indices, sym_norm_weights
+from ego_dgl.graph.knn import knn_indices, sym_normalise
 
 
 def dense_knn(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -31,12 +31,12 @@ def test_blocked_knn_equals_dense(block_rows):
         assert torch.allclose(picked, sim[i].sort(descending=True).values[:4], atol=1e-6)
 
 
-def test_edges_and_symmetric_normalisation():
+def test_symmetric_normalisation():
     neighbours = torch.tensor([[0, 1], [1, 2], [2, 0]])
-    rows, cols = knn_edges(neighbours)
-    assert rows.tolist() == [0, 0, 1, 1, 2, 2] and cols.tolist() == [0, 1, 1, 2, 2, 0]
-    w = sym_norm_weights(rows, cols, 3)
-    assert torch.allclose(w, torch.full((6,), 0.5))  # every row sum is 2: 1/sqrt(2*2)
+    w = sym_normalise(neighbours, torch.ones(3, 2))
+    assert torch.allclose(w, torch.full((3, 2), 0.5))  # every row sum is 2: 1/sqrt(2*2)
+    weighted = sym_normalise(neighbours, torch.tensor([[1.0, 3.0], [2.0, 2.0], [0.0, 0.0]]))
+    assert torch.allclose(weighted, torch.tensor([[0.25, 0.75], [0.5, 0.0], [0.0, 0.0]]))  # a zero row weighs 0
 
 
 def test_k_out_of_range_is_a_config_error():

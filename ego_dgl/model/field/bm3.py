@@ -89,8 +89,8 @@ class BM3(GraphContentModel):
 
     def encode(self) -> tuple[Tensor, Tensor]:
         """h_u [P, D] and h_i [Q, D] (step 1)."""
-        users, items = self.graph.layer_mean(self.users, self.item_ids(), self.cfg.layers)
-        return users, items + self.item_ids()
+        mean = self.id_layer_mean(self.cfg.layers)
+        return mean[: self.num_users], mean[self.num_users :] + self.item_ids()
 
     def propagate(self) -> Tables:
         users, items = self.encode()

@@ -21,8 +21,8 @@ each epoch by degree, plus a frozen item-item kNN graph from the raw content.
    W_m x_i,m + b_m (width D) in place of the items (the modality-aware BPR of Sec. 3.3;
    `--reg` is MMRec's reg_weight, grid 0, 1e-5, 1e-4, 1e-3). No L2 term, as MMRec's.
 Choices where the paper is silent, as MMRec's code: the raw feature tables are
-trainable (they feed only the projections of step 6; the graph stays frozen); degrees
-carry MMRec's 1e-7 floor.
+trainable (they feed only the projections of step 6; the graph stays frozen). Ours: the
+user-item weights leave out MMRec's 1e-7 floor on degrees (graphs.lightgcn_norm).
 """
 
 from __future__ import annotations
@@ -44,11 +44,10 @@ from ego_dgl.model.field.graphs import (
     RowSparse,
     bipartite_sym,
     dense_features,
-    knn_cosine,
     knn_matrix,
+    knn_sym,
     layer_mean,
     modality_shares,
-    sym_normalise,
     train_edges,
     xavier_uniform,
 )
@@ -88,9 +87,9 @@ def frozen_item_graph(features: dict[str, Tensor], k: int, image_weight: float) 
     shares = modality_shares(list(features), image_weight)
     neighbours, values = [], []
     for share, x in zip(shares, features.values()):
-        nb, _ = knn_cosine(x, min(k, len(x)))
+        nb, w = knn_sym(x, min(k, len(x)))
         neighbours.append(nb)
-        values.append(share * sym_normalise(nb, torch.ones(nb.shape)))
+        values.append(share * w)
     return knn_matrix(torch.cat(neighbours, 1), torch.cat(values, 1))
 
 

@@ -1,16 +1,16 @@
-"""Pieces the field's models share: sparse row-wise matrices applied as one
-`F.embedding_bag` (sum with per-entry weights, differentiable in both the values and the
-dense input), the loss on the batch's output rows, the user-item adjacency in MMRec's two normalisations, the item-item kNN
-graphs of LATTICE and FREEDOM as [Q, k] neighbour and weight tables, and the dense raw
-item features these models read.
+"""Pieces the field's models share: sparse matrices by rows (RowSparse, FixedSparse) that
+every graph of the six models is built as, applied by the package's SpMM kernel
+(ego_dgl.graph.sparse); the user-item graph in MMRec's two normalisations, the item-item
+kNN graphs as [Q, k] neighbour and weight tables, the loss on the batch's output rows,
+and the dense raw item features these models read.
 
 Every matrix here is sparse: memory grows with users + items + edges, and with items x k
 for the kNN graphs (ego_dgl.graph.knn builds their neighbours in blocks of rows)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,34 +20,38 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset, WordBag
 from ego_dgl.errors import ConfigError
-from ego_dgl.graph.knn import knn_indices
+from ego_dgl.graph.knn import knn_indices, sym_normalise
+from ego_dgl.graph.sparse import aggregate, csr_relation
 from ego_dgl.model.base import Tables, inner
 from ego_dgl.model.layers.loss import bpr
 
-DEGREE_EPS = 1e-7  # MMRec's floor on degrees before the inverse square root
 IMAGE_NAMES = ("image", "visual", "v")  # modality names taken as MMRec's image_feat.npy
 
 
-@dataclass
 class RowSparse:
-    """A [rows, cols] sparse matrix by rows (CSR offsets `crow` [rows + 1], columns and
-    values per stored entry); `mm(x)` is the product with a dense [cols, D] matrix."""
+    """A [rows, cols] sparse matrix by rows (CSR offsets `crow`, columns and values per entry); `mm(x)` is its
+    product with a dense [cols, D] x by ego_dgl.graph.sparse's kernel, differentiable in x and the values."""
 
-    crow: Tensor
-    col: Tensor
-    value: Tensor
+    def __init__(self, crow: Tensor, col: Tensor, value: Tensor, num_cols: int | None = None):
+        self.crow, self.col, self.value = crow, col, value
+        self.relation = csr_relation(crow, col, len(crow) - 1 if num_cols is None else num_cols)
 
     @staticmethod
-    def from_edges(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int) -> RowSparse:
+    def from_edges(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int, num_cols: int | None = None) -> RowSparse:
         """The matrix with values[e] at (rows[e], cols[e]); repeated entries add up."""
         order = torch.argsort(rows, stable=True)
         counts = torch.bincount(rows, minlength=num_rows)
         crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        return RowSparse(crow, cols[order], values[order])
+        return RowSparse(crow, cols[order], values[order], num_cols)
 
     def mm(self, x: Tensor) -> Tensor:
-        return F.embedding_bag(self.col, x, self.crow, mode="sum", per_sample_weights=self.value.to(x.dtype), include_last_offset=True)
+        return aggregate(self.relation, x.unsqueeze(1), self.value.to(x.dtype).unsqueeze(1)).squeeze(1)
 
+    def detach(self) -> RowSparse:
+        """The same matrix with its values detached (the kernel's patterns shared)."""
+        out = copy.copy(self)
+        out.value = self.value.detach()
+        return out
 
 
 class FixedSparse(nn.Module):
@@ -58,9 +62,13 @@ class FixedSparse(nn.Module):
         super().__init__()
         for key in ("crow", "col", "value"):
             self.register_buffer(key, getattr(matrix, key).detach(), persistent=False)
+        self.num_cols = matrix.relation.num_src
+        self.matrix: RowSparse | None = None  # over the current buffers, built at the first product
 
     def mm(self, x: Tensor) -> Tensor:
-        return RowSparse(self.crow, self.col, self.value).mm(x)
+        if self.matrix is None or self.matrix.col is not self.col or self.matrix.value is not self.value:
+            self.matrix = RowSparse(self.crow, self.col, self.value, self.num_cols)
+        return self.matrix.mm(x)
 
 
 def xavier_uniform(rows: int, cols: int) -> nn.Parameter:
@@ -74,12 +82,18 @@ def train_edges(ds: Dataset) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(pairs[:, 0].copy()), torch.from_numpy(pairs[:, 1].copy())
 
 
+def lightgcn_norm(users: Tensor, items: Tensor, num_users: int, num_items: int) -> Tensor:
+    """LightGCN's 1 / sqrt(d_u d_i) per edge (u, i), degrees over the given edges, in float32 as `lightgcn_weights`;
+    no degree is 0, so MMRec's 1e-7 floor on degrees is left out (a float32 rounding-level change)."""
+    d_u = torch.bincount(users, minlength=num_users).float()
+    d_i = torch.bincount(items, minlength=num_items).float()
+    return (d_u[users] * d_i[items]).rsqrt()
+
+
 def bipartite_sym(users: Tensor, items: Tensor, num_users: int, num_items: int) -> RowSparse:
-    """D^-1/2 A D^-1/2 of the (P + Q)-node user-item graph A (LightGCN's, MMRec's FREEDOM):
-    an edge (u, i) weighs 1 / sqrt(d_u d_i), degrees counted over the given edges."""
-    d_u = torch.bincount(users, minlength=num_users).double() + DEGREE_EPS
-    d_i = torch.bincount(items, minlength=num_items).double() + DEGREE_EPS
-    w = (d_u[users] * d_i[items]).rsqrt().float()
+    """D^-1/2 A D^-1/2 of the (P + Q)-node user-item graph, users first: the LightGCN graph of FREEDOM, BM3, MGCN
+    and LGMRec (edge weights `lightgcn_norm`)."""
+    w = lightgcn_norm(users, items, num_users, num_items)
     rows = torch.cat([users, items + num_users])
     cols = torch.cat([items + num_users, users])
     return RowSparse.from_edges(rows, cols, torch.cat([w, w]), num_users + num_items)
@@ -142,13 +156,11 @@ def knn_cosine(features: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return neighbours, (unit.unsqueeze(1) * unit[neighbours]).sum(-1)
 
 
-def sym_normalise(neighbours: Tensor, values: Tensor) -> Tensor:
-    """The values of D^-1/2 S D^-1/2 for S with `values` [Q, K] at `neighbours` [Q, K],
-    D the row sums of S (MMRec's compute_normalized_laplacian); a row summing to zero or
-    less weighs 0 (where MMRec's would be inf or NaN)."""
-    rowsum = values.sum(1)
-    inv = torch.where(rowsum > 0, rowsum.clamp(min=1e-30).rsqrt(), torch.zeros_like(rowsum))
-    return inv.unsqueeze(1) * values * inv[neighbours]
+def knn_sym(features: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The unweighted kNN graph of `features` normalised D^-1/2 S D^-1/2, as neighbours and values [Q, k]
+    (FREEDOM's and MGCN's fixed item graphs)."""
+    neighbours = knn_indices(features.detach(), k).to(features.device)
+    return neighbours, sym_normalise(neighbours, torch.ones(neighbours.shape, device=features.device))
 
 
 def knn_matrix(neighbours: Tensor, values: Tensor) -> RowSparse:

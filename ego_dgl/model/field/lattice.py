@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
+from ego_dgl.graph.knn import sym_normalise
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.field.graphs import (
@@ -52,7 +53,6 @@ from ego_dgl.model.field.graphs import (
     knn_matrix,
     layer_mean,
     output_rows_loss,
-    sym_normalise,
     train_edges,
     xavier_uniform,
 )
@@ -141,7 +141,7 @@ class LATTICE(Recommender):
         if self.cached is not None:
             return self.cached
         graph = self.item_graph()
-        self.cached = RowSparse(graph.crow, graph.col, graph.value.detach())
+        self.cached = graph.detach()
         return graph
 
     def propagate(self) -> Tables:

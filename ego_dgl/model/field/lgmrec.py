@@ -117,7 +117,7 @@ class LGMRec(GraphContentModel):
     cold_start = "content"
 
     def __init__(self, ds: Dataset, cfg: LGMRecConfig):
-        super().__init__(ds, cfg, trainable_content=False)
+        super().__init__(ds, cfg, trainable_content=False, user_sums=("mean", "ones"))
         self.project = nn.ParameterList([xavier_uniform(width, cfg.dim) for width in self.content.dims])
         self.hyper = nn.ParameterList([xavier_uniform(width, cfg.hyperedges) for width in self.content.dims])
 
@@ -132,15 +132,17 @@ class LGMRec(GraphContentModel):
     def embeddings(self) -> tuple[Tensor, list[Tensor]]:
         """The final [P + Q, D] table and each modality's global [P + Q, D] (steps 1-5)."""
         cfg = self.cfg
-        c_u, c_i = self.graph.layer_mean(self.users, self.item_ids(), cfg.ui_layers)
-        local = torch.cat([c_u, c_i])
+        local = self.id_layer_mean(cfg.ui_layers)
+        c_i = local[self.num_users :]
         globals_ = []
         for proj, hyper, x in zip(self.project, self.hyper, self.content()):
             f_i = x @ proj
-            m_u, m_i = self.graph.propagate(self.graph.users_from_items(f_i, "mean"), f_i, cfg.mm_layers)
-            local = local + F.normalize(torch.cat([m_u, m_i]), dim=1)
+            modal = torch.cat([self.user_sums["mean"].mm(f_i), f_i])
+            for _ in range(cfg.mm_layers):
+                modal = self.graph.mm(modal)
+            local = local + F.normalize(modal, dim=1)
             h_i = x @ hyper
-            h_u = self.graph.users_from_items(h_i, "ones")
+            h_u = self.user_sums["ones"].mm(h_i)
             g_u, g_i = hypergraph(self.assignments(h_i), self.assignments(h_u), c_i, cfg.hyper_layers)
             globals_.append(torch.cat([g_u, g_i]))
         return local + cfg.alpha * F.normalize(sum(globals_), dim=1), globals_

@@ -41,8 +41,8 @@ from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.model.base import Tables, inner
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.model.field.graphs import KnnSearchSpace
-from ego_dgl.model.field.mmrec_parts import GraphContentModel, ItemGraph
+from ego_dgl.model.field.graphs import FixedSparse, KnnSearchSpace, knn_matrix, knn_sym
+from ego_dgl.model.field.mmrec_parts import GraphContentModel
 from ego_dgl.model.layers.loss import bpr
 
 
@@ -95,10 +95,10 @@ class MGCN(GraphContentModel):
     cold_start = "content"
 
     def __init__(self, ds: Dataset, cfg: MGCNConfig):
-        super().__init__(ds, cfg, trainable_content=True)
+        super().__init__(ds, cfg, trainable_content=True, user_sums=("norm",))
         if cfg.knn_k > ds.num_items:
             raise ConfigError(f"knn_k={cfg.knn_k} exceeds the {ds.num_items} items of {ds.name!r}; give --param knn_k={ds.num_items} or less")
-        self.item_graphs = nn.ModuleList([ItemGraph(x.detach(), cfg.knn_k) for x in self.content()])
+        self.item_graphs = nn.ModuleList([FixedSparse(knn_matrix(*knn_sym(x, cfg.knn_k))) for x in self.content()])
         self.project = nn.ModuleList([nn.Linear(width, cfg.dim) for width in self.content.dims])
         self.purify = nn.ModuleList([gate(cfg.dim) for _ in self.content.dims])
         self.prefer = nn.ModuleList([gate(cfg.dim) for _ in self.content.dims])
@@ -106,14 +106,13 @@ class MGCN(GraphContentModel):
 
     def views(self) -> tuple[Tensor, Tensor]:
         """E_id and E_mm over users then items, [P + Q, D] each (steps 2-4)."""
-        id_u, id_i = self.graph.layer_mean(self.users, self.item_ids(), self.cfg.ui_layers)
-        e_id = torch.cat([id_u, id_i])
+        e_id = self.id_layer_mean(self.cfg.ui_layers)
         modal = []
         for proj, purify, item_graph, content in zip(self.project, self.purify, self.item_graphs, self.content()):
             items = self.item_ids() * purify(proj(content))
             for _ in range(self.cfg.item_layers):
-                items = item_graph(items)
-            modal.append(torch.cat([self.graph.users_from_items(items, "norm"), items]))
+                items = item_graph.mm(items)
+            modal.append(torch.cat([self.user_sums["norm"].mm(items), items]))
         stacked = torch.stack(modal, 1)  # [N, M, D]
         attention = torch.softmax(self.query(stacked).squeeze(-1), dim=1)  # [N, M]
         common = (attention.unsqueeze(-1) * stacked).sum(1)

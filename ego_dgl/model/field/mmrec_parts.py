@@ -1,6 +1,6 @@
 """The pieces BM3, MGCN and LGMRec share, as MMRec's models build them: each modality's
 item content as a dense [Q, F_m] table, the user-item graph with LightGCN's symmetric
-weights, and fixed item-item kNN graphs of content (`ego_dgl.graph.knn`).
+weights and the sums of a user's items (graphs.py's sparse matrices, as FREEDOM's).
 
 Choices where MMRec is silent (its datasets have every modality for every item, as dense
 matrices):
@@ -18,15 +18,18 @@ import torch
 from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset
-from ego_dgl.graph.backends import Edges, interaction_edges
-from ego_dgl.graph.heterograph import ITEM, lightgcn_weights, structure_graph
-from ego_dgl.graph.knn import knn_edges, knn_indices, sym_norm_weights
 from ego_dgl.model.base import Recommender, Tables
-from ego_dgl.model.field.graphs import dense_features, xavier_uniform
+from ego_dgl.model.field.graphs import (
+    FixedSparse,
+    RowSparse,
+    bipartite_sym,
+    dense_features,
+    layer_mean,
+    lightgcn_norm,
+    train_edges,
+    xavier_uniform,
+)
 from ego_dgl.model.layers.cold import keep_rows, masked
-from ego_dgl.model.layers.id_branch import lightgcn
-
-SIMILAR = (ITEM, "similar", ITEM)  # item -> item edges of a kNN content graph
 
 
 class ContentTables(nn.Module):
@@ -56,68 +59,29 @@ def projection(width: int, dim: int) -> nn.Linear:
     return layer
 
 
-class UserItemGraph(nn.Module):
-    """The training interactions both ways, with LightGCN's 1/sqrt(|N_u| |N_i|) per edge
-    (MMRec's normalised adjacency D^-1/2 A D^-1/2 of the user-item graph)."""
-
-    def __init__(self, ds: Dataset):
-        super().__init__()
-        g = structure_graph(ds)
-        self.to_users, self.to_items = interaction_edges(g)
-        self.register_buffer("norm", lightgcn_weights(g), persistent=False)
-        self.register_buffer("user_degree", g.out_degrees(etype=self.to_items.etype).float(), persistent=False)
-
-    def layer_mean(self, users: Tensor, items: Tensor, layers: int) -> tuple[Tensor, Tensor]:
-        """LightGCN: the mean of layers 0..`layers` of normalised propagation."""
-        to_users, to_items = self.to_users.relation("torch"), self.to_items.relation("torch")
-        out_u, out_i = lightgcn(to_users, to_items, users, items, self.norm, self.norm, layers)
-        return out_u / (layers + 1), out_i / (layers + 1)
-
-    def propagate(self, users: Tensor, items: Tensor, layers: int) -> tuple[Tensor, Tensor]:
-        """The last of `layers` normalised propagations (no layer mean)."""
-        to_users, to_items = self.to_users.relation("torch"), self.to_items.relation("torch")
-        for _ in range(layers):
-            users, items = to_users.aggregate(items, self.norm), to_items.aggregate(users, self.norm)
-        return users, items
-
-    def users_from_items(self, items: Tensor, weights: str) -> Tensor:
-        """Per user, the sum over its items of `items` rows weighted by 'norm' (LightGCN's
-        weights), 'ones' (a plain sum) or 'mean' (1/|N_u|)."""
-        rel = self.to_users.relation("torch")
-        if weights == "norm":
-            w = self.norm
-        elif weights == "mean":
-            w = self.user_degree.clamp(min=1).reciprocal()[rel.dst]
-        else:
-            w = torch.ones_like(self.norm)
-        return rel.aggregate(items, w)
-
-
-class ItemGraph(nn.Module):
-    """A fixed item-item graph: each item's `k` most cosine-similar items by content
-    (blocked, never items x items), weighted D^-1/2 A D^-1/2; `forward(x)` is S x."""
-
-    def __init__(self, content: Tensor, k: int):
-        super().__init__()
-        num_items = len(content)
-        rows, cols = knn_edges(knn_indices(content, k))
-        self.edges = Edges(cols, rows, num_items, num_items, SIMILAR)  # row aggregates its neighbours
-        self.register_buffer("weights", sym_norm_weights(rows, cols, num_items), persistent=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.edges.relation("torch").aggregate(x, self.weights)
+def user_item_sums(users: Tensor, items: Tensor, num_users: int, num_items: int, weights: str) -> FixedSparse:
+    """The [P, Q] matrix summing each user's items, weighted 'norm' (LightGCN's 1/sqrt(|N_u| |N_i|)), 'mean'
+    (1/|N_u|) or 'ones'."""
+    if weights == "norm":
+        w = lightgcn_norm(users, items, num_users, num_items)
+    elif weights == "mean":
+        w = torch.bincount(users, minlength=num_users).float().reciprocal()[users]
+    else:
+        w = torch.ones(len(users))
+    return FixedSparse(RowSparse.from_edges(users, items, w, num_users, num_items))
 
 
 class GraphContentModel(Recommender):
-    """What BM3, MGCN and LGMRec hold alike: `cfg`, the user-item graph, the content
-    tables, and xavier-uniform ID tables users [P, cfg.dim] and items [Q, cfg.dim] (their
-    inputs before propagation)."""
+    """What BM3, MGCN and LGMRec hold alike: `cfg`, the user-item `graph` (bipartite_sym), the `user_item_sums`
+    named in `user_sums`, the content tables, and xavier-uniform ID tables users [P, D] and items [Q, D]."""
 
-    def __init__(self, ds: Dataset, cfg: Any, trainable_content: bool):
+    def __init__(self, ds: Dataset, cfg: Any, trainable_content: bool, user_sums: tuple[str, ...] = ()):
         super().__init__()
         self.cfg = cfg
         self.num_users = ds.num_users
-        self.graph = UserItemGraph(ds)
+        users, items = train_edges(ds)
+        self.graph = FixedSparse(bipartite_sym(users, items, ds.num_users, ds.num_items))
+        self.user_sums = nn.ModuleDict({w: user_item_sums(users, items, ds.num_users, ds.num_items, w) for w in user_sums})
         self.content = ContentTables(ds, cfg.name, trainable_content)
         self.users = xavier_uniform(ds.num_users, cfg.dim)
         self.items = xavier_uniform(ds.num_items, cfg.dim)
@@ -129,6 +93,10 @@ class GraphContentModel(Recommender):
 
     def input_tables(self) -> Tables:
         return Tables(self.users, self.items)
+
+    def id_layer_mean(self, layers: int) -> Tensor:
+        """LightGCN over the ID tables: the mean of layers 0..`layers`, [P + Q, D]."""
+        return layer_mean(self.graph, torch.cat([self.users, self.item_ids()]), layers)
 
     def batch_rows(self, table: Tensor, users: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The batch's user, positive and negative rows of a users-then-items table."""
