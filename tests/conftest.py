@@ -1,12 +1,18 @@
 """Shared fixtures and helpers for every test folder (tests/<layer>/ mirrors ego_dgl/): a
 small dataset, hand-built layout folders, a private datasets folder for the whole
 session, the helpers that run the CLI and read its CSVs, and the model tests' float64
-model builder, neighbour lists and early-fusion reference."""
+model builder, neighbour lists and early-fusion reference; a CLI command started as a real
+process in its own session, and the live members of its process group."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +36,44 @@ def rows(path: Path) -> list[dict[str, str]]:
     """A CSV file's rows as dicts."""
     with open(path) as fh:
         return list(csv.DictReader(fh))
+
+
+# as in a terminal: a runner started in the background may pass SIGINT down ignored
+MAIN = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from ego_dgl.cli import main; main()"
+
+
+def start_in_session(args: list, checkpoints: Path, pattern: str, count: int = 2) -> subprocess.Popen:
+    """`egodgl ARGS` as a real process in its own session (so that every process of it can be killed at the end
+    whatever happens), returned once `count` files under `checkpoints` match `pattern` (or it has exited)."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-c", MAIN, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env, cwd=os.getcwd(), start_new_session=True)
+    deadline = time.monotonic() + 300  # generous: a loaded machine starts the workers slowly
+    while time.monotonic() < deadline and len(list(checkpoints.glob(pattern))) < count and proc.poll() is None:
+        time.sleep(0.2)
+    return proc
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group, from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+def left_after_kill(proc: subprocess.Popen, wait_s: float = 60) -> list[int]:
+    """SIGKILL `proc` (no handler runs: only its workers' watchdogs can notice) and return the members of its
+    process group still alive after up to `wait_s` seconds."""
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + wait_s
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return group_members(proc.pid)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -284,6 +284,12 @@ def watch_parent(parent: int, poll: float = WATCH_SECONDS) -> None:
     os._exit(1)
 
 
+def start_parent_watch(parent: int) -> None:
+    """Run `watch_parent(parent)` in a daemon thread of this worker process (the study's
+    and `egodgl tune`'s workers)."""
+    threading.Thread(target=watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
 def _start_worker(dataset: str, threads: int, parent: int) -> None:
     """A worker process: a watchdog on the study's process, its share of the CPU threads,
     and the dataset, loaded once."""
@@ -292,7 +298,7 @@ def _start_worker(dataset: str, threads: int, parent: int) -> None:
 
     from ego_dgl.data import load_dataset
 
-    threading.Thread(target=watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+    start_parent_watch(parent)
     torch.set_num_threads(threads)
     _WORKER_DATASET = load_dataset(dataset, progress=False)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ from ego_dgl.runs import (
     write_csv,
     write_json,
 )
-from ego_dgl.study.cells import save_png, study_folder, worker_threads
+from ego_dgl.study.cells import save_png, start_parent_watch, study_folder, worker_threads
 from ego_dgl.train.config_file import parse_file
 from ego_dgl.train.defaults import (
     dataset_name,
@@ -324,24 +325,27 @@ def optimise(plan: Plan, ds: Any, trials: int, timeout_min: float | None, displa
     )
 
 
-def _worker(plan: Plan, dataset: str, threads: int, trials: int, timeout_min: float | None, share: int) -> None:
-    """A --jobs worker process: its share of the CPU threads, the dataset, its share of the trials."""
+def _worker(plan: Plan, dataset: str, threads: int, trials: int, timeout_min: float | None, share: int, parent: int) -> None:
+    """A --jobs worker process: a watchdog that ends it if the tune process (`parent`) is killed, its share of the
+    CPU threads, the dataset, its share of the trials (a killed one is retried on the rerun)."""
     import torch
 
     from ego_dgl.data import load_dataset
 
+    start_parent_watch(parent)
     torch.set_num_threads(threads)
     optimise(plan, load_dataset(dataset, progress=False), trials, timeout_min, "lines", share)
 
 
 def run_workers(plan: Plan, trials: int, timeout_min: float | None, jobs: int) -> None:
     """--jobs worker processes sharing the study's storage, each with its share of the
-    missing trials; the first failure is raised."""
+    missing trials, each stopping by itself should this process be killed; the first failure is raised."""
     context = multiprocessing.get_context("spawn")
     dataset = dataset_name(plan.given)
     missing = max(0, trials - finished(open_study(plan)))
     shares = [missing // jobs + (k < missing % jobs) for k in range(jobs)]
-    procs = [context.Process(target=_worker, args=(plan, dataset, worker_threads(jobs), trials, timeout_min, n)) for n in shares if n]
+    args = (plan, dataset, worker_threads(jobs), trials, timeout_min)
+    procs = [context.Process(target=_worker, args=(*args, n, os.getpid())) for n in shares if n]
     for proc in procs:
         proc.start()
     try:

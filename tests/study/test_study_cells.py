@@ -6,12 +6,10 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import run
+from conftest import group_members, left_after_kill, run, start_in_session
 
 from ego_dgl.errors import ConfigError
 from ego_dgl.study.cells import MAX_CELLS, Planner, study_folder
@@ -58,34 +56,12 @@ def test_the_planner_resolves_each_cell_once_and_carries_it(monkeypatch):
     assert [p.model.eps for p in again] == [0.3, 0.3, 0.5, 0.5] and all(p.train.epochs == 2 for p in again)
 
 
-# as in a terminal: a runner started in the background may pass SIGINT down ignored
-MAIN = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from ego_dgl.cli import main; main()"
-
-
 def start_compare(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """`egodgl compare --jobs 2` of four endless cells in its own session (so that every
-    process of it can be killed at the end whatever happens), once two cells have a checkpoint."""
-    cmd = [sys.executable, "-c", MAIN, "compare", "--dataset", "synthetic-tiny",
-           "--models", "lightgcn,gm,na,pop", "--seeds", "1", "--jobs", "2", "--epochs", "100000", "--patience", "100000",
-           "--device", "cpu", "--out", str(tmp_path)]
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(), start_new_session=True)
+    """`egodgl compare --jobs 2` of four endless cells, once two cells have a checkpoint."""
     cells = tmp_path / "compare" / "synthetic-tiny" / "cells"
-    deadline = time.monotonic() + 300  # generous: a loaded machine starts the workers slowly
-    while time.monotonic() < deadline and len(list(cells.glob("*/last.pt"))) < 2 and proc.poll() is None:
-        time.sleep(0.2)
+    proc = start_in_session(["compare", "--dataset", "synthetic-tiny", "--models", "lightgcn,gm,na,pop", "--seeds", "1", "--jobs", "2",
+                             "--epochs", "100000", "--patience", "100000", "--device", "cpu", "--out", tmp_path], cells, "*/last.pt")
     return proc, cells
-
-
-def group_members(pgid: int) -> list[int]:
-    """The live (not zombie) processes of a process group, from /proc."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                pids.append(int(stat.parent.name))
-    return pids
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -111,12 +87,7 @@ def test_workers_stop_by_themselves_when_the_study_process_is_killed(tmp_path):
     try:
         assert len(list(cells.glob("*/last.pt"))) == 2, "two cells did not start"
         assert len(group_members(proc.pid)) >= 3  # the study, the forkserver, two workers
-        proc.kill()  # SIGKILL: no handler runs, only the workers' watchdogs can notice
-        proc.wait(timeout=30)
-        deadline = time.monotonic() + 60
-        while group_members(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert group_members(proc.pid) == []
+        assert left_after_kill(proc) == []
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,10 +1,14 @@
 """`egodgl tune`: median pruning on a deterministic tiny study, a rerun that continues a
 study after Ctrl-C (the interrupted trial resumed from its checkpoint to the result of an
-uninterrupted one), best.toml training the same run through `train --config`, the search
-spaces, and refused options."""
+uninterrupted one), best.toml training the same run through `train --config`, --jobs
+workers that stop by themselves when the tune process is killed, the search spaces, and
+refused options."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -26,7 +30,7 @@ from ego_dgl.study.tune import (
 )
 from ego_dgl.train.config_file import load_config_file
 from ego_dgl.train.trainer import Trainer
-from tests.conftest import run
+from tests.conftest import group_members, left_after_kill, run, start_in_session
 
 TINY = {"dataset": "synthetic-tiny", "epochs": 3, "device": "cpu"}
 
@@ -113,6 +117,22 @@ def test_jobs_2_workers_share_the_study(tmp_path):
     result = launch_tune(tune_opts(tmp_path, trials=2, jobs=2, given={**TINY, "epochs": 1}), progress=False)
     assert result.states == {"complete": 2}
     assert len({r["run"] for r in read_csv(result.folder / "trials.csv")}) == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_jobs_2_workers_stop_by_themselves_when_tune_is_killed(tmp_path):
+    """SIGKILL to `egodgl tune --jobs 2` while its two endless trials train: the workers'
+    watchdogs end them, nothing of the command is left running."""
+    args = ["tune", "--model", "bpr", "--dataset", "synthetic-tiny", "--trials", 2, "--jobs", 2, "--epochs", 100000,
+            "--patience", 100000, "--device", "cpu", "--out", tmp_path]
+    proc = start_in_session(args, tmp_path / "tune", "*/trials/*/last.pt")
+    try:
+        assert len(list((tmp_path / "tune").glob("*/trials/*/last.pt"))) == 2, "two trials did not start"
+        assert len(group_members(proc.pid)) >= 3  # tune and its two workers
+        assert left_after_kill(proc) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def space(model: str, **given) -> dict:
