@@ -5,10 +5,11 @@ per-edge values: SDDMM dot products, a softmax, an SpMM sum, and permutations of
 values between the CSR orders of the two directions. Here one kernel
 (`csrc/fused_attention.cpp`) does, per destination node and for every modality at once,
 the dot products, the softmax and the weighted sum while the sources' rows are in cache;
-its backward is one sweep per destination (logit and destination gradients) and one per
-source over the transposed CSR (source gradients), so no two threads write one row.
-Per-edge values stay in the relations' edge order: the CSR orders only map positions to
-edge ids, and no per-edge tensor is permuted.
+its backward is one sweep per destination as well (two passes over its in-edges while
+their rows are in cache), each thread adding source gradients into a table of its own that
+are summed at the end (one table's memory per extra thread). Per-edge values stay in the
+relations' edge order: the CSR order only maps positions to edge ids, and no per-edge
+tensor is permuted.
 
 EGO-hard runs as two fused sweeps (`hard_attention`): Eq. 1's softmax, then the
 re-attention and sum over a table that holds each source's own features and its fused
@@ -65,19 +66,16 @@ def available(device: torch.device) -> bool:
 
 @dataclass(frozen=True)
 class Layout:
-    """A relation's edges in two CSR orders, each position naming its edge id: by
-    destination (indptr, col = source, eid) and by source (t_indptr, t_row = destination, t_eid)."""
+    """A relation's edges in CSR order by destination: row offsets, each position's
+    source and its edge id (per-edge values stay in the relation's edge order)."""
 
     indptr: Tensor
     col: Tensor
     eid: Tensor
-    t_indptr: Tensor
-    t_row: Tensor
-    t_eid: Tensor
 
     @classmethod
-    def of(cls, src: Tensor, dst: Tensor, num_src: int, num_dst: int) -> Layout:
-        return cls(*_csr(dst, src, num_dst), *_csr(src, dst, num_src))
+    def of(cls, src: Tensor, dst: Tensor, num_dst: int) -> Layout:
+        return cls(*_csr(dst, src, num_dst))
 
 
 def _csr(rows: Tensor, cols: Tensor, num_rows: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -112,7 +110,7 @@ class _Attend(torch.autograd.Function):
         grad_w = empty if grad_w is None else grad_w.contiguous()
         lay: Layout = ctx.layout
         grad_table, grad_dst = kernels().attend_backward(
-            grad_out, grad_w, table, dst, sel, weights, lay.indptr, lay.col, lay.eid, lay.t_indptr, lay.t_row, lay.t_eid, need_table, need_dst
+            grad_out, grad_w, table, dst, sel, weights, lay.indptr, lay.col, lay.eid, need_table, need_dst
         )
         return (grad_table if need_table else None), (grad_dst if need_dst else None), None, None, None
 
@@ -122,7 +120,7 @@ class FusedRelation(TorchRelation):
 
     def __init__(self, sparse_rel: SparseRelation):
         super().__init__(sparse_rel)
-        self.layout = Layout.of(self.src, self.dst, sparse_rel.num_src, self.num_dst)
+        self.layout = Layout.of(self.src, self.dst, self.num_dst)
 
     def attend(self, msg: Tensor, dst: Tensor, sel: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Softmax over each destination's in-edges of <msg_j, x_v> and the weighted sum of

@@ -45,6 +45,31 @@ def test_attend_equals_the_torch_primitives_forward_and_backward():
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_table_gradients_summed_over_threads_equal_the_torch_primitives(threads):
+    """Each thread adds its destinations' source gradients into its own table; with more
+    destinations than one parallel task takes, the threads' tables must sum to the same
+    gradient as one thread and as the torch primitives."""
+    rel, reference = relations(num_src=40, num_dst=300, edges=3000, seed=7)
+    table = features(40, channels=4, seed=8).requires_grad_()
+    dst = features(300, seed=9).requires_grad_()
+    sel = torch.randint(0, 4, (3000, 3), generator=torch.Generator().manual_seed(10))
+    probe = torch.randn(300, 3, 5, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out, _ = rel.attend(table, dst, sel)
+        got = torch.autograd.grad((out * probe).sum(), (table, dst))
+    finally:
+        torch.set_num_threads(before)
+    rows = table[reference.src.unsqueeze(1), sel]
+    weights = reference.softmax((rows * dst[reference.dst]).sum(-1))
+    want_out = torch.zeros_like(dst).index_add(0, reference.dst, weights.unsqueeze(-1) * rows)
+    want = torch.autograd.grad((want_out * probe).sum(), (table, dst))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
+
+
 def test_a_selection_reads_the_chosen_channel_of_the_table():
     rel, reference = relations(seed=3)
     table = features(7, channels=4, seed=4)

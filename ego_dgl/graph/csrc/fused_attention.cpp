@@ -5,14 +5,14 @@
 //   w[e, c]     = softmax over v's in-edges of logit[., c]
 //   out[v, c]   = sum over v's in-edges of w[e, c] * table[src_e, sel(e, c)]
 // sel(e, c) is c, or the per-(edge, channel) row given by `sel` (EGO-hard sends the fused
-// mean, an extra channel of the table, on the pairs that pass eps). The backward runs one
-// sweep per destination (gradients of the logits and of dst) and one per source over the
-// transposed CSR (gradients of the table), so no two threads write the same row.
-// Per-edge values stay in the caller's edge order: positions of the CSR orders map to
-// edge ids through `eid` / `t_eid`, so no permutation of per-edge tensors is ever built.
+// mean, an extra channel of the table, on the pairs that pass eps). The backward is one
+// sweep per destination too, each thread accumulating the table's gradient in a table of
+// its own. Per-edge values stay in the caller's edge order: positions of the CSR order map
+// to edge ids through `eid`, so no permutation of per-edge tensors is ever built.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -57,6 +57,20 @@ __attribute__((always_inline)) inline T hsum(const T* v) {
     return hsum<T, N / 2>(v) + hsum<T, N / 2>(v + N / 2);
 }
 
+// The sum of a vector's lanes: AVX-512's in-register reduction where the build has it,
+// else a pairwise sum (log2(n) dependent adds instead of n).
+template <typename T>
+__attribute__((always_inline)) inline T reduce(typename Simd<T>::V v) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>)
+    return _mm512_reduce_add_ps(reinterpret_cast<__m512>(v));
+  else
+    return _mm512_reduce_add_pd(reinterpret_cast<__m512d>(v));
+#else
+  return hsum<T, Simd<T>::N>(&v[0]);
+#endif
+}
+
 template <typename T>
 __attribute__((always_inline)) inline T dot(const T* a, const T* b, int64_t n) {
   using S = Simd<T>;
@@ -67,7 +81,7 @@ __attribute__((always_inline)) inline T dot(const T* a, const T* b, int64_t n) {
     hi += S::load(a + i + S::N) * S::load(b + i + S::N);
   }
   lo += hi;
-  T s = hsum<T, S::N>(&lo[0]);
+  T s = reduce<T>(lo);
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
@@ -221,72 +235,47 @@ void forward_kernel(const Rows<T, FixedD>& rows, const int64_t* indptr, const in
   });
 }
 
-// Per destination, each in-edge's row read once: dw = <G, row> + gw, the logits'
-// gradient dl = w (dw - mean), mean = sum_k w dw, written per edge into `dlogit`, and
-// dst's gradient sum_k dl row = sum_k w dw row - mean sum_k w row (both sums gathered in
-// the same sweep).
+// Per destination v, two passes over its in-edges, whose rows stay in cache between them.
+// First: dw = <G[v], row> + gw and mean = sum_k w dw. Second: the logit gradient
+// dl = w (dw - mean), dst's gradient sum_k dl row, and each source's table gradient
+// w G[v] + dl dst[v] into the channel the pair read. A source gathers from many
+// destinations, so each thread adds into its own table (`grad_tables[thread]`, summed by
+// the caller): no second sweep over the transposed CSR, no per-edge tensor written.
 template <typename T, int64_t FixedD>
-void backward_dst_kernel(const Rows<T, FixedD>& rows, const int64_t* indptr, const int64_t* col, const int64_t* eid,
-                         int64_t num_dst, const T* weights, const T* grad_out, const T* grad_w, T* dlogit, T* grad_dst) {
-  const int64_t C = rows.channels, D = rows.width();
+void backward_kernel(const Rows<T, FixedD>& rows, const int64_t* indptr, const int64_t* col, const int64_t* eid,
+                     int64_t num_dst, const T* weights, const T* grad_out, const T* grad_w, T* grad_dst,
+                     const std::vector<T*>& grad_tables) {
+  const int64_t C = rows.channels, D = rows.width(), Cs = rows.table_channels;
   at::parallel_for(0, num_dst, kGrain, [&](int64_t begin, int64_t end) {
-    std::vector<T> dws, mean(C), weighted(C * D);
+    T* grad_table = grad_tables.empty() ? nullptr : grad_tables[at::get_thread_num()];
+    std::vector<T> dws, mean(C);
     for (int64_t v = begin; v < end; ++v) {
       const int64_t first = indptr[v], deg = indptr[v + 1] - first;
       T* grad = grad_dst ? grad_dst + v * C * D : nullptr;
       dws.resize(deg * C);
       std::fill(mean.begin(), mean.end(), T(0));
-      if (grad) {
-        std::fill(grad, grad + C * D, T(0));
-        std::fill(weighted.begin(), weighted.end(), T(0));
-      }
       for (int64_t k = 0; k < deg; ++k) {
         const int64_t p = first + k, e = eid[p];
-        rows.prefetch_source(col, p);
+        if (grad_out) rows.prefetch_source(col, p);
         for (int64_t c = 0; c < C; ++c) {
-          const T* row = rows.src_row(col[p], e, c);
-          const T w = weights[e * C + c];
           T dw = grad_w ? grad_w[e * C + c] : T(0);
-          if (grad_out) dw += dot(grad_out + (v * C + c) * D, row, D);
+          if (grad_out) dw += dot(grad_out + (v * C + c) * D, rows.src_row(col[p], e, c), D);
           dws[k * C + c] = dw;
-          mean[c] += w * dw;
-          if (grad) {
-            axpy(w * dw, row, grad + c * D, D);
-            axpy(w, row, weighted.data() + c * D, D);
-          }
+          mean[c] += weights[e * C + c] * dw;
         }
       }
-      for (int64_t c = 0; grad && c < C; ++c) axpy(-mean[c], weighted.data() + c * D, grad + c * D, D);
+      if (grad) std::fill(grad, grad + C * D, T(0));
       for (int64_t k = 0; k < deg; ++k) {
-        const int64_t e = eid[first + k];
-        for (int64_t c = 0; c < C; ++c) dlogit[e * C + c] = weights[e * C + c] * (dws[k * C + c] - mean[c]);
-      }
-    }
-  });
-}
-
-// Per source u, over its out-edges (transposed CSR): the table's gradient
-// sum_e w G[v] + dl dst[v], into the channel each (edge, channel) pair read. With an
-// output gradient, G[v, c] and dst[v, c] come interleaved (`pairs`, [Nd, C, 2, D]), so
-// each pair is one contiguous read instead of two scattered ones.
-template <typename T, int64_t FixedD>
-void backward_src_kernel(const Rows<T, FixedD>& rows, const int64_t* t_indptr, const int64_t* t_row, const int64_t* t_eid,
-                         int64_t num_src, const T* weights, const T* pairs, const T* dlogit, T* grad_table) {
-  const int64_t C = rows.channels, D = rows.width(), Cs = rows.table_channels;
-  at::parallel_for(0, num_src, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t u = begin; u < end; ++u) {
-      std::fill(grad_table + u * Cs * D, grad_table + (u + 1) * Cs * D, T(0));
-      for (int64_t q = t_indptr[u]; q < t_indptr[u + 1]; ++q) {
-        const int64_t e = t_eid[q], v = t_row[q];
-        if (pairs && q + kAhead < rows.num_edges) prefetch_bytes(pairs + t_row[q + kAhead] * C * 2 * D, C * 2 * D * sizeof(T));
+        const int64_t p = first + k, e = eid[p], u = col[p];
         for (int64_t c = 0; c < C; ++c) {
+          const T w = weights[e * C + c], dl = w * (dws[k * C + c] - mean[c]);
+          if (grad) axpy(dl, rows.src_row(u, e, c), grad + c * D, D);
+          if (!grad_table) continue;
           T* target = grad_table + (u * Cs + rows.channel(e, c)) * D;
-          if (pairs) {
-            const T* pair = pairs + (v * C + c) * 2 * D;
-            axpy2(weights[e * C + c], pair, dlogit[e * C + c], pair + D, target, D);
-          } else {
-            axpy(dlogit[e * C + c], rows.dst_row(v, c), target, D);
-          }
+          if (grad_out)
+            axpy2(w, grad_out + (v * C + c) * D, dl, rows.dst_row(v, c), target, D);
+          else
+            axpy(dl, rows.dst_row(v, c), target, D);
         }
       }
     }
@@ -340,32 +329,29 @@ std::vector<at::Tensor> attend_forward(const at::Tensor& table, const at::Tensor
 std::vector<at::Tensor> attend_backward(const at::Tensor& grad_out, const at::Tensor& grad_w, const at::Tensor& table,
                                         const at::Tensor& dst, const at::Tensor& sel, const at::Tensor& weights,
                                         const at::Tensor& indptr, const at::Tensor& col, const at::Tensor& eid,
-                                        const at::Tensor& t_indptr, const at::Tensor& t_row, const at::Tensor& t_eid,
                                         bool need_table, bool need_dst) {
   check_inputs(table, dst, sel);
   TORCH_CHECK(grad_out.is_contiguous() && grad_w.is_contiguous(), "contiguous gradients expected");
-  const int64_t num_dst = indptr.size(0) - 1, num_src = t_indptr.size(0) - 1;
-  auto dlogit = at::empty_like(weights);
-  auto grad_table = need_table ? at::empty_like(table) : at::empty({0}, table.options());
+  const int64_t num_dst = indptr.size(0) - 1;
+  // One table gradient per thread after the first (which writes the result itself).
+  const int64_t threads = need_table ? at::get_num_threads() : 0;
+  auto grad_table = need_table ? at::zeros_like(table) : at::empty({0}, table.options());
+  auto extra = threads > 1 ? at::zeros({threads - 1, table.numel()}, table.options()) : at::empty({0}, table.options());
   auto grad_dst = need_dst ? at::empty_like(dst) : at::empty({0}, dst.options());
-  const bool interleave = need_table && grad_out.numel();
-  const auto pairs = interleave ? at::stack({grad_out, dst}, 2) : at::empty({0}, dst.options());
   AT_DISPATCH_FLOATING_TYPES(dst.scalar_type(), "attend_backward", [&] { with_width(dst.size(2), [&](auto width) {
-    const auto rows = rows_of<scalar_t, width()>(table, dst, sel, col.size(0));
-    const scalar_t* g_out = grad_out.numel() ? grad_out.data_ptr<scalar_t>() : nullptr;
-    const scalar_t* g_w = grad_w.numel() ? grad_w.data_ptr<scalar_t>() : nullptr;
-    backward_dst_kernel(rows, indptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(), eid.data_ptr<int64_t>(), num_dst,
-                                  weights.data_ptr<scalar_t>(), g_out, g_w, dlogit.data_ptr<scalar_t>(),
-                                  need_dst ? grad_dst.data_ptr<scalar_t>() : nullptr);
-    if (need_table)
-      backward_src_kernel(rows, t_indptr.data_ptr<int64_t>(), t_row.data_ptr<int64_t>(), t_eid.data_ptr<int64_t>(),
-                                    num_src, weights.data_ptr<scalar_t>(), g_out ? pairs.data_ptr<scalar_t>() : nullptr,
-                                    dlogit.data_ptr<scalar_t>(), grad_table.data_ptr<scalar_t>());
+    std::vector<scalar_t*> tables;
+    if (need_table) tables.push_back(grad_table.data_ptr<scalar_t>());
+    for (int64_t t = 1; t < threads; ++t) tables.push_back(extra[t - 1].data_ptr<scalar_t>());
+    backward_kernel(rows_of<scalar_t, width()>(table, dst, sel, col.size(0)), indptr.data_ptr<int64_t>(), col.data_ptr<int64_t>(),
+                    eid.data_ptr<int64_t>(), num_dst, weights.data_ptr<scalar_t>(),
+                    grad_out.numel() ? grad_out.data_ptr<scalar_t>() : nullptr, grad_w.numel() ? grad_w.data_ptr<scalar_t>() : nullptr,
+                    need_dst ? grad_dst.data_ptr<scalar_t>() : nullptr, tables);
   }); });
+  if (threads > 1) grad_table.view({-1}).add_(extra.sum(0));
   return {grad_table, grad_dst};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("attend_forward", &attend_forward, "fused dot + softmax + weighted sum per destination");
-  m.def("attend_backward", &attend_backward, "its backward: one sweep per destination, one per source");
+  m.def("attend_backward", &attend_backward, "its backward: two passes per destination, per-thread table gradients");
 }
