@@ -41,12 +41,7 @@ def split_per_user(
     n = np.bincount(pairs[:, 0], minlength=num_users)
     start = np.concatenate([[0], np.cumsum(n)[:-1]])
     rank = np.arange(len(pairs)) - start[pairs[:, 0]]
-    n_valid, n_test = held_out_counts(n, ratios)
-    users = pairs[:, 0]
-    is_test = rank < n_test[users]
-    is_valid = ~is_test & (rank < (n_test + n_valid)[users])
-    is_train = ~(is_test | is_valid)
-    return tuple(_sorted(pairs[m]) for m in (is_train, is_valid, is_test))
+    return _assign(pairs, rank, n, ratios)
 
 
 def split_temporal(
@@ -62,10 +57,16 @@ def split_temporal(
     n = np.bincount(pairs[:, 0], minlength=num_users)
     end = np.cumsum(n)
     from_end = end[pairs[:, 0]] - 1 - np.arange(len(pairs))  # 0 = the user's latest
+    return _assign(pairs, from_end, n, ratios)
+
+
+def _assign(pairs: np.ndarray, position: np.ndarray, n: np.ndarray, ratios: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, valid, test) by each interaction's `position` among its user's n[user]
+    (0 = held out first): the first n_test to test, the next n_valid to valid, the rest to train."""
     n_valid, n_test = held_out_counts(n, ratios)
     users = pairs[:, 0]
-    is_test = from_end < n_test[users]
-    is_valid = ~is_test & (from_end < (n_test + n_valid)[users])
+    is_test = position < n_test[users]
+    is_valid = ~is_test & (position < (n_test + n_valid)[users])
     is_train = ~(is_test | is_valid)
     return tuple(_sorted(pairs[m]) for m in (is_train, is_valid, is_test))
 

@@ -54,7 +54,7 @@ from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.layers.attention import DIRECTIONS, shared_logits
 from ego_dgl.model.layers.cold import keep_rows
-from ego_dgl.model.layers.features import ItemFeatures, UserPreferences, xavier_table
+from ego_dgl.model.layers.features import ItemFeatures, UserPreferences, require_modalities, xavier_table
 from ego_dgl.model.layers.id_branch import IdTable, lightgcn
 from ego_dgl.model.layers.routing import route
 
@@ -106,10 +106,8 @@ class GRCN(Recommender):
     def __init__(self, ds: Dataset, cfg: GRCNConfig):
         super().__init__()
         self.cfg = cfg
-        if not ds.modalities:
-            raise ConfigError(f"dataset {ds.name!r} has no modality, and grcn refines its graph from modalities; use --model lightgcn")
+        M = require_modalities(ds, "grcn refines its graph from modalities", "use --model lightgcn")
         self.num_users = ds.num_users
-        M = len(ds.modalities)
         g = structure_graph(ds)
         self.to_users, self.to_items = interaction_edges(g)
         self.item_features = ItemFeatures(ds, cfg.content_dim, cfg.word_dim)

@@ -61,7 +61,7 @@ from ego_dgl.graph.heterograph import ITEM, unique_pairs
 from ego_dgl.model.base import Recommender, Tables, inner
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.layers.cold import keep_rows, masked
-from ego_dgl.model.layers.features import ItemFeatures, xavier_table
+from ego_dgl.model.layers.features import ItemFeatures, require_modalities, xavier_table
 from ego_dgl.model.layers.loss import bpr, regulariser
 
 CO_CLICKED = (ITEM, "co_clicked", ITEM)  # item j -> item i: i's co-interacted neighbour j
@@ -140,11 +140,9 @@ class HUIGN(Recommender):
 
     def __init__(self, ds: Dataset, cfg: HUIGNConfig):
         super().__init__()
-        if not ds.modalities:
-            raise ConfigError(f"dataset {ds.name!r} has no modality, and HUIGN builds its intents from item features; use --model lightgcn")
+        m = require_modalities(ds, "HUIGN builds its intents from item features", "use --model lightgcn")
         self.cfg = cfg
         sizes = cfg.levels()
-        m = len(ds.modalities)
         src, dst = co_interaction_edges(ds, cfg.links)
         self.items_graph = Edges(torch.from_numpy(src), torch.from_numpy(dst), ds.num_items, ds.num_items, CO_CLICKED)
         degree = np.bincount(dst, minlength=ds.num_items).clip(min=1)

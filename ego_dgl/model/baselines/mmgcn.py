@@ -59,7 +59,7 @@ from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender, Tables
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.layers.cold import keep_rows, masked
-from ego_dgl.model.layers.features import ItemFeatures, UserPreferences, xavier_table
+from ego_dgl.model.layers.features import ItemFeatures, UserPreferences, require_modalities, xavier_table
 
 AGGREGATIONS = ("mean", "sum")
 COMBINATIONS = ("concat", "add")
@@ -148,10 +148,8 @@ class MMGCN(Recommender):
     def __init__(self, ds: Dataset, cfg: MMGCNConfig):
         super().__init__()
         self.cfg = cfg
-        if not ds.modalities:
-            raise ConfigError(f"dataset {ds.name!r} has no modality, and mmgcn is built from modalities; use --model lightgcn")
+        M = require_modalities(ds, "mmgcn is built from modalities", "use --model lightgcn")
         self.num_users = ds.num_users
-        M = len(ds.modalities)
         g = structure_graph(ds)
         self.to_users, self.to_items = interaction_edges(g)
         users, items = self.to_items.src, self.to_items.dst

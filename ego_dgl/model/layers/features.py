@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ego_dgl.data.dataset import Dataset, WordBag
-from ego_dgl.errors import DataError
+from ego_dgl.errors import ConfigError, DataError
 
 _NORM_EPS = 1e-12  # F.normalize's floor on the norm: zero rows stay zero
 
@@ -51,6 +51,14 @@ class _Normalize(torch.autograd.Function):
 def normalize(x: Tensor) -> Tensor:
     """L2 row normalisation over the last axis (docs/egogcn.md [impl]); zero rows stay zero."""
     return _Normalize.apply(x)
+
+
+def require_modalities(ds: Dataset, why: str, fix: str) -> int:
+    """How many modalities `ds` has; a ConfigError saying `why` the model needs one and
+    the `fix` when it has none."""
+    if not ds.modalities:
+        raise ConfigError(f"dataset {ds.name!r} has no modality, and {why}; {fix}")
+    return len(ds.modalities)
 
 
 def xavier_table(rows: int, dim: int) -> nn.Parameter:
