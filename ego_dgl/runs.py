@@ -24,6 +24,7 @@ from ego_dgl.umask import file_mode
 DEFAULT_RESULTS = Path("results")
 CONFIG, HISTORY, METRICS = "config.json", "history.csv", "metrics.json"
 BEST, LAST = "best.pt", "last.pt"
+RECORD_HINT = "restore the file the run wrote, or delete the folder"
 
 
 def runs_root(out: str | Path | None = None) -> Path:
@@ -84,7 +85,7 @@ def read_json(path: Path) -> Any:
     """A JSON file of a run or study folder; missing, damaged or not UTF-8 is one ConfigError line."""
     if not Path(path).exists():
         raise ConfigError(f"{path} does not exist")
-    return untrusted.read_json(path, error=ConfigError, hint="restore the file the run wrote, or delete the folder")
+    return untrusted.read_json(path, error=ConfigError, hint=RECORD_HINT)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -106,9 +107,40 @@ def write_png(path: Path, fig: Any) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+def read_csv(path: Path, required: tuple[str, ...] = (), numeric: tuple[str, ...] = (),
+             integers: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """A CSV record of a run or study folder (cells.csv, history.csv), checked before use:
+    unreadable, not UTF-8, not CSV, a row of more or fewer fields than the header, a
+    `required` column missing or empty, a value of a column starting with one of `numeric`
+    that is not a number or one of `integers` that is not a count is one ConfigError line
+    naming the file and the row."""
+    text = untrusted.read_text(path, error=ConfigError, limit=untrusted.MAX_JSON_BYTES, hint=RECORD_HINT)
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+    except csv.Error as err:
+        raise ConfigError(f"{path}: not a valid CSV file ({err}); {RECORD_HINT}") from None
+    header = reader.fieldnames or []
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ConfigError(f"{path}: column {missing[0]!r} is missing; {RECORD_HINT}")
+    for k, row in enumerate(rows, start=1):
+        if None in row or None in row.values():
+            raise ConfigError(f"{path}: row {k} does not have the header's {len(header)} fields; {RECORD_HINT}")
+        empty = next((c for c in required if row[c] == ""), None)
+        if empty:
+            raise ConfigError(f"{path}: row {k}, column {empty!r} is empty; {RECORD_HINT}")
+        bad = next((c for c in integers if row.get(c, "") != "" and not (row[c].isascii() and row[c].isdigit())), None)
+        if bad:
+            raise ConfigError(f"{path}: row {k}, column {bad!r} must be a whole number, found {row[bad]!r:.40}; {RECORD_HINT}")
+        for column, value in row.items():
+            if numeric and value != "" and column.startswith(numeric):
+                try:
+                    float(value)
+                except ValueError:
+                    raise ConfigError(f"{path}: row {k}, column {column!r} must be a number, found {value!r:.40}; "
+                                      f"{RECORD_HINT}") from None
+    return rows
 
 
 def check_run_dir(run_dir: str | Path, checkpoint: str = BEST) -> Path:
@@ -135,7 +167,9 @@ def latest_run(root: Path) -> Path:
     runs = [p for p in root.glob("*") if (p / CONFIG).is_file() and (p / BEST).is_file()] if root.is_dir() else []
     if not runs:
         raise ConfigError(f"no runs under {root} with a best checkpoint; train one with egodgl train, or pass RUN_DIR")
-    return max(runs, key=lambda p: (str(read_json(p / CONFIG).get("created", "")), p.name))
+    created = {p: untrusted.check_record(read_json(p / CONFIG), {"created": untrusted.Field(str, required=False)}, str(p / CONFIG),
+                                         ConfigError, RECORD_HINT, extra_ok=True).get("created", "") for p in runs}
+    return max(runs, key=lambda p: (created[p], p.name))
 
 
 @contextmanager

@@ -356,3 +356,106 @@ def test_the_run_config_check_knows_every_training_option():
     from ego_dgl.train.validate import TRAIN_FIELDS
 
     assert set(TRAIN_FIELDS) == {f.name for f in fields(TrainConfig)}
+
+
+# --- study folders read back: compare.json, cells.csv, a cell's metrics.json, tune's study ---
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory) -> dict[str, Path]:
+    """A one-cell comparison and a one-trial tune study, made once per module."""
+    root = tmp_path_factory.mktemp("studies")
+    shared = ("--dataset", "synthetic-tiny", "--epochs", 1, "--dim", 8, "--device", "cpu", "--out", root)
+    made = cli("compare", *shared, "--models", "pop", "--seeds", 1)
+    assert made.exit_code == 0, made.output
+    tuned = cli("tune", *shared, "--model", "lightgcn", "--trials", 1)
+    assert tuned.exit_code == 0, tuned.output
+    return {"compare": root / "compare" / "synthetic-tiny", "tune": root / "tune" / "lightgcn-synthetic-tiny"}
+
+
+@pytest.fixture
+def study(studies, tmp_path):
+    """A fresh copy of one of the made study folders, at OUT/<kind>/<name> under tmp_path."""
+    def copy(kind: str) -> Path:
+        return Path(shutil.copytree(studies[kind], tmp_path / kind / studies[kind].name))
+    return copy
+
+
+def edit_text(path: Path, change) -> None:
+    path.write_text(change(path.read_text()))
+
+
+COMPARE = ("compare", "--dataset", "synthetic-tiny", "--epochs", 1, "--dim", 8, "--device", "cpu", "--models", "pop", "--seeds", 1)
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda c: edit_json(c / "compare.json", lambda v: [v]), "compare.json: must be a JSON object"),
+    (lambda c: (c / "cells.csv").write_text("garbage\n1,2,3\n"), "column 'key' is missing"),
+    (lambda c: edit_text(c / "cells.csv", lambda t: t.replace(",0.", ",abc", 1)), "must be a number"),
+    (lambda c: edit_text(c / "cells.csv", lambda t: t.replace("\npop-s0,", "\npop-s0,extra,", 1)), "header's"),
+    (lambda c: (c / "cells.csv").write_bytes((c / "cells.csv").read_bytes() + b"\xff\n"), "not UTF-8"),
+])
+def test_damaged_compare_records_are_one_line(study, damage, fragment):
+    folder = study("compare")
+    damage(folder)
+    one_line(cli(*COMPARE, "--out", folder.parent.parent, "--finished-only"), fragment)
+    one_line(cli(*COMPARE, "--out", folder.parent.parent), fragment)
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda t: t.replace("\npop-s0,", "\n../../../elsewhere,", 1), "not a cell's folder name"),
+    (lambda t: t.replace(",pop,pop,,0,1,1,", ",pop,pop,,0,one,1,", 1), "'best_epoch' must be a whole number"),
+    (lambda t: t.replace("test/recall@10", "test/recall_10", 1), "'test/recall@10' is missing"),
+])
+def test_damaged_cells_csv_is_one_line_for_each_reader(study, tmp_path, damage, fragment):
+    """compare, eval --by and plot-sparsity read cells.csv through the one check."""
+    folder = study("compare")
+    edit_text(folder / "cells.csv", damage)
+    one_line(cli(*COMPARE, "--out", folder.parent.parent, "--finished-only"), "cells.csv", fragment)
+    one_line(cli("eval", folder, "--by", "item-degree", "--device", "cpu"), "cells.csv", fragment)
+    one_line(cli("plot-sparsity", folder, "--out", tmp_path / "plot"), "cells.csv", fragment)
+    assert not (tmp_path / "plot").exists()
+
+
+@pytest.mark.parametrize("metrics, fragment", [([1], "must be a JSON object"), ({"best_epoch": 1}, "'epochs_run' is missing"),
+                                               ({"best_epoch": 1, "epochs_run": 1, "valid": {"recall@10": "x"}, "test": {}},
+                                                "'recall@10' must be a number")])
+def test_damaged_metrics_of_a_finished_cell_are_one_line(study, metrics, fragment):
+    folder = study("compare")
+    (folder / "cells.csv").unlink()  # the rerun takes the cell's figures from its metrics.json
+    (folder / "cells" / "pop-s0" / "metrics.json").write_text(json.dumps(metrics))
+    one_line(cli(*COMPARE, "--out", folder.parent.parent), "metrics.json", fragment)
+
+
+TUNE = ("tune", "--dataset", "synthetic-tiny", "--epochs", 1, "--dim", 8, "--device", "cpu", "--model", "lightgcn", "--trials", 2)
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda t: (t / "study.db").write_bytes(b"garbage" * 100), "study.db: not a study database"),
+    (lambda t: ((t / "study.db").unlink(), (t / "study.db").mkdir()), "study.db: not a study database"),
+    (lambda t: edit_json(t / "study.json", lambda v: [v]), "study.json: must be a JSON object"),
+    (lambda t: edit_json(t / "study.json", lambda v: v | {"given": 5}), "field 'given'"),
+])
+def test_damaged_tune_study_is_one_line_and_kept(study, damage, fragment):
+    folder = study("tune")
+    damage(folder)
+    before = {p.name for p in folder.iterdir()}
+    one_line(cli(*TUNE, "--out", folder.parent.parent), fragment)
+    assert {p.name for p in folder.iterdir()} == before
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda t: edit_json(t / "study.json", lambda v: v | {"space": [1]}), "field 'space'"),
+    (lambda t: edit_text(t / "best.toml", lambda s: s.replace("layers =", "# layers =")), "no 'layers'"),
+    (lambda t: edit_text(t / "best.toml", lambda s: s + "evil = 1\n"), "evil"),
+])
+def test_damaged_tune_study_given_to_params_from_is_one_line(study, tmp_path, damage, fragment):
+    folder = study("tune")
+    damage(folder)
+    one_line(cli(*COMPARE, "--out", tmp_path / "out", "--params-from", folder), fragment)
+
+
+def test_eval_of_the_newest_run_names_a_damaged_config(copy, tmp_path):
+    run = Path(shutil.copytree(copy("run"), tmp_path / "res" / "runs" / "r"))
+    edit_json(run / "config.json", lambda c: [c])
+    one_line(cli("eval", "--out", tmp_path / "res", "--device", "cpu"), "config.json", "must be a JSON object")

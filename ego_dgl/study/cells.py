@@ -34,16 +34,21 @@ from rich.markup import escape
 
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
+from ego_dgl.evaluate import METRICS as METRIC_NAMES
+from ego_dgl.evaluate import protocol_ks
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.runs import DEFAULT_RESULTS, LAST, METRICS, read_csv, read_json, run_lock, write_csv, write_json
+from ego_dgl.runs import DEFAULT_RESULTS, LAST, METRICS, RECORD_HINT, read_csv, read_json, run_lock, write_csv, write_json
 from ego_dgl.train.budget import check_fits
 from ego_dgl.train.defaults import TrainConfig, resolve_options
 from ego_dgl.train.trainer import resolve_device, train
+from ego_dgl.untrusted import Field, check_record
 
 # options a study passes to every cell (anything else is set per cell)
 SHARED_OPTIONS = ("epochs", "patience", "batch_size", "lr", "reg", "dim", "device", "backend", "protocol", "threshold", "log")
 MAX_CELLS = 10_000  # more is a typo (--seeds 100000000), not a study: refused before planning
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a plain slug: no path, nothing rich reads as markup
+CELL_KEY = re.compile(r"[A-Za-z0-9_+=-][A-Za-z0-9_.+=-]*")  # a cell's folder under cells/: a name, never a path
+CELL_METRICS = {"best_epoch": Field(int, low=0), "epochs_run": Field(int, low=0), "valid": Field(dict), "test": Field(dict)}
 WATCH_SECONDS = 0.5  # how often a worker checks that its parent is still there
 
 
@@ -140,7 +145,7 @@ def check_study_options(folder: Path, settings: dict[str, Any], filename: str) -
     options (cells trained with different ones must not be mixed)."""
     path = folder / filename
     if path.exists():
-        saved = read_json(path)
+        saved = check_record(read_json(path), {}, str(path), ConfigError, RECORD_HINT, extra_ok=True)
         diff = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k) and k != "log")  # --log changes no figure
         if diff:
             k = diff[0]
@@ -163,7 +168,16 @@ def run_cell(ds: Dataset, planned: Planned, source: str, folder: Path, display: 
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # an attempt that died before its first epoch finished
         train(ds, planned.model, planned.train, run_dir, resume=resume, progress=display, source={"source": source}, tag=planned.key)
-    return read_json(run_dir / METRICS)
+    return check_cell_metrics(read_json(run_dir / METRICS), run_dir / METRICS)
+
+
+def check_cell_metrics(metrics: Any, path: Path) -> dict[str, Any]:
+    """A finished cell's metrics.json with the fields cells.csv takes from it, each figure a number."""
+    check_record(metrics, CELL_METRICS, str(path), ConfigError, RECORD_HINT, extra_ok=True)
+    for split in ("valid", "test"):
+        check_record(metrics[split], {m: Field(float, finite=False) for m in metrics[split]}, f"{path} field {split!r}",
+                     ConfigError, RECORD_HINT)
+    return metrics
 
 
 def cell_row(cell: StudyCell, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -174,10 +188,23 @@ def cell_row(cell: StudyCell, metrics: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def finished_rows(folder: Path) -> dict[str, dict[str, Any]]:
-    """cells.csv's rows by cell key (empty for a new study)."""
+def read_cells(folder: Path, protocol: str = "full") -> list[dict[str, str]]:
+    """cells.csv's rows, checked before any is used: each with a key that names a folder
+    under cells/ (never a path), its epochs as integers and every figure the evaluator
+    records under `protocol` as a number; a damaged or hand-edited file is one line."""
     path = folder / "cells.csv"
-    return {r["key"]: r for r in read_csv(path)} if path.exists() else {}
+    figures = tuple(f"{split}/{m}@{k}" for split in ("valid", "test") for m in METRIC_NAMES for k in protocol_ks(protocol))
+    rows = read_csv(path, required=("key", "best_epoch", "epochs_run", *figures), numeric=("valid/", "test/"),
+                    integers=("best_epoch", "epochs_run"))
+    for k, row in enumerate(rows, start=1):
+        if not CELL_KEY.fullmatch(row["key"]):
+            raise ConfigError(f"{path}: row {k}, key {row['key']!r:.60} is not a cell's folder name; {RECORD_HINT}")
+    return rows
+
+
+def finished_rows(folder: Path, protocol: str = "full") -> dict[str, dict[str, Any]]:
+    """cells.csv's rows by cell key (empty for a new study)."""
+    return {r["key"]: r for r in read_cells(folder, protocol)} if (folder / "cells.csv").exists() else {}
 
 
 def summarise(groups: dict[Any, tuple[dict[str, Any], list[dict[str, Any]]]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -230,14 +257,15 @@ def run_cells(
     for planned in {p.key: p for p in cells}.values():
         check_fits(ds, planned.model, device)
     with run_lock(folder), sigterm_as_interrupt():
-        return train_missing(ds, cells, shared["dataset"], folder, on_cell, display, jobs)
+        return train_missing(ds, cells, shared["dataset"], folder, on_cell, display, jobs, shared.get("protocol") or "full")
 
 
 def train_missing(
-    ds: Dataset, cells: list[Planned], source: str, folder: Path, on_cell: CellHook | None, display: str, jobs: int
+    ds: Dataset, cells: list[Planned], source: str, folder: Path, on_cell: CellHook | None, display: str, jobs: int,
+    protocol: str = "full",
 ) -> dict[str, dict[str, Any]]:
     """run_cells' work, done while it holds the folder's lock."""
-    rows = finished_rows(folder)
+    rows = finished_rows(folder, protocol)
     todo = [p for p in {p.key: p for p in cells}.values() if p.key not in rows]
     for planned in cells:
         if planned.key in rows and on_cell:

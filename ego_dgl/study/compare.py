@@ -478,7 +478,7 @@ def launch_compare(opts: dict[str, Any], progress: bool = True) -> Comparison:
         if not (folder / "compare.json").exists():
             raise ConfigError(f"--finished-only: {folder} holds no comparison yet; run it without --finished-only first")
         check_study_options(folder, {"kind": "compare", **shared}, "compare.json")
-        rows = finished_rows(folder)
+        rows = finished_rows(folder, protocol_of(shared))
         tuning, finals = choose_finals(plan, grids, rows, finished_only=True)
     else:
         resolve_device(shared.get("device", "auto"))

@@ -33,7 +33,7 @@ from ego_dgl.evaluate import (
     pairs_to_csr,
     top_items,
 )
-from ego_dgl.runs import read_csv, write_csv, write_png
+from ego_dgl.runs import write_csv, write_png
 
 VIEWS = ("item-degree", "user-degree")
 SHARE_METRICS = ("precision", "recall", "ndcg")  # the metrics that split over item buckets
@@ -149,8 +149,10 @@ def run_degree_rows(run_dir: Path, split: str, by: str, bins: int, device: str =
 def compare_degree_rows(folder: Path, split: str, by: str, bins: int, device: str = "auto") -> list[dict[str, Any]]:
     """Every finished cell of a compare folder: one row per cell and bucket, named by the
     cell's model (cells.csv) and seed; all cells share the dataset, so the buckets match."""
+    from ego_dgl.study.cells import read_cells
+
     rows = []
-    for cell in read_csv(folder / "cells.csv"):
+    for cell in read_cells(folder):
         run_dir = folder / "cells" / cell["key"]
         if (run_dir / "best.pt").is_file():
             meta = {"model": cell.get("name", cell["key"]), "seed": cell.get("seed", "")}

@@ -17,15 +17,17 @@ import numpy as np
 
 from ego_dgl.data.variants import VARIANT
 from ego_dgl.errors import ConfigError
-from ego_dgl.runs import read_csv, read_json, write_csv, write_png
+from ego_dgl.runs import RECORD_HINT, read_csv, read_json, write_csv, write_png
+from ego_dgl.untrusted import Field, check_record
 
 DIRECTIONS = ("item->user", "user->item")
 
 
 def level_of(folder: Path) -> float:
     """The train fraction of a compare folder's dataset (1 unless it is a -train<F> variant)."""
-    info = read_json(folder / "compare.json")
-    m = VARIANT.fullmatch(str(info.get("dataset", "")))
+    path = folder / "compare.json"
+    info = check_record(read_json(path), {"dataset": Field(str, required=False)}, str(path), ConfigError, RECORD_HINT, extra_ok=True)
+    m = VARIANT.fullmatch(info.get("dataset", ""))
     return float(m["train"]) if m and m["train"] else 1.0
 
 
@@ -35,7 +37,8 @@ def fused_at_best(cell_dir: Path, best_epoch: int) -> dict[str, float]:
     path = cell_dir / "history.csv"
     if not path.is_file():
         return {}
-    row = next((r for r in read_csv(path) if int(r["epoch"]) == best_epoch), None)
+    row = next((r for r in read_csv(path, required=("epoch",), numeric=("fused/",), integers=("epoch",))
+                if int(r["epoch"]) == best_epoch), None)
     if row is None:
         return {}
     out = {}
@@ -48,13 +51,15 @@ def fused_at_best(cell_dir: Path, best_epoch: int) -> dict[str, float]:
 
 def sparsity_rows(folders: list[Path]) -> list[dict[str, Any]]:
     """Per level and model: seeds, test R@10 and NDCG@10 mean and std, and the fused shares."""
+    from ego_dgl.study.cells import read_cells
+
     rows = []
     for folder in folders:
         if not (folder / "cells.csv").is_file():
             raise ConfigError(f"{folder}: not a compare folder with finished cells (no cells.csv)")
         level = level_of(folder)
         by_model: dict[str, list[dict[str, Any]]] = {}
-        for cell in read_csv(folder / "cells.csv"):
+        for cell in read_cells(folder):
             by_model.setdefault(cell.get("name", cell["key"]), []).append(
                 cell | fused_at_best(folder / "cells" / cell["key"], int(cell["best_epoch"])))
         for model, cells in by_model.items():

@@ -42,6 +42,7 @@ from ego_dgl.model.registry import MODELS, resolve_model
 from ego_dgl.runs import (
     HISTORY,
     LAST,
+    RECORD_HINT,
     ensure_folder,
     read_csv,
     read_json,
@@ -52,15 +53,17 @@ from ego_dgl.runs import (
     write_json,
 )
 from ego_dgl.study.cells import save_png, start_parent_watch, study_folder, worker_threads
-from ego_dgl.train.config_file import parse_file
+from ego_dgl.train.config_file import load_config_file, parse_file
 from ego_dgl.train.defaults import (
     dataset_name,
     flag,
     option_types,
     resolve_options,
 )
+from ego_dgl.untrusted import Field, check_record
 
 STUDY, STORAGE, BEST_CONFIG, TRIALS = "study.json", "study.db", "best.toml", "trials.csv"
+STUDY_FIELDS = {"model": Field(str), "given": Field(dict), "space": Field(dict), "startup": Field(int, False), "warmup": Field(int, False)}
 HISTORY_PNG, IMPORTANCE_PNG = "history.png", "importance.png"
 NOT_SEARCHED = ("dataset", "out", "model", "seed", "device", "protocol", "epochs", "patience", "procs", "dist", "log")
 RUN_ONLY = ("device", "log")  # options that change no figure: a rerun may change them, best.toml leaves them out
@@ -208,8 +211,8 @@ def check_same_study(plan: Plan) -> None:
     if not path.exists():
         write_json(path, record)
         return
-    saved = read_json(path)
-    before, now = saved.get("given", {}), record["given"]
+    saved = read_study(plan.folder)
+    before, now = saved["given"], record["given"]
     changes = [f"{flag(k)} {before.get(k, 'not given')} -> {now.get(k, 'not given')}" for k in sorted({*before, *now}) if before.get(k) != now.get(k)]
     changes += [f"{k} changed" for k in record if k != "given" and saved.get(k) != record[k]]
     if changes:
@@ -219,16 +222,28 @@ def check_same_study(plan: Plan) -> None:
         )
 
 
+def read_study(folder: Path) -> dict[str, Any]:
+    """A study folder's study.json, checked field by field before use."""
+    return check_record(read_json(folder / STUDY), STUDY_FIELDS, str(folder / STUDY), ConfigError, RECORD_HINT, extra_ok=True)
+
+
 def open_study(plan: Plan) -> Any:
     """The study in the folder's SQLite storage (created on first use): TPE seeded with
     the plan's seed, the median pruner, maximising validation recall@10."""
     optuna = optuna_module()
+    from sqlalchemy.exc import SQLAlchemyError
+
     ensure_folder(plan.folder)
-    return optuna.create_study(
-        study_name="tune", storage=plan.storage(), direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=plan.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=plan.startup, n_warmup_steps=plan.warmup),
-    )
+    try:
+        return optuna.create_study(
+            study_name="tune", storage=plan.storage(), direction="maximize", load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=plan.seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=plan.startup, n_warmup_steps=plan.warmup),
+        )
+    except (SQLAlchemyError, optuna.exceptions.OptunaError, RuntimeError) as err:
+        detail = " ".join(str(getattr(err, "orig", None) or err).split())[:200]
+        raise ConfigError(f"{plan.folder / STORAGE}: not a study database this Optuna can read ({detail}); restore the file "
+                          "the study wrote, or give a new --name") from None
 
 
 def retry_interrupted(study: Any) -> int:
@@ -251,7 +266,7 @@ def retry_interrupted(study: Any) -> int:
 def replay(trial: Any, run_dir: Path, metric: str) -> None:
     """Report the recorded epochs of a resumed run to the trial again (the pruner compares
     trials epoch by epoch)."""
-    for row in read_csv(run_dir / HISTORY):
+    for row in read_csv(run_dir / HISTORY, required=("epoch", f"valid/{metric}"), numeric=("valid/",), integers=("epoch",)):
         trial.report(float(row[f"valid/{metric}"]), int(row["epoch"]))
 
 
@@ -475,8 +490,12 @@ def tuned_entry(folder: str | Path) -> str:
         raise ConfigError(f"--params-from {folder}: not a tune study folder (no {STUDY}); give OUT/tune/<name>")
     if not path.exists():
         raise ConfigError(f"--params-from {folder}: the study has no finished trial yet (no {BEST_CONFIG}); run egodgl tune on it first")
-    best = parse_file(path)
-    searched = read_json(folder / STUDY)["space"]
+    searched = read_study(folder)["space"]
+    best = load_config_file(path)
+    missing = next((k for k in ("model", *sorted(searched)) if k not in best), None)
+    if missing:
+        raise ConfigError(f"--params-from {folder}: {BEST_CONFIG} has no {missing.replace('_', '-')!r}, which the study searched; "
+                          "rerun egodgl tune on it to rewrite the file")
     from ego_dgl.study.compare import assignments
 
-    return str(best["model"]) + assignments(tuple((k, best[k.replace("_", "-")]) for k in sorted(searched)))
+    return str(best["model"]) + assignments(tuple((k, best[k]) for k in sorted(searched)))
