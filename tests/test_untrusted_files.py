@@ -405,7 +405,6 @@ def test_damaged_compare_records_are_one_line(study, damage, fragment):
 @pytest.mark.parametrize("damage, fragment", [
     (lambda t: t.replace("\npop-s0,", "\n../../../elsewhere,", 1), "not a cell's folder name"),
     (lambda t: t.replace(",pop,pop,,0,1,1,", ",pop,pop,,0,one,1,", 1), "'best_epoch' must be a whole number"),
-    (lambda t: t.replace("test/recall@10", "test/recall_10", 1), "'test/recall@10' is missing"),
 ])
 def test_damaged_cells_csv_is_one_line_for_each_reader(study, tmp_path, damage, fragment):
     """compare, eval --by and plot-sparsity read cells.csv through the one check."""
@@ -415,6 +414,13 @@ def test_damaged_cells_csv_is_one_line_for_each_reader(study, tmp_path, damage, 
     one_line(cli("eval", folder, "--by", "item-degree", "--device", "cpu"), "cells.csv", fragment)
     one_line(cli("plot-sparsity", folder, "--out", tmp_path / "plot"), "cells.csv", fragment)
     assert not (tmp_path / "plot").exists()
+
+
+def test_cells_csv_without_a_figure_its_reader_uses_is_one_line(study, tmp_path):
+    folder = study("compare")
+    edit_text(folder / "cells.csv", lambda t: t.replace("test/recall@10", "test/recall_10", 1))
+    one_line(cli(*COMPARE, "--out", folder.parent.parent, "--finished-only"), "cells.csv", "'test/recall@10' is missing")
+    one_line(cli("plot-sparsity", folder, "--out", tmp_path / "plot"), "cells.csv", "'test/recall@10' is missing")
 
 
 @pytest.mark.parametrize("metrics, fragment", [([1], "must be a JSON object"), ({"best_epoch": 1}, "'epochs_run' is missing"),

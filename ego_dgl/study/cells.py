@@ -188,14 +188,12 @@ def cell_row(cell: StudyCell, metrics: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def read_cells(folder: Path, protocol: str = "full") -> list[dict[str, str]]:
+def read_cells(folder: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
     """cells.csv's rows, checked before any is used: each with a key that names a folder
-    under cells/ (never a path), its epochs as integers and every figure the evaluator
-    records under `protocol` as a number; a damaged or hand-edited file is one line."""
+    under cells/ (never a path), the `required` columns its reader uses, its epochs whole
+    numbers and every figure a number; a damaged or hand-edited file is one line."""
     path = folder / "cells.csv"
-    figures = tuple(f"{split}/{m}@{k}" for split in ("valid", "test") for m in METRIC_NAMES for k in protocol_ks(protocol))
-    rows = read_csv(path, required=("key", "best_epoch", "epochs_run", *figures), numeric=("valid/", "test/"),
-                    integers=("best_epoch", "epochs_run"))
+    rows = read_csv(path, required=("key", *required), numeric=("valid/", "test/"), integers=("best_epoch", "epochs_run"))
     for k, row in enumerate(rows, start=1):
         if not CELL_KEY.fullmatch(row["key"]):
             raise ConfigError(f"{path}: row {k}, key {row['key']!r:.60} is not a cell's folder name; {RECORD_HINT}")
@@ -203,8 +201,10 @@ def read_cells(folder: Path, protocol: str = "full") -> list[dict[str, str]]:
 
 
 def finished_rows(folder: Path, protocol: str = "full") -> dict[str, dict[str, Any]]:
-    """cells.csv's rows by cell key (empty for a new study)."""
-    return {r["key"]: r for r in read_cells(folder, protocol)} if (folder / "cells.csv").exists() else {}
+    """cells.csv's rows by cell key (empty for a new study), each with every figure the
+    evaluator records under `protocol`."""
+    figures = tuple(f"{split}/{m}@{k}" for split in ("valid", "test") for m in METRIC_NAMES for k in protocol_ks(protocol))
+    return {r["key"]: r for r in read_cells(folder, ("best_epoch", "epochs_run", *figures))} if (folder / "cells.csv").exists() else {}
 
 
 def summarise(groups: dict[Any, tuple[dict[str, Any], list[dict[str, Any]]]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:

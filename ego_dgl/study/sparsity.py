@@ -59,7 +59,7 @@ def sparsity_rows(folders: list[Path]) -> list[dict[str, Any]]:
             raise ConfigError(f"{folder}: not a compare folder with finished cells (no cells.csv)")
         level = level_of(folder)
         by_model: dict[str, list[dict[str, Any]]] = {}
-        for cell in read_cells(folder):
+        for cell in read_cells(folder, ("best_epoch", "test/recall@10", "test/ndcg@10")):
             by_model.setdefault(cell.get("name", cell["key"]), []).append(
                 cell | fused_at_best(folder / "cells" / cell["key"], int(cell["best_epoch"])))
         for model, cells in by_model.items():
