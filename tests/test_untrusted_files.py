@@ -72,6 +72,14 @@ def test_damaged_card_json_names_the_file_and_field(copy, change, fragment):
     one_line(cli("data", "info", built), "card.json", fragment)
 
 
+def test_duplicates_of_a_refused_dataset_give_no_warning_before_the_error(copy):
+    """The duplicate rows leave the valid split empty: the one error line, not a warning
+    about the dropped rows first."""
+    ds = copy("ds")
+    (ds / "ds.inter").write_text("userID\titemID\trating\ttimestamp\tx_label\n" + "0\t0\t1\t0\t0\n" * 50)
+    one_line(cli("data", "info", ds), "the valid split is empty")
+
+
 def test_markup_in_a_card_prints_literally(copy):
     built = copy("built")
     edit_json(built / "card.json", lambda c: c | {"built_by": "[/red] me :x:"})

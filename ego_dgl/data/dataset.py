@@ -174,7 +174,7 @@ class Dataset:
         for kind, ids, n in (("user", self.user_ids, self.num_users), ("item", self.item_ids, self.num_items)):
             if ids is not None and len(ids) != n:
                 raise DataError(f"{self.where(kind + '_ids')}: {len(ids)} raw {kind} ids for {n} {kind}s; give one per {kind}")
-        splits = _drop_duplicates(splits, self.name, self.num_items)
+        splits, dropped = _drop_duplicates(splits, self.num_items)
         for s, pairs in splits.items():
             if len(pairs) == 0:
                 raise DataError(
@@ -183,6 +183,13 @@ class Dataset:
                 )
         _check_users_have_training(splits, self.num_users, self.where("train"))
         _check_cold_items(self.cold_items, splits["train"], self.num_items, self.where("cold_items"))
+        if dropped:  # only once every check passed: a refused dataset gets its one error line, no warning before it
+            warnings.warn(
+                f"{self.name}: dropped {dropped} duplicate interactions "
+                "(the same user and item more than once; kept the first, in train, valid, test order)",
+                EgoDGLWarning,
+                stacklevel=2,
+            )
         return replace(self, train=splits["train"], valid=splits["valid"], test=splits["test"],
                        features=features, feature_masks=masks)
 
@@ -300,24 +307,19 @@ def _checked_wordbag(f: WordBag, where: str, num_items: int) -> WordBag:
     return WordBag(items.astype(np.int64), words.astype(np.int64), int(f.num_words))
 
 
-def _drop_duplicates(splits: dict[str, np.ndarray], name: str, num_items: int) -> dict[str, np.ndarray]:
+def _drop_duplicates(splits: dict[str, np.ndarray], num_items: int) -> tuple[dict[str, np.ndarray], int]:
     """Keeps the first occurrence of each (user, item) in train, valid, test order, so a
-    pair repeated in a held-out split never leaks its training twin into evaluation."""
+    pair repeated in a held-out split never leaks its training twin into evaluation; the
+    splits and how many pairs were dropped."""
     sizes = [len(splits[s]) for s in SPLITS]
     pairs = np.concatenate([splits[s] for s in SPLITS])
     _, first = np.unique(pairs[:, 0] * num_items + pairs[:, 1], return_index=True)
     if len(first) == len(pairs):
-        return splits
+        return splits, 0
     keep = np.zeros(len(pairs), dtype=bool)
     keep[first] = True
-    warnings.warn(
-        f"{name}: dropped {len(pairs) - len(first)} duplicate interactions "
-        "(the same user and item more than once; kept the first, in train, valid, test order)",
-        EgoDGLWarning,
-        stacklevel=3,
-    )
     bounds = np.cumsum([0, *sizes])
-    return {s: pairs[bounds[k] : bounds[k + 1]][keep[bounds[k] : bounds[k + 1]]] for k, s in enumerate(SPLITS)}
+    return {s: pairs[bounds[k] : bounds[k + 1]][keep[bounds[k] : bounds[k + 1]]] for k, s in enumerate(SPLITS)}, len(pairs) - len(first)
 
 
 def _check_cold_items(cold: np.ndarray | None, train: np.ndarray, num_items: int, where: str) -> None:
