@@ -92,6 +92,18 @@ def test_huge_k_evaluates_without_allocating_it(run_dir):
     assert all(np.isfinite(v) for v in test.values())
 
 
+def test_huge_bins_bucket_without_allocating_them(run_dir, monkeypatch):
+    """--bins 10**9 once asked numpy for a billion quantiles (8 GB, then the OOM killer);
+    more buckets than degrees give the same edges as one per degree."""
+    real = np.linspace
+    monkeypatch.setattr(np, "linspace", lambda a, b, n, *args, **kw: real(a, b, n, *args, **kw) if n <= 10**6
+                        else pytest.fail(f"linspace of {n:,} points"))
+    huge = cli("eval", run_dir, "--by", "item-degree", "--bins", 10**9, "--json", "--device", "cpu")
+    assert huge.exit_code == 0, huge.output
+    every = cli("eval", run_dir, "--by", "item-degree", "--bins", 10**4, "--json", "--device", "cpu")
+    assert json.loads(huge.output) == json.loads(every.output)
+
+
 # --- memory estimates before allocating, blaming the right option -------------------------
 
 

@@ -74,6 +74,8 @@ def degree_edges(degrees: np.ndarray, bins: int) -> np.ndarray:
     """Distinct quantile edges of `degrees` (bins + 1 at most, first = min, last = max)."""
     if bins < 1:
         raise ConfigError(f"--bins {bins}: give a positive number of buckets, e.g. 5")
+    # more buckets than degrees gives the same edges (each distinct degree): never allocate --bins 10**9 quantiles
+    bins = min(bins, max(len(degrees), 1))
     return np.unique(np.quantile(degrees, np.linspace(0, 1, bins + 1), method="lower"))
 
 
