@@ -104,6 +104,17 @@ def test_huge_bins_bucket_without_allocating_them(run_dir, monkeypatch):
     assert json.loads(huge.output) == json.loads(every.output)
 
 
+@pytest.mark.parametrize("device", ["", "tpu", "[red]x[/]"])
+@pytest.mark.parametrize("command", [("eval",), ("recommend", "--user", 0), ("export",)])
+def test_devices_torch_cannot_parse_are_one_line_for_every_command(run_dir, tmp_path, command, device):
+    """train checked --device; eval, recommend and export handed it to torch.device and
+    died with its RuntimeError."""
+    extra = ("--out", tmp_path / "export") if command[0] == "export" else ()
+    line = one_line(cli(command[0], run_dir, *command[1:], *extra, "--device", device), "--device", "auto, cpu, cuda")
+    assert repr(device) in line
+    assert not (tmp_path / "export").exists()
+
+
 # --- memory estimates before allocating, blaming the right option -------------------------
 
 

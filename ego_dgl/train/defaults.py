@@ -37,6 +37,14 @@ COMPILE_MODES = ("off", "default", "reduce-overhead")
 DEFAULT_FANOUT = "10"
 
 
+def check_device(name: str) -> str:
+    """The one check of every --device: auto, cpu, cuda or cuda:N (torch's other device
+    strings are not ones ego-dgl runs on; an empty or garbled one is refused in one line)."""
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise ConfigError(f"--device {name!r} is not one of: auto, cpu, cuda (or cuda:N)")
+    return name
+
+
 @dataclass
 class TrainConfig:
     """How to train: BPR with Adam, early stopping on validation recall@10."""
@@ -69,8 +77,7 @@ class TrainConfig:
             raise ConfigError(f"--reg must be a finite number >= 0, got {self.reg}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"--seed must lie in 0..{MAX_SEED} (numpy's seed range), got {self.seed}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ConfigError(f"--device {self.device!r} is not one of: auto, cpu, cuda (or cuda:N)")
+        check_device(self.device)
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"--sampler {self.sampler!r} is not one of: {', '.join(SAMPLERS)}")
         check_eval_chunk(self.eval_chunk)

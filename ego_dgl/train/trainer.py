@@ -50,6 +50,7 @@ from ego_dgl.train.checkpoint import (
 from ego_dgl.train.defaults import (
     DEFAULT_FANOUT,
     TrainConfig,
+    check_device,
     select_split,
 )
 from ego_dgl.train.parallel import (
@@ -94,7 +95,7 @@ def seed_everything(seed: int) -> None:
 
 def resolve_device(name: str) -> torch.device:
     """auto -> cuda when available, else cpu; asking for CUDA without it is a ConfigError."""
-    if name == "auto":
+    if check_device(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda":
