@@ -44,9 +44,16 @@ def test_a_partial_epoch_is_projected_to_the_whole():
     r = measure(Case("synthetic-tiny", "torch", "hard", batches=1), repeats=1)
     assert r["projected"] and r["batches_timed"] == 1 and r["batches_per_epoch"] > 1
     assert r["t_forward"] > 0 and r["epoch_s"] == pytest.approx(sum(r[p] for p in PHASES))
-    # the timed batches' phases scale to the whole epoch; the epoch's sampling does not
-    got = project({"t_forward": 0.5, "t_sample": 0.25, "t_step": 1.0}, timed=2, total=7, sampling=0.1)
-    assert got == pytest.approx({"t_forward": 1.75, "t_sample": 0.975, "t_step": 3.5})
+    # the first batch counts once as timed (per-epoch work such as LATTICE's graph rebuild
+    # lands there), every other batch at the mean of the other timed ones; the epoch's
+    # sampling counts once
+    first = {"t_forward": 2.0, "t_sample": 0.25, "t_step": 1.0}
+    others = [{"t_forward": 0.5, "t_sample": 0.25, "t_step": 1.0}, {"t_forward": 0.25, "t_sample": 0.25, "t_step": 1.0}]
+    got = project([first, *others], total=7, sampling=0.1)
+    assert got == pytest.approx({"t_forward": 2.0 + 6 * 0.375, "t_sample": 0.25 + 6 * 0.25 + 0.1, "t_step": 7.0})
+    # one timed batch stands for all; every batch timed sums exactly
+    assert project([first], total=3, sampling=0.0) == pytest.approx({"t_forward": 6.0, "t_sample": 0.75, "t_step": 3.0})
+    assert project([first, *others], total=3, sampling=0.0) == pytest.approx({"t_forward": 2.75, "t_sample": 0.75, "t_step": 3.0})
 
 
 def _result(dataset, backend, mode, epoch_s, peak_rss_mb=100.0):
