@@ -73,6 +73,7 @@ def test_seeds_outside_the_one_range_are_one_line(tmp_path, args):
     (["data", "build", "OUT", "--interactions", "x.csv", "--k-core", "-2"], "--k-core"),
     (["data", "build", "OUT", "--interactions", "x.csv", "--min-rating", "nan"], "--min-rating"),
     (["bench", "--repeats", "0"], "--repeats"),
+    (["bench", "--threads", "1000000"], "--threads"),
     (["dist-launch", "--parts-config", "c.json", "--trainers", "0", "--", "train"], "--trainers"),
     (["recommend", "RUN", "--user", "-1"], "--user"),
     (["eval", "RUN", "--k", "0"], "--k"),
@@ -81,6 +82,23 @@ def test_seeds_outside_the_one_range_are_one_line(tmp_path, args):
 def test_numeric_options_out_of_range_are_one_line(tmp_path, args, option):
     args = [str(tmp_path / a) if a in ("OUT", "RUN", "P", "x.csv", "c.json") else a for a in args]
     one_line(cli(*args), option)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "--nope"], ("No such option", " train --help")),
+    (["eval", "--split", "bogus"], ("'bogus' is not one of", " eval --help")),
+    (["no-such-command"], ("No such command", "--help")),
+    (["--nope"], ("No such option", "--help")),
+    (["data", "build"], ("Missing argument", " data build --help")),
+])
+def test_usage_errors_are_one_line_naming_the_help_to_read(args, fragments):
+    one_line(cli(*args), *fragments)
+
+
+@pytest.mark.parametrize("values", ["1,,2", "1,2,", ",1"])
+def test_an_empty_value_in_a_list_is_refused_not_dropped(tmp_path, values):
+    one_line(cli("sweep-layers", "--dataset", "synthetic-tiny", "--l-values", values, "--out", tmp_path), "--l-values", "empty value")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -33,9 +33,24 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+def usage_message(err: click.UsageError) -> str:
+    """A usage error (an unknown option, a bad choice, a missing argument) as one line that
+    names the command whose --help lists what it takes."""
+    where = err.ctx.command_path if err.ctx is not None else "egodgl"
+    return f"{err.format_message()} (see '{where} --help')"
+
+
 class FriendlyGroup(click.Group):
-    """Turns EgoDGLError, file-system errors and interruptions (Ctrl-C) into one red line
-    and exit code 2, never a traceback or Click's "Aborted!"."""
+    """Turns EgoDGLError, file-system errors, usage errors and interruptions (Ctrl-C)
+    into one red line and exit code 2, never a traceback, Click's usage block or "Aborted!"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as err:
+            fail(usage_message(err))
 
     def invoke(self, ctx: click.Context):
         with warnings.catch_warnings():
@@ -49,6 +64,10 @@ class FriendlyGroup(click.Group):
                 return result
             except EgoDGLError as err:
                 fail(str(err))
+            except click.exceptions.NoArgsIsHelpError:
+                raise
+            except click.UsageError as err:
+                fail(usage_message(err))
             except OSError as err:  # the file system's (full disk, read-only, a file in the way)
                 fail(os_error_message(err))
             except (KeyboardInterrupt, click.exceptions.Abort):

@@ -39,5 +39,6 @@ class Bounded(click.ParamType):
 
 SEED = Bounded(int, 0, MAX_SEED)  # every seed option: numpy's range; DGL's smaller one is mapped in seed_everything
 POSITIVE = Bounded(int, 1)
+THREADS = Bounded(int, 1, 1024)  # torch's thread pools crash (SIGSEGV) far above any machine's cores
 COUNT = Bounded(int, 0)
 FINITE = Bounded(float)

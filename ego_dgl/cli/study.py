@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from ego_dgl.cli.group import console, main
 from ego_dgl.cli.options import SWEEP_OPTIONS, sweep_options, training_options
-from ego_dgl.cli.ranges import COUNT, FINITE, POSITIVE, SEED
+from ego_dgl.cli.ranges import COUNT, FINITE, POSITIVE, SEED, THREADS
 
 
 def run_sweep_command(kind: str, options: dict) -> None:
@@ -111,7 +111,7 @@ def plot_embeddings_command(runs, users, seed, split, out, overwrite, device) ->
                    "ml100k and synthetic-tiktok), compile (the eager training step against --compile's), knn (LATTICE's and "
                    "FREEDOM's kNN item graphs and first steps on synthetic-tiktok) or synthetic-tiny; repeatable")
 @click.option("--repeats", type=POSITIVE, default=3, show_default=True, help="repetitions per figure (the median is reported)")
-@click.option("--threads", type=POSITIVE, default=2, show_default=True, help="CPU threads per case")
+@click.option("--threads", type=THREADS, default=2, show_default=True, help="CPU threads per case")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
 @click.option("--batches", type=POSITIVE, default=None, help="time this many batches and project the epoch [default: per suite]")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results/bench"), show_default=True,

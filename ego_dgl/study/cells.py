@@ -120,13 +120,15 @@ def shared_options(dataset: str, opts: dict[str, Any]) -> dict[str, Any]:
 
 def parse_values(text: str, kind: type, option: str) -> list:
     """A comma-separated list of numbers or names, e.g. '1,2,3' or 'ego,gm'."""
+    items = [v.strip() for v in str(text).split(",")]
+    if not any(items):
+        raise ConfigError(f"{option} needs at least one value")
+    if not all(items):
+        raise ConfigError(f"{option} has an empty value in {text!r}; separate the values by single commas, e.g. 1,2,3")
     try:
-        values = [kind(v.strip()) for v in str(text).split(",") if v.strip()]
+        return [kind(v) for v in items]
     except ValueError:
         raise ConfigError(f"{option} takes a comma-separated list of {kind.__name__}s, got {text!r}") from None
-    if not values:
-        raise ConfigError(f"{option} needs at least one value")
-    return values
 
 
 def study_folder(out: str | Path | None, kind: str, name: str | None, default: str) -> Path:
