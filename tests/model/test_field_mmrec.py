@@ -114,4 +114,4 @@ def test_the_bench_times_the_field():
     from ego_dgl.study.bench import SUITES
 
     assert {"vbpr", "lattice", "freedom"} <= {c.model for c in SUITES["models"]}
-    assert [(c.dataset, c.model, c.batches) for c in SUITES["knn"]] == [("synthetic-tiktok", "freedom", 1), ("synthetic-tiktok", "lattice", 1)]
+    assert [(c.dataset, c.model, c.batches) for c in SUITES["knn"]] == [("synthetic-tiktok", "freedom", 3), ("synthetic-tiktok", "lattice", 3)]
