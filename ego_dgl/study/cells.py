@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,7 +34,7 @@ import numpy as np
 from rich.markup import escape
 
 from ego_dgl.data.dataset import Dataset
-from ego_dgl.errors import ConfigError
+from ego_dgl.errors import ConfigError, TrainingError
 from ego_dgl.evaluate import METRICS as METRIC_NAMES
 from ego_dgl.evaluate import protocol_ks
 from ego_dgl.model.config import RecommenderConfig
@@ -368,9 +369,18 @@ def train_parallel(
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                record(running.pop(future), future.result())
+                planned = running.pop(future)
+                try:
+                    metrics = future.result()
+                except BrokenProcessPool:  # a worker died without a word: killed (the OOM killer's SIGKILL) or crashed
+                    raise TrainingError(
+                        f"a worker process died while training cells ({planned.key} among them), most often killed for memory; "
+                        f"the finished cells are kept: run the same command again to resume the others from their checkpoints "
+                        f"(with fewer --jobs if memory ran out)"
+                    ) from None
+                record(planned, metrics)
                 hand_out()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TrainingError):
         for child in multiprocessing.active_children():
             child.terminate()
         raise
