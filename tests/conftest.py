@@ -54,15 +54,26 @@ def start_in_session(args: list, checkpoints: Path, pattern: str, count: int = 2
     return proc
 
 
-def group_members(pgid: int) -> list[int]:
-    """The live (not zombie) processes of a process group, from /proc."""
+def _live(field: int, value: int) -> list[int]:
+    """The live (not zombie) processes whose /proc stat field after the name (1: parent,
+    2: process group) is `value`."""
     pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
+            if int(fields[field]) == value and fields[0] != "Z":
                 pids.append(int(stat.parent.name))
     return pids
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of a process group, from /proc."""
+    return _live(2, pgid)
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid`, from /proc."""
+    return _live(1, pid)
 
 
 def left_after_kill(proc: subprocess.Popen, wait_s: float = 60) -> list[int]:

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import group_members, left_after_kill, run, start_in_session
+from conftest import children, group_members, left_after_kill, run, start_in_session
 
 from ego_dgl.errors import ConfigError
 from ego_dgl.study.cells import MAX_CELLS, Planner, study_folder
@@ -94,17 +94,6 @@ def test_workers_stop_by_themselves_when_the_study_process_is_killed(tmp_path):
     assert not list(cells.glob("*/metrics.json"))  # nothing recorded: both cells resume from last.pt
 
 
-def _children(pid: int) -> list[int]:
-    """The live processes whose parent is `pid`, from /proc."""
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                kids.append(int(stat.parent.name))
-    return kids
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
 def test_a_worker_killed_mid_cell_ends_the_study_with_one_line_and_no_orphan(tmp_path):
     """SIGKILL of one worker (what the out-of-memory killer sends): the study says so in one
@@ -112,7 +101,7 @@ def test_a_worker_killed_mid_cell_ends_the_study_with_one_line_and_no_orphan(tmp
     proc, cells = start_compare(tmp_path)
     try:
         assert len(list(cells.glob("*/last.pt"))) == 2, "two cells did not start"
-        workers = [w for server in _children(proc.pid) for w in _children(server)]  # forked by the forkserver
+        workers = [w for server in children(proc.pid) for w in children(server)]  # forked by the forkserver
         assert len(workers) == 2, workers
         os.kill(workers[0], signal.SIGKILL)
         out = proc.communicate(timeout=120)[0].decode()
