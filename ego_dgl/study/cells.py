@@ -34,6 +34,7 @@ import numpy as np
 from rich.markup import escape
 
 from ego_dgl.data.dataset import Dataset
+from ego_dgl.data.files import process_alive
 from ego_dgl.errors import ConfigError, TrainingError
 from ego_dgl.evaluate import METRICS as METRIC_NAMES
 from ego_dgl.evaluate import protocol_ks
@@ -293,12 +294,8 @@ _WORKER_DATASET: Dataset | None = None
 
 def alive(pid: int) -> bool:
     """Whether process `pid` still runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_alive(pid):
         return False
-    except PermissionError:
-        return True
     stat = Path(f"/proc/{pid}/stat")
     with contextlib.suppress(OSError):
         return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
