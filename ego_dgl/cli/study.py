@@ -109,7 +109,8 @@ def plot_embeddings_command(runs, users, seed, split, out, overwrite, device) ->
               help="ml100k, models (every baseline beside EgoGCN-hard on ml100k), synthetic-tiktok, scaling (full-graph against "
                    "neighbour-sampled training on synthetic data at 1x-64x the ml100k edges), sampling (full against fanouts 10 and 5 on "
                    "ml100k and synthetic-tiktok), compile (the eager training step against --compile's), knn (LATTICE's and "
-                   "FREEDOM's kNN item graphs and first steps on synthetic-tiktok) or synthetic-tiny; repeatable")
+                   "FREEDOM's kNN item graphs and first steps on synthetic-tiktok), crossover (dgl against fused as the node tables "
+                   "grow, synthetic-x1 to x32) or synthetic-tiny; repeatable")
 @click.option("--repeats", type=POSITIVE, default=3, show_default=True, help="repetitions per figure (the median is reported)")
 @click.option("--threads", type=THREADS, default=2, show_default=True, help="CPU threads per case")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")

@@ -42,9 +42,9 @@ SOURCE = Path(__file__).with_name("csrc") / "fused_attention.cpp"
 
 
 @cache
-def kernels() -> ModuleType | None:
+def _build() -> ModuleType | str:
     """The compiled extension (built on first call, then loaded from torch's cache), or
-    None with one warning saying why when it cannot be built here."""
+    why it cannot be built here."""
     try:
         from torch.utils.cpp_extension import load
 
@@ -55,13 +55,27 @@ def kernels() -> ModuleType | None:
             extra_ldflags=["-fopenmp", "-lmvec"],
         )
     except Exception as err:  # no compiler, no ninja, a failed build: the caller falls back
-        warnings.warn(f"the fused backend's C++ kernels could not be built ({type(err).__name__}: {err})", EgoDGLWarning, stacklevel=2)
+        return f"{type(err).__name__}: {err}"
+
+
+@cache
+def _warn(why: str) -> None:
+    warnings.warn(f"the fused backend's C++ kernels could not be built ({why})", EgoDGLWarning, stacklevel=3)
+
+
+def kernels() -> ModuleType | None:
+    """The compiled extension, or None with one warning saying why it cannot be built."""
+    built = _build()
+    if isinstance(built, str):
+        _warn(built)
         return None
+    return built
 
 
-def available(device: torch.device) -> bool:
-    """Whether the fused kernels run on `device` (the CPU, once they built)."""
-    return device.type == "cpu" and kernels() is not None
+def available(device: torch.device, quiet: bool = False) -> bool:
+    """Whether the fused kernels run on `device` (the CPU, once they built); `quiet` checks
+    without the warning (`auto`'s choice, which falls back silently)."""
+    return device.type == "cpu" and (not isinstance(_build(), str) if quiet else kernels() is not None)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,9 @@ SUITES: dict[str, list[Case]] = {
     # full-graph against neighbour-sampled training as the graph grows (1x-64x ml100k's edges)
     "scaling": [Case(f"synthetic-x{s}", "auto", "hard", 3, sampler=sampler, fanouts=fanouts)
                 for s in (1, 2, 4, 8, 16, 32, 64) for sampler, fanouts in (("full", None), ("neighbor", "10"))],
+    # where the fused backend stops being faster than dgl as the node tables grow
+    # (synthetic-x1 to x32: item tables of 1.3 to 41 MB; `auto`'s size rule comes from it)
+    "crossover": [Case(f"synthetic-x{s}", b, "hard", 4) for s in (1, 4, 8, 16, 32) for b in ("dgl", "fused")],
     # the accuracy study's cells (results/sampling): full-graph against neighbour-sampled epochs
     # (synthetic-tiktok's projected from 12 steps)
     "sampling": [Case(d, "auto", "hard", n, sampler=s, fanouts=f) for d, n in (("ml100k", None), ("synthetic-tiktok", 12))

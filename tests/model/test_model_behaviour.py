@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ego_dgl.data import Dataset, WordBag
 from ego_dgl.errors import ConfigError, DataError, EgoDGLWarning
 from ego_dgl.graph import backends as backends_module
+from ego_dgl.graph import fused
 from ego_dgl.graph.backends import resolve_backend
 from ego_dgl.model.egogcn import EgoGCN, ModelConfig
 from ego_dgl.model.egogcn.ego_fusion import merge_direction
@@ -259,6 +260,23 @@ def test_resolve_backend():
         resolve_backend("jax", "cpu")
 
 
+def test_auto_picks_fused_for_small_tables_only(monkeypatch):
+    if not fused.available(torch.device("cpu")):
+        pytest.skip("the fused kernels cannot be built here")
+    assert resolve_backend("auto", "cpu", 1 << 20) == ("fused", None)
+    assert resolve_backend("auto", "cpu", backends_module.FUSED_AUTO_BYTES + 1) == ("dgl", None)
+    assert resolve_backend("auto", "meta", 1 << 20)[0] == "torch"  # the kernels are CPU-only
+    model = EgoGCN(small(), ModelConfig(dim=DIM, backend="auto"))
+    assert model.table_bytes() == max(model.num_users, model.num_items) * len(model.modalities) * DIM * 4
+    assert model.double().table_bytes() == 2 * model.float().table_bytes()
+    monkeypatch.setattr(backends_module, "FUSED_AUTO_BYTES", model.table_bytes() - 1)
+    assert model.backend == "dgl"
+    monkeypatch.setattr(fused, "_build", lambda: "OSError: no compiler")  # as without a compiler
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # auto falls back to dgl without a warning
+        assert resolve_backend("auto", "cpu", 1 << 20) == ("dgl", None)
+
+
 def test_auto_falls_back_once_and_reports_a_note(monkeypatch):
     calls = []
 
@@ -273,7 +291,7 @@ def test_auto_falls_back_once_and_reports_a_note(monkeypatch):
 
 def test_to_device_moves_graphs_and_picks_the_backend_there():
     model = EgoGCN(small(), ModelConfig(dim=DIM, backend="auto", fusion="na", id_weights="soft-pruning"))
-    assert (model.backend, model.backend_note) == ("dgl", None)
+    assert (model.backend, model.backend_note) == ("fused" if fused.available(torch.device("cpu")) else "dgl", None)
     model.to("meta")
     assert model.backend == "torch" and "meta" in model.backend_note
     assert all(b.device.type == "meta" for b in model.buffers())

@@ -49,7 +49,7 @@ def test_loss_decreases_and_history_is_recorded(tiny, tmp_path):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["dataset"]["fingerprint"] == tiny.fingerprint()
     assert config["model"]["layers_mm"] == model_cfg.layers_mm and config["train"]["lr"] == train_cfg.lr
-    assert config["device"] == "cpu" and config["backend"] in ("dgl", "torch") and config["protocol"] == "full"
+    assert config["device"] == "cpu" and config["backend"] in ("dgl", "torch", "fused") and config["protocol"] == "full"
     assert {"torch", "dgl", "numpy", "ego_dgl"} <= set(config["versions"])
 
 

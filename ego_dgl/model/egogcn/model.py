@@ -109,13 +109,20 @@ class EgoGCN(Recommender):
 
     @property
     def backend(self) -> str:
-        """'dgl', 'dgl-udf' or 'torch': the backend that runs on the model's current device."""
-        return resolve_backend(self.cfg.backend, self.device)[0]
+        """'dgl', 'dgl-udf', 'torch' or 'fused': the backend that runs on the model's current device."""
+        return resolve_backend(self.cfg.backend, self.device, self.table_bytes())[0]
 
     @property
     def backend_note(self) -> str | None:
         """One sentence when `auto` fell back to torch on the current device, else None."""
-        return resolve_backend(self.cfg.backend, self.device)[1]
+        return resolve_backend(self.cfg.backend, self.device, self.table_bytes())[1]
+
+    def table_bytes(self) -> int:
+        """The largest node table an attention of the multimodal branch reads, in bytes
+        (NA's graph holds users and items together): `auto`'s size for the fused backend."""
+        rows = self.num_users + self.num_items if self.cfg.fusion == "na" else max(self.num_users, self.num_items)
+        width = self.cfg.dim * max(1, len(self.modalities))
+        return rows * width * next(self.parameters(), torch.empty(0)).element_size()
 
     def relations(self) -> tuple[Relation, Relation]:
         """The item->user and user->item relations for the current backend and device."""
