@@ -459,6 +459,27 @@ def test_damaged_tune_study_is_one_line_and_kept(study, damage, fragment):
 
 
 @pytest.mark.parametrize("damage, fragment", [
+    (lambda r: {}, "trials.json: must be a JSON list of trials"),
+    (lambda r: [r[0] | {"number": 3}], "trial 0: numbered 3"),
+    (lambda r: [r[0] | {"state": "RUNNING"}], "state must be one of COMPLETE, PRUNED, FAIL"),
+    (lambda r: [r[0] | {"value": None}], "values should be set for a complete trial"),
+    (lambda r: [r[0] | {"params": {**r[0]["params"], "lr": 5.0}}], "isn't contained in the distribution"),
+    (lambda r: [r[0] | {"distributions": {"lr": {"name": "os.system"}}}], "not a trial Optuna can take"),
+    (lambda r: [r[0] | {"intermediate": {"one": 0.1}}], "not a trial Optuna can take"),
+    (lambda r: [{k: v for k, v in r[0].items() if k != "params"}], "field 'params' is missing"),
+])
+def test_damaged_trials_json_of_a_study_without_its_database_is_one_line(study, damage, fragment):
+    """A study carried without study.db is rebuilt from trials.json, checked before a new
+    database is made."""
+    folder = study("tune")
+    (folder / "study.db").unlink()
+    edit_json(folder / "trials.json", damage)
+    before = {p.name for p in folder.iterdir()}
+    one_line(cli(*TUNE, "--out", folder.parent.parent), "trials.json", fragment)
+    assert {p.name for p in folder.iterdir()} == before
+
+
+@pytest.mark.parametrize("damage, fragment", [
     (lambda t: edit_json(t / "study.json", lambda v: v | {"space": [1]}), "field 'space'"),
     (lambda t: edit_text(t / "best.toml", lambda s: s.replace("layers =", "# layers =")), "no 'layers'"),
     (lambda t: edit_text(t / "best.toml", lambda s: s + "evil = 1\n"), "evil"),

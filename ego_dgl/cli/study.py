@@ -176,5 +176,5 @@ def tune_command(model, params, trials, timeout, jobs, space, startup, warmup, o
             "warmup": warmup, "out": out, "name": name}
     result = launch_tune(opts)
     console.print(tune_table(result))
-    files = ", ".join(n for n in ("best.toml", "trials.csv", "history.png", "importance.png") if (result.folder / n).exists())
+    files = ", ".join(n for n in ("best.toml", "trials.csv", "trials.json", "history.png", "importance.png") if (result.folder / n).exists())
     console.print(f"study folder: {escape(str(result.folder))} ({files})", highlight=False, soft_wrap=True)

@@ -19,7 +19,9 @@ be given the same care (the same trial budget) as the model it is compared with.
 The study lives in OUT/tune/<name>/: study.json (what is fixed: model, options, space),
 study.db (Optuna's SQLite storage: Ctrl-C and a rerun continue it, a larger --trials adds
 trials, --jobs workers share it), trials/trial-NNNN/ (each trial an ordinary run folder),
-trials.csv, best.toml (the best trial's options: `egodgl train --config best.toml` trains
+trials.csv, trials.json (every trial as Optuna holds it, rewritten after each trial: the
+committed, text form of the study, from which a folder without study.db, such as a fresh
+clone's, is rebuilt), best.toml (the best trial's options: `egodgl train --config best.toml` trains
 the same run, `compare --params-from FOLDER` takes it), history.png and importance.png
 (Optuna's matplotlib plots). A trial that Ctrl-C stopped is tried again on the rerun with
 the same values, continuing its run folder from its last checkpoint (so is a trial whose
@@ -62,8 +64,13 @@ from ego_dgl.train.defaults import (
 )
 from ego_dgl.untrusted import Field, check_record
 
-STUDY, STORAGE, BEST_CONFIG, TRIALS = "study.json", "study.db", "best.toml", "trials.csv"
+STUDY, STORAGE, BEST_CONFIG, TRIALS, EXPORT = "study.json", "study.db", "best.toml", "trials.csv", "trials.json"
 STUDY_FIELDS = {"model": Field(str), "given": Field(dict), "space": Field(dict), "startup": Field(int, False), "warmup": Field(int, False)}
+EXPORT_FIELDS = {
+    "number": Field(int, low=0), "state": Field(str), "value": Field((float, type(None))), "params": Field(dict),
+    "distributions": Field(dict), "intermediate": Field(dict), "user_attrs": Field(dict),
+}
+EXPORT_HINT = "restore the file the study wrote, or give a new --name"
 HISTORY_PNG, IMPORTANCE_PNG = "history.png", "importance.png"
 NOT_SEARCHED = ("dataset", "out", "model", "seed", "device", "protocol", "epochs", "patience", "procs", "dist", "log")
 RUN_ONLY = ("device", "log")  # options that change no figure: a rerun may change them, best.toml leaves them out
@@ -246,6 +253,64 @@ def open_study(plan: Plan) -> Any:
                           "the study wrote, or give a new --name") from None
 
 
+def export_trials(study: Any) -> list[dict[str, Any]]:
+    """Every trial but the waiting ones as trials.json holds them; a running trial is
+    written as failed (on a fresh machine it is an interrupted one, tried again)."""
+    from optuna.distributions import distribution_to_json
+
+    return [{
+        "number": t.number, "state": "FAIL" if t.state.name == "RUNNING" else t.state.name,
+        "value": None if t.state.name in ("RUNNING", "FAIL") else t.value, "params": t.params,
+        "distributions": {k: json.loads(distribution_to_json(d)) for k, d in t.distributions.items()},
+        "intermediate": {str(step): value for step, value in sorted(t.intermediate_values.items())}, "user_attrs": t.user_attrs,
+    } for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING"]
+
+
+def frozen_trial(record: Any, index: int, where: str) -> Any:
+    """One trials.json record as an Optuna trial, checked field by field (Optuna checks
+    that the values lie in their distributions and that the state fits the value)."""
+    optuna = optuna_module()
+    from optuna.distributions import json_to_distribution
+
+    at = f"{where}: trial {index}"
+    record = check_record(record, EXPORT_FIELDS, at, ConfigError, EXPORT_HINT)
+    if record["number"] != index:
+        raise ConfigError(f"{at}: numbered {record['number']}, trials must be numbered 0, 1, 2, ... in order; {EXPORT_HINT}")
+    states = ("COMPLETE", "PRUNED", "FAIL")
+    if record["state"] not in states:
+        raise ConfigError(f"{at}: state must be one of {', '.join(states)}, found {record['state']!r:.40}; {EXPORT_HINT}")
+    try:
+        return optuna.trial.create_trial(
+            state=optuna.trial.TrialState[record["state"]], value=record["value"], params=record["params"],
+            distributions={k: json_to_distribution(json.dumps(v)) for k, v in record["distributions"].items()},
+            intermediate_values={int(step): float(v) for step, v in record["intermediate"].items()}, user_attrs=record["user_attrs"],
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        detail = " ".join(str(err).split())[:160]
+        raise ConfigError(f"{at}: not a trial Optuna can take ({detail}); {EXPORT_HINT}") from None
+
+
+def exported_trials(folder: Path) -> list[Any]:
+    """trials.json's trials, every one checked before any is used."""
+    path = folder / EXPORT
+    records = read_json(path)
+    if not isinstance(records, list):
+        raise ConfigError(f"{path}: must be a JSON list of trials; {EXPORT_HINT}")
+    return [frozen_trial(record, index, str(path)) for index, record in enumerate(records)]
+
+
+def open_or_rebuild(plan: Plan) -> Any:
+    """The folder's study; where study.db is missing but trials.json is there (a study
+    carried to another machine in git), a new storage holding trials.json's trials, so
+    TPE and the pruner go on from what the earlier trials found."""
+    rebuild = not (plan.folder / STORAGE).exists() and (plan.folder / EXPORT).exists()
+    trials = exported_trials(plan.folder) if rebuild else []
+    study = open_study(plan)
+    if trials:
+        study.add_trials(trials)
+    return study
+
+
 def retry_interrupted(study: Any) -> int:
     """Enqueue each interrupted trial (failed without a recorded error: Ctrl-C; or still
     marked running, which under the folder's lock means its process was killed) not yet
@@ -336,7 +401,7 @@ def optimise(plan: Plan, ds: Any, trials: int, timeout_min: float | None, displa
     stop = optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
     study.optimize(
         Objective(plan, ds, display), n_trials=missing if share is None else share, timeout=None if timeout_min is None else timeout_min * 60,
-        callbacks=[stop], catch=(EgoDGLError,), gc_after_trial=False,
+        callbacks=[stop, lambda study, _: write_records(plan, study)], catch=(EgoDGLError,), gc_after_trial=False,
     )
 
 
@@ -445,12 +510,21 @@ class TuneResult:
     plots: list[str]
 
 
-def summarise(plan: Plan, study: Any) -> TuneResult:
-    """Write trials.csv, best.toml and the plots of the study as it stands."""
+def write_records(plan: Plan, study: Any) -> dict[str, Any] | None:
+    """trials.csv, trials.json and best.toml of the study as it stands (after every
+    trial, so a study stopped by a killed process is carried on from its last trial); the
+    best options."""
     write_csv(plan.folder / TRIALS, trial_rows(plan, study))
+    write_json(plan.folder / EXPORT, export_trials(study))
     best = best_options(plan, study)
     if best is not None:
         write_best(plan, best)
+    return best
+
+
+def summarise(plan: Plan, study: Any) -> TuneResult:
+    """Write the study's records and plots as it stands."""
+    best = write_records(plan, study)
     states: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
@@ -464,7 +538,7 @@ def launch_tune(opts: dict[str, Any], progress: bool = True) -> TuneResult:
     optuna_module()
     with run_lock(ensure_folder(plan.folder)):
         check_same_study(plan)
-        study = open_study(plan)
+        study = open_or_rebuild(plan)
         retry_interrupted(study)
         trials, jobs, timeout = int(opts.get("trials") or 1), int(opts.get("jobs") or 1), opts.get("timeout")
         try:

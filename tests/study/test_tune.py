@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -90,6 +91,22 @@ def test_ctrl_c_then_a_rerun_continues_the_trial_and_more_trials_add_trials(tmp_
 
     more = launch_tune(tune_opts(tmp_path / "a", trials=2), progress=False)
     assert more.states == {"fail": 1, "complete": 2}
+
+
+def test_a_study_carried_without_its_database_goes_on_as_the_database_would(tmp_path):
+    """A fresh clone has trials.json but not study.db: the rebuilt study holds the same
+    trials (values, states, per-epoch values for the pruner) and samples the same next
+    trial as the study continued from its SQLite file."""
+    first = launch_tune(tune_opts(tmp_path / "a", trials=2), progress=False)
+    carried = Path(shutil.copytree(first.folder, tmp_path / "b" / "tune" / first.folder.name, ignore=shutil.ignore_patterns("study.db", "trials")))
+    continued = launch_tune(tune_opts(tmp_path / "a", trials=3), progress=False)
+    rebuilt = launch_tune(tune_opts(tmp_path / "b", trials=3), progress=False)
+    assert rebuilt.states == continued.states == {"complete": 3}
+    a, b = (read_csv(f / "trials.csv") for f in (continued.folder, carried))
+    assert [(r["lr"], r["reg"], r["valid/recall@10"]) for r in a] == [(r["lr"], r["reg"], r["valid/recall@10"]) for r in b]
+    again = open_study(plan_tune(tune_opts(tmp_path / "b", trials=3))).trials[:2]
+    before = open_study(plan_tune(tune_opts(tmp_path / "a", trials=3))).trials[:2]
+    assert [t.intermediate_values for t in again] == [t.intermediate_values for t in before] != [{}, {}]
 
 
 def test_a_trial_left_running_by_a_killed_process_is_tried_again(tmp_path):
