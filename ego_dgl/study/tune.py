@@ -2,7 +2,10 @@
 be given the same care (the same trial budget) as the model it is compared with.
 
 - Sampling: Optuna's TPE, seeded with --seed (the runs' seed too), so a study is
-  repeatable trial by trial in one worker.
+  repeatable trial by trial in one worker. A rerun's sampler, and each --jobs worker's,
+  is seeded from --seed, the trials the study holds and the worker's number: the
+  sampler's state is not stored, and the same seed again would draw the values of the
+  study's first trials again.
 - Pruning: Optuna's median pruner on the protocol's validation selection metric
   (recall@10; recall@20 under --protocol mmrec) reported after every epoch
   (through the trainer's `on_epoch` hook): a trial below the median of the earlier
@@ -388,13 +391,24 @@ def finished(study: Any) -> int:
     return sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
 
 
-def optimise(plan: Plan, ds: Any, trials: int, timeout_min: float | None, display: str, share: int | None = None) -> None:
+def sampler_seed(seed: int, held: int, worker: int) -> int:
+    """The sampler's seed for a process that finds `held` trials in the study: --seed
+    itself for a new study's first worker, else one drawn from the three (module docstring)."""
+    import numpy as np
+
+    return seed if (held, worker) == (0, 0) else int(np.random.SeedSequence([seed, held, worker]).generate_state(1)[0])
+
+
+def optimise(
+    plan: Plan, ds: Any, trials: int, timeout_min: float | None, display: str, share: int | None = None, worker: int = 0,
+) -> None:
     """Run trials in this process until the study holds `trials` finished ones (counted
     across every worker), this process has run its `share` (a --jobs worker's part of the
     missing trials, so that workers finishing together do not overshoot) or the timeout
     passes."""
     optuna = optuna_module()
     study = open_study(plan)
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(plan.seed, len(study.get_trials(deepcopy=False)), worker))
     missing = trials - finished(study)
     if missing <= 0:
         return
@@ -405,7 +419,9 @@ def optimise(plan: Plan, ds: Any, trials: int, timeout_min: float | None, displa
     )
 
 
-def _worker(plan: Plan, dataset: str, threads: int, trials: int, timeout_min: float | None, share: int, parent: int) -> None:
+def _worker(
+    plan: Plan, dataset: str, threads: int, trials: int, timeout_min: float | None, share: int, worker: int, parent: int,
+) -> None:
     """A --jobs worker process: a watchdog that ends it if the tune process (`parent`) is killed, its share of the
     CPU threads, the dataset, its share of the trials (a killed one is retried on the rerun)."""
     import torch
@@ -414,7 +430,7 @@ def _worker(plan: Plan, dataset: str, threads: int, trials: int, timeout_min: fl
 
     start_parent_watch(parent)
     torch.set_num_threads(threads)
-    optimise(plan, load_dataset(dataset, progress=False), trials, timeout_min, "lines", share)
+    optimise(plan, load_dataset(dataset, progress=False), trials, timeout_min, "lines", share, worker)
 
 
 def run_workers(plan: Plan, trials: int, timeout_min: float | None, jobs: int) -> None:
@@ -425,7 +441,7 @@ def run_workers(plan: Plan, trials: int, timeout_min: float | None, jobs: int) -
     missing = max(0, trials - finished(open_study(plan)))
     shares = [missing // jobs + (k < missing % jobs) for k in range(jobs)]
     args = (plan, dataset, worker_threads(jobs), trials, timeout_min)
-    procs = [context.Process(target=_worker, args=(*args, n, os.getpid())) for n in shares if n]
+    procs = [context.Process(target=_worker, args=(*args, n, k, os.getpid())) for k, n in enumerate(shares) if n]
     for proc in procs:
         proc.start()
     try:

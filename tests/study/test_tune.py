@@ -93,6 +93,19 @@ def test_ctrl_c_then_a_rerun_continues_the_trial_and_more_trials_add_trials(tmp_
     assert more.states == {"fail": 1, "complete": 2}
 
 
+def test_a_rerun_and_parallel_workers_draw_new_values(tmp_path):
+    """The sampler's state is not stored: a rerun seeded as the first run was would draw
+    the first trials' values again, and so would two workers seeded alike."""
+    plan = plan_tune(tune_opts(tmp_path))
+    first = launch_tune(tune_opts(tmp_path, trials=2), progress=False)
+    rerun = launch_tune(tune_opts(tmp_path, trials=4), progress=False)
+    values = [(r["lr"], r["reg"]) for r in read_csv(rerun.folder / "trials.csv")]
+    assert first.states == {"complete": 2} and len(set(values)) == 4
+    parallel = launch_tune(tune_opts(tmp_path / "p", trials=2, jobs=2, given={**TINY, "epochs": 1}), progress=False)
+    a, b = ((r["lr"], r["reg"]) for r in read_csv(parallel.folder / "trials.csv"))
+    assert a != b and plan.seed == 0
+
+
 def test_a_study_carried_without_its_database_goes_on_as_the_database_would(tmp_path):
     """A fresh clone has trials.json but not study.db: the rebuilt study holds the same
     trials (values, states, per-epoch values for the pruner) and samples the same next
