@@ -59,6 +59,9 @@ def sweep_eps_command(**options) -> None:
 @click.option("--name", default=None, help="comparison folder name; rerunning with the same name skips finished cells [default: <dataset>]")
 @click.option("--finished-only", is_flag=True,
               help="train nothing: tabulate the cells finished so far (e.g. while a long study runs), each model over the seeds it has")
+@click.option("--pair", "pairs", multiple=True, metavar="A:B",
+              help="repeatable: also test model A against model B (names as the table prints them), paired across seeds; "
+                   "to paired.csv and table.md")
 def compare_command(params_from, **options) -> None:
     """Train models side by side with the same seeds and tabulate them like the paper's
     Table 3: test P/R/NDCG@10 and @20 (mean ± std), the improvement of the best EgoGCN

@@ -16,7 +16,7 @@ preset), the grid on the first seed, keeps the values with the best VALIDATION r
 The comparison lives in <out>/compare/<name>/: compare.json (the options every cell
 shares), cells/<key>/ (one run folder per model, tuned values and seed), cells.csv,
 tuning.csv (the grid cells and the choice), summary.csv, paired.csv (improvement and
-p-values per metric), table.md (the table, its caption and the command) and compare.png.
+p-values per metric, of the headline pair and of each --pair A:B), table.md (the table, its caption and the command) and compare.png.
 Rerunning skips finished cells and resumes an interrupted one (`cells.run_cells`).
 """
 
@@ -332,6 +332,37 @@ def paired_rows(variant: str, baseline: str, finals: dict[str, list[ModelCell]],
     return out
 
 
+def asked_pairs(pairs: tuple[str, ...] | list[str], names: list[str]) -> list[tuple[str, str]]:
+    """--pair A:B, each checked to name two models of the table (its names, as printed),
+    before anything trains."""
+    asked = []
+    for text in pairs:
+        parts = str(text).split(":")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"--pair {text}: give two models of the table as A:B, e.g. --pair egogcn-hard:bpr")
+        unknown = next((n for n in parts if n not in names), None)
+        if unknown is not None:
+            raise ConfigError(f"--pair {text}: {unknown} is not a model of the table; its models: {', '.join(names)}")
+        if parts[0] == parts[1]:
+            raise ConfigError(f"--pair {text}: a model against itself tests nothing; name two models")
+        asked.append((parts[0], parts[1]))
+    return asked
+
+
+def pair_markdown(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[str]:
+    """table.md's section of the --pair tests: per pair, A's change over B and the t-test's p per metric."""
+    if not rows:
+        return []
+    head = ["A over B", *(metric_title(m) for m in metrics)]
+    lines = ["", "## Paired tests asked for (--pair)", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for start in range(0, len(rows), len(metrics)):
+        group = rows[start:start + len(metrics)]
+        cells = [f"{fmt_pct(r['improvement_pct'])} (p {fmt_p(r['p_ttest'])})" for r in group]
+        lines.append("| " + " | ".join([f"{group[0]['variant']} over {group[0]['baseline']}", *cells]) + " |")
+    return [*lines, "", f"%: A's mean over B's; p: two-sided paired t-test across the {rows[0]['seeds']} seeds both share "
+            "(the Wilcoxon p in paired.csv).", ""]
+
+
 def fmt_p(value: Any) -> str:
     return value if isinstance(value, str) else f"{value:.3g}"
 
@@ -439,8 +470,9 @@ def command_line(opts: dict[str, Any]) -> str:
     for key in SHARED_OPTIONS:
         if opts.get(key) is not None:
             words += [flag(key), show(opts[key])]
-    for item in opts.get("tune") or ():
-        words += ["--tune", item]
+    for key in ("tune", "pairs"):
+        for item in opts.get(key) or ():
+            words += ["--tune" if key == "tune" else "--pair", item]
     for key in ("out", "name"):
         if opts.get(key) is not None:
             words += [flag(key), str(opts[key])]
@@ -471,6 +503,7 @@ def launch_compare(opts: dict[str, Any], progress: bool = True) -> Comparison:
     from ego_dgl.train.trainer import resolve_device
 
     plan = plan_compare(opts)
+    pairs = asked_pairs(opts.get("pairs") or (), [e.label for e in plan.entries])
     shared, jobs = plan.shared, opts.get("jobs", 1)
     folder = compare_folder(opts.get("out"), opts.get("dataset") or "ml100k", opts.get("name"))
     grids = {e.label: plan.grid_cells(e) for e in plan.entries}
@@ -498,10 +531,14 @@ def launch_compare(opts: dict[str, Any], progress: bool = True) -> Comparison:
         raise ConfigError(f"--finished-only: no cell of these models has finished in {folder} yet")
     write_csv(folder / "summary.csv", summary)
     pair = best_pair(summary, protocol)
-    paired = paired_rows(pair[0]["name"], pair[1]["name"], finals, rows, table_metrics(protocol)) if pair else []
-    if paired:
-        write_csv(folder / "paired.csv", paired)
+    metrics = table_metrics(protocol)
+    paired = paired_rows(pair[0]["name"], pair[1]["name"], finals, rows, metrics) if pair else []
+    tabled = {e["name"] for e in summary}
+    asked = [r for a, b in pairs if {a, b} <= tabled for r in paired_rows(a, b, finals, rows, metrics)]
+    if paired or asked:
+        write_csv(folder / "paired.csv", paired + asked)
     table = markdown(command_line(opts), plan, summary, paired, tuning) + cold_tables(folder, summary, pair, finals, rows)
+    table += "\n".join(pair_markdown(asked, metrics))
     write_atomic(folder / "table.md", table.encode())
     plot_bars(summary, folder / "compare.png", f"{shared['dataset']}: test at the best validation epoch, {protocol_label(protocol)}",
               table_metrics(protocol))

@@ -81,6 +81,24 @@ def test_table_against_numpy_and_scipy_and_a_rerun_trains_nothing(tmp_path):
     assert "--finished-only" not in table.splitlines()[2]  # the command shown trains the whole study
 
 
+def test_pairs_asked_for_are_tested_like_the_headline_pair(tmp_path):
+    result = run("compare", "--dataset", "synthetic-tiny", "--models", "pop,id-only,bpr", "--seeds", 3, "--epochs", 1,
+                 "--device", "cpu", "--out", tmp_path, "--pair", "bpr:pop", "--pair", "id-only:bpr")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "compare" / "synthetic-tiny"
+    cells = rows(folder / "cells.csv")
+    test = lambda name, metric: [float(c[f"test/{metric}"]) for c in sorted(cells, key=lambda c: c["seed"]) if c["name"] == name]  # noqa: E731
+    paired = {(r["variant"], r["baseline"], r["metric"]): r for r in rows(folder / "paired.csv")}
+    for a, b in (("bpr", "pop"), ("id-only", "bpr")):
+        for metric in TABLE_METRICS:
+            row = paired[(a, b, metric)]
+            assert float(row["improvement_pct"]) == pytest.approx(100 * (np.mean(test(a, metric)) / np.mean(test(b, metric)) - 1))
+            assert float(row["p_ttest"]) == pytest.approx(stats.ttest_rel(test(a, metric), test(b, metric)).pvalue)
+    table = (folder / "table.md").read_text()
+    assert "--pair bpr:pop --pair id-only:bpr" in table.splitlines()[2]
+    assert "## Paired tests asked for (--pair)" in table and "| bpr over pop | " in table and "| id-only over bpr | " in table
+
+
 def test_finished_only_needs_a_comparison(tmp_path):
     result = CliRunner().invoke(main, ["compare", "--dataset", "synthetic-tiny", "--models", "pop", "--finished-only", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "holds no comparison yet" in result.output
@@ -160,6 +178,9 @@ def test_names_take_options_and_tune_skips_what_a_variant_fixes_or_ignores():
     (["--models", "lightgcn", "--tune", "lr"], "--tune takes KEY=V1,V2"),
     (["--models", "lightgcn", "--tune", "lr=fast"], "--tune lr must be a float"),
     (["--models", "lightgcn", "--seeds", 0], "--seeds must be >= 1"),
+    (["--models", "pop,lightgcn", "--pair", "lightgcn:bpr"], "--pair lightgcn:bpr: bpr is not a model of the table"),
+    (["--models", "pop,lightgcn", "--pair", "lightgcn"], "give two models of the table as A:B"),
+    (["--models", "pop,lightgcn", "--pair", "pop:pop"], "a model against itself tests nothing"),
 ])
 def test_bad_names_and_options_are_one_line_and_train_nothing(tmp_path, extra, fragment):
     result = run("compare", "--dataset", "synthetic-tiny", "--epochs", 1, "--out", tmp_path, *extra)
