@@ -479,6 +479,23 @@ def test_damaged_trials_json_of_a_study_without_its_database_is_one_line(study, 
     assert {p.name for p in folder.iterdir()} == before
 
 
+def test_a_carried_trial_naming_a_folder_outside_its_study_trains_in_its_own(study, tmp_path):
+    """trials.json's interrupted trial names someone else's run folder to resume: it is
+    left alone, and the trial is tried again in a trial folder of the study."""
+    folder = study("tune")
+    (folder / "study.db").unlink()
+    elsewhere = tmp_path / "someone" / "run"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "last.pt").write_bytes(b"not ours")
+    interrupted = lambda r: r[0] | {"number": 1, "state": "FAIL", "value": None, "intermediate": {}, "user_attrs": {"run": str(elsewhere)}}  # noqa: E731
+    edit_json(folder / "trials.json", lambda r: [r[0], interrupted(r)])
+    result = cli(*TUNE, "--out", folder.parent.parent)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in elsewhere.iterdir()] == ["last.pt"] and (elsewhere / "last.pt").read_bytes() == b"not ours"
+    retried = json.loads((folder / "trials.json").read_text())[2]
+    assert retried["state"] == "COMPLETE" and Path(retried["user_attrs"]["run"]).parent == folder / "trials"
+
+
 @pytest.mark.parametrize("damage, fragment", [
     (lambda t: edit_json(t / "study.json", lambda v: v | {"space": [1]}), "field 'space'"),
     (lambda t: edit_text(t / "best.toml", lambda s: s.replace("layers =", "# layers =")), "no 'layers'"),

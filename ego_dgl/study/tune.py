@@ -338,6 +338,12 @@ def replay(trial: Any, run_dir: Path, metric: str) -> None:
         trial.report(float(row[f"valid/{metric}"]), int(row["epoch"]))
 
 
+def own_trial_folder(plan: Plan, folder: Path) -> bool:
+    """Whether a folder a trial names to resume is one of this study's trial folders: the
+    storage or trials.json may come from elsewhere, and a trial trains only in its study."""
+    return bool(str(folder)) and folder.parent.resolve() == (plan.folder / "trials").resolve() and folder.name.startswith("trial-")
+
+
 class Objective:
     """One trial: sample, train its run folder with pruning after every epoch, return the
     best validation recall@10."""
@@ -358,7 +364,7 @@ class Objective:
             trial.set_user_attr("error", str(err))
             raise
         resume = Path(trial.user_attrs.get("resume") or "")
-        resume_ok = bool(trial.user_attrs.get("resume")) and (resume / LAST).exists()
+        resume_ok = own_trial_folder(self.plan, resume) and (resume / LAST).exists()
         run_dir = resume if resume_ok else self.plan.folder / "trials" / f"trial-{trial.number:04d}"
         trial.set_user_attr("run", str(run_dir))
         if resume_ok:
