@@ -467,6 +467,10 @@ def test_damaged_tune_study_is_one_line_and_kept(study, damage, fragment):
     (lambda r: [r[0] | {"distributions": {"lr": {"name": "os.system"}}}], "not a trial Optuna can take"),
     (lambda r: [r[0] | {"intermediate": {"one": 0.1}}], "not a trial Optuna can take"),
     (lambda r: [{k: v for k, v in r[0].items() if k != "params"}], "field 'params' is missing"),
+    (lambda r: [r[0] | {"user_attrs": {**r[0]["user_attrs"], "options": 5}}], "field 'options' must be an object"),
+    (lambda r: [r[0] | {"user_attrs": {"run": "x"}}], "user_attrs.options must be an object"),
+    (lambda r: [r[0] | {"user_attrs": {**r[0]["user_attrs"], "options": {"lr": [1]}}}], "user_attrs.options must be an object"),
+    (lambda r: [r[0] | {"user_attrs": {**r[0]["user_attrs"], "evil": 1}}], "unknown field 'evil'"),
 ])
 def test_damaged_trials_json_of_a_study_without_its_database_is_one_line(study, damage, fragment):
     """A study carried without study.db is rebuilt from trials.json, checked before a new

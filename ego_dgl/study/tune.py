@@ -73,6 +73,10 @@ EXPORT_FIELDS = {
     "number": Field(int, low=0), "state": Field(str), "value": Field((float, type(None))), "params": Field(dict),
     "distributions": Field(dict), "intermediate": Field(dict), "user_attrs": Field(dict),
 }
+TRIAL_ATTRS = {
+    "options": Field(dict, False), "best_epoch": Field(int, False), "pruned_at": Field(int, False), "retry_of": Field(int, False),
+    "run": Field(str, False), "resume": Field(str, False), "error": Field(str, False),
+}
 EXPORT_HINT = "restore the file the study wrote, or give a new --name"
 HISTORY_PNG, IMPORTANCE_PNG = "history.png", "importance.png"
 NOT_SEARCHED = ("dataset", "out", "model", "seed", "device", "protocol", "epochs", "patience", "procs", "dist", "log")
@@ -282,6 +286,10 @@ def frozen_trial(record: Any, index: int, where: str) -> Any:
     states = ("COMPLETE", "PRUNED", "FAIL")
     if record["state"] not in states:
         raise ConfigError(f"{at}: state must be one of {', '.join(states)}, found {record['state']!r:.40}; {EXPORT_HINT}")
+    attrs = check_record(record["user_attrs"], TRIAL_ATTRS, f"{at}: user_attrs", ConfigError, EXPORT_HINT)
+    options = attrs.get("options", {} if record["state"] == "FAIL" else None)
+    if not isinstance(options, dict) or not all(isinstance(v, (int, float, str)) for v in options.values()):
+        raise ConfigError(f"{at}: user_attrs.options must be an object of the values that trained; {EXPORT_HINT}")
     try:
         return optuna.trial.create_trial(
             state=optuna.trial.TrialState[record["state"]], value=record["value"], params=record["params"],
