@@ -101,7 +101,7 @@ def test_a_rerun_and_parallel_workers_draw_new_values(tmp_path):
     rerun = launch_tune(tune_opts(tmp_path, trials=4), progress=False)
     values = [(r["lr"], r["reg"]) for r in read_csv(rerun.folder / "trials.csv")]
     assert first.states == {"complete": 2} and len(set(values)) == 4
-    parallel = launch_tune(tune_opts(tmp_path / "p", trials=2, jobs=2, given={**TINY, "epochs": 1}), progress=False)
+    parallel = launch_tune(tune_opts(tmp_path / "p", trials=2, jobs=2, given={**TINY, "epochs": 1}, warmup=2), progress=False)
     a, b = ((r["lr"], r["reg"]) for r in read_csv(parallel.folder / "trials.csv"))
     assert a != b and plan.seed == 0
 
@@ -144,7 +144,8 @@ def test_best_config_trains_the_same_run_and_compare_takes_the_study(tmp_path):
 
 
 def test_jobs_2_workers_share_the_study(tmp_path):
-    result = launch_tune(tune_opts(tmp_path, trials=2, jobs=2, given={**TINY, "epochs": 1}), progress=False)
+    # warmup 2 > the one epoch: no trial can be pruned, whichever worker reports first
+    result = launch_tune(tune_opts(tmp_path, trials=2, jobs=2, given={**TINY, "epochs": 1}, warmup=2), progress=False)
     assert result.states == {"complete": 2}
     assert len({r["run"] for r in read_csv(result.folder / "trials.csv")}) == 2
 
