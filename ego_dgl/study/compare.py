@@ -470,9 +470,9 @@ def command_line(opts: dict[str, Any]) -> str:
     for key in SHARED_OPTIONS:
         if opts.get(key) is not None:
             words += [flag(key), show(opts[key])]
-    for key in ("tune", "pairs"):
+    for key, option in (("tune", "--tune"), ("pairs", "--pair")):
         for item in opts.get(key) or ():
-            words += ["--tune" if key == "tune" else "--pair", item]
+            words += [option, item]
     for key in ("out", "name"):
         if opts.get(key) is not None:
             words += [flag(key), str(opts[key])]

@@ -349,7 +349,7 @@ def replay(trial: Any, run_dir: Path, metric: str) -> None:
 def own_trial_folder(plan: Plan, folder: Path) -> bool:
     """Whether a folder a trial names to resume is one of this study's trial folders: the
     storage or trials.json may come from elsewhere, and a trial trains only in its study."""
-    return bool(str(folder)) and folder.parent.resolve() == (plan.folder / "trials").resolve() and folder.name.startswith("trial-")
+    return folder.parent.resolve() == (plan.folder / "trials").resolve() and folder.name.startswith("trial-")
 
 
 class Objective:
@@ -372,7 +372,7 @@ class Objective:
             trial.set_user_attr("error", str(err))
             raise
         resume = Path(trial.user_attrs.get("resume") or "")
-        resume_ok = own_trial_folder(self.plan, resume) and (resume / LAST).exists()
+        resume_ok = bool(trial.user_attrs.get("resume")) and own_trial_folder(self.plan, resume) and (resume / LAST).exists()
         run_dir = resume if resume_ok else self.plan.folder / "trials" / f"trial-{trial.number:04d}"
         trial.set_user_attr("run", str(run_dir))
         if resume_ok:
