@@ -238,6 +238,22 @@ def test_exploding_config_files_are_one_line(tmp_path, name, text, fragment):
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.parametrize("text, fragment", [
+    ("lr = {low = 0.001, high = inf}\n", "lr.low and .high must be float numbers (finite), got 0.001 and inf"),
+    ("lr = {low = nan, high = 0.01}\n", "got nan and 0.01"),
+    ("lr = {choices = [0.001, nan]}\n", "lr.choices must be a non-empty list of float values (finite)"),
+    ("lr = {low = 0.001, high = 0.01, log = \"false\"}\n", "lr.log must be true or false, got 'false'"),
+    ("dim = {choices = [true, 8]}\n", "dim.choices must be a non-empty list of int values"),
+])
+def test_a_tune_space_with_values_no_trial_can_take_is_one_line(tmp_path, text, fragment):
+    """`high = inf` reached numpy's sampler (an OverflowError traceback after study.db
+    was made); NaN choices failed every trial; `log = "false"` searched on a log scale."""
+    (tmp_path / "space.toml").write_text(text)
+    one_line(cli("tune", "--model", "lightgcn", "--dataset", "synthetic-tiny", "--epochs", 1, "--trials", 1, "--device", "cpu",
+                 "--space", tmp_path / "space.toml", "--out", tmp_path / "res"), "space.toml", fragment)
+    assert not (tmp_path / "res").exists()
+
+
 # --- a user's file deleted, a write outside the named folder ------------------------------
 
 

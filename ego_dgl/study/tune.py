@@ -34,6 +34,7 @@ process was killed, found still marked running when the folder's lock is free ag
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import warnings
@@ -65,7 +66,7 @@ from ego_dgl.train.defaults import (
     option_types,
     resolve_options,
 )
-from ego_dgl.untrusted import Field, check_record
+from ego_dgl.untrusted import Field, _type_ok, check_record
 
 STUDY, STORAGE, BEST_CONFIG, TRIALS, EXPORT = "study.json", "study.db", "best.toml", "trials.csv", "trials.json"
 STUDY_FIELDS = {"model": Field(str), "given": Field(dict), "space": Field(dict), "startup": Field(int, False), "warmup": Field(int, False)}
@@ -99,9 +100,15 @@ def round_value(value: float) -> float:
     return float(f"{value:.3g}")
 
 
+def space_value_ok(value: Any, kind: type) -> bool:
+    """Whether a space's bound or choice is a value of the option's type (an integer for a
+    float, never true/false for a number), and finite where it is a number."""
+    return _type_ok(value, kind) and not (isinstance(value, float) and not math.isfinite(value))
+
+
 def check_range(key: str, spec: Any, kind: type, where: str) -> dict[str, Any]:
     """One entry of a search space, checked against the option's type: {choices: [...]}
-    or {low, high[, log]} with low < high (and low > 0 on a log scale)."""
+    or {low, high[, log]} with finite low < high, log true or false (and low > 0 on a log scale)."""
     if not isinstance(spec, dict) or not ({"choices"} <= set(spec) or {"low", "high"} <= set(spec)):
         raise ConfigError(f"{where}: {key} must be a table with low and high (and optionally log = true) or with choices = [...]")
     extra = sorted(set(spec) - {"choices", "low", "high", "log"})
@@ -109,15 +116,17 @@ def check_range(key: str, spec: Any, kind: type, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: {key} has an unknown field {extra[0]!r} (fields: low, high, log, choices)")
     if "choices" in spec:
         choices = spec["choices"]
-        if not isinstance(choices, list) or not choices or not all(isinstance(c, (kind, int) if kind is float else kind) for c in choices):
-            raise ConfigError(f"{where}: {key}.choices must be a non-empty list of {kind.__name__} values")
+        if not isinstance(choices, list) or not choices or not all(space_value_ok(c, kind) for c in choices):
+            raise ConfigError(f"{where}: {key}.choices must be a non-empty list of {kind.__name__} values"
+                              f"{' (finite)' if kind in (int, float) else ''}, got {choices!r:.60}")
         return {"choices": list(choices)}
     if kind not in (int, float):
         raise ConfigError(f"{where}: {key} is a {kind.__name__} option; give it choices = [...], not low and high")
-    low, high, log = spec["low"], spec["high"], bool(spec.get("log", False))
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
-    if not numbers or (kind is int and not all(isinstance(v, int) for v in (low, high))):
-        raise ConfigError(f"{where}: {key}.low and .high must be {kind.__name__} numbers")
+    low, high, log = spec["low"], spec["high"], spec.get("log", False)
+    if not all(space_value_ok(v, kind) for v in (low, high)):
+        raise ConfigError(f"{where}: {key}.low and .high must be {kind.__name__} numbers (finite), got {low!r:.40} and {high!r:.40}")
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}: {key}.log must be true or false, got {log!r:.40}")
     if not low < high or (log and low <= 0):
         raise ConfigError(f"{where}: {key} needs low < high{' and low > 0 on a log scale' if log else ''}, got {low}..{high}")
     return {"low": low, "high": high, "log": log}
