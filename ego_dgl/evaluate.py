@@ -32,6 +32,7 @@ DEFAULT_KS = (5, 10, 20)
 MMREC_KS = (5, 10, 20, 50)  # MMRec's topk
 SELECTION = {"full": "recall@10", "legacy": "recall@10", "mmrec": "recall@20"}  # the metric that picks the epoch
 METRICS = ("precision", "recall", "ndcg", "hit")
+MAX_COUNT = 2**63 - 1  # torch's int64: a larger cut-off or chunk size overflows its arithmetic and indexing
 LEGACY_MASK_SCORE = 1e-5
 LEGACY_LABEL = "LEGACY protocol (authors' evaluator: known items scored 1e-5, ideal DCG over min(hits, K), epoch picked by test recall)"
 # bytes per (user, item) cell of one chunk: float32 scores plus topk/masking workspace
@@ -61,8 +62,10 @@ def check_eval_options(ks: tuple[int, ...] | list[int], protocol: str) -> tuple[
     if protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
     ks = tuple(sorted({int(k) for k in ks}))
-    if not ks or ks[0] < 1:
-        raise ConfigError("--k must be a positive integer (e.g. --k 10)")
+    bad = [k for k in ks if not 1 <= k <= MAX_COUNT]
+    if not ks or bad:
+        got = f", got {bad[0]}" if bad else ""
+        raise ConfigError(f"--k must be a positive integer up to 2**63-1 (e.g. --k 10){got}")
     return ks
 
 

@@ -96,6 +96,8 @@ def test_markup_in_a_card_prints_literally(copy):
     (lambda c: c | {"train": c["train"] | {"lr": "fast"}}, "lr"),
     (lambda c: c | {"train": c["train"] | {"ks": "10"}}, "ks"),
     (lambda c: c | {"model": c["model"] | {"dim": -3}}, "dim"),
+    (lambda c: c | {"train": c["train"] | {"ks": [10, 10**30]}}, "up to 2**63-1"),
+    (lambda c: c | {"train": c["train"] | {"eval_chunk": 10**30}}, "--eval-chunk"),
 ])
 def test_damaged_run_config_names_the_file_and_field(copy, change, fragment):
     run = copy("run")

@@ -110,6 +110,19 @@ def test_huge_k_evaluates_without_allocating_it(run_dir):
     assert all(np.isfinite(v) for v in test.values())
 
 
+@pytest.mark.parametrize("option", ["--k", "--eval-chunk"])
+def test_a_count_beyond_int64_is_one_line(run_dir, option):
+    """--k or --eval-chunk above 2**63-1 passed the option's range and overflowed in torch
+    (OverflowError, ValueError: a traceback)."""
+    one_line(cli("eval", run_dir, option, 10**30, "--device", "cpu"), option, "2**63-1")
+
+
+def test_train_refuses_an_eval_chunk_beyond_int64_before_training(tmp_path):
+    one_line(cli("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--eval-chunk", 10**30, "--out", tmp_path),
+             "--eval-chunk", "2**63-1")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_huge_bins_bucket_without_allocating_them(run_dir, monkeypatch):
     """--bins 10**9 once asked numpy for a billion quantiles (8 GB, then the OOM killer);
     more buckets than degrees give the same edges as one per degree."""

@@ -13,6 +13,7 @@ from typing import Any
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import (
     DEFAULT_KS,
+    MAX_COUNT,
     PROTOCOLS,
     check_eval_options,
     protocol_ks,
@@ -106,9 +107,9 @@ def check_compile(cfg: TrainConfig) -> None:
 
 
 def check_eval_chunk(value: int) -> None:
-    """Refuse a negative --eval-chunk (0 means the whole graph at once)."""
-    if value < 0:
-        raise ConfigError(f"--eval-chunk must be a positive number of nodes per chunk (0: the whole graph at once), got {value}")
+    """Refuse a negative --eval-chunk (0 means the whole graph at once) or one beyond torch's int64."""
+    if not 0 <= value <= MAX_COUNT:
+        raise ConfigError(f"--eval-chunk must be a positive number of nodes per chunk up to 2**63-1 (0: the whole graph at once), got {value}")
 
 
 # The paper's hyper-parameters (docs/egogcn.md, "Hyper-parameters"); synthetic presets get small, fast values.
