@@ -123,6 +123,23 @@ def test_train_refuses_an_eval_chunk_beyond_int64_before_training(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_more_procs_than_cores_is_one_line_before_spawning(tmp_path):
+    """--procs 10**30 reached torch's spawn (OverflowError traceback); --procs 1000 would
+    have started a thousand training processes on the CPU."""
+    one_line(cli("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--procs", 10**30, "--out", tmp_path),
+             "--procs", "CPU cores")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_tune_jobs_far_above_the_trials_starts_one_worker_per_trial(tmp_path):
+    """tune --jobs 10**30 built a list of 10**30 shares (a MemoryError after eating the
+    machine's memory); workers past the missing trials have nothing to do."""
+    result = cli("tune", "--model", "lightgcn", "--dataset", "synthetic-tiny", "--epochs", 1, "--dim", 8, "--device", "cpu",
+                 "--trials", 1, "--jobs", 10**30, "--out", tmp_path)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (tmp_path / "tune" / "lightgcn-synthetic-tiny" / "best.toml").exists()
+
+
 def test_huge_bins_bucket_without_allocating_them(run_dir, monkeypatch):
     """--bins 10**9 once asked numpy for a billion quantiles (8 GB, then the OOM killer);
     more buckets than degrees give the same edges as one per degree."""

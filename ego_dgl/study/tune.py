@@ -462,7 +462,7 @@ def run_workers(plan: Plan, trials: int, timeout_min: float | None, jobs: int) -
     context = multiprocessing.get_context("spawn")
     dataset = dataset_name(plan.given)
     missing = max(0, trials - finished(open_study(plan)))
-    shares = [missing // jobs + (k < missing % jobs) for k in range(jobs)]
+    shares = [missing // jobs + (k < missing % jobs) for k in range(min(jobs, missing))]  # a worker past the missing trials has none
     args = (plan, dataset, worker_threads(jobs), trials, timeout_min)
     procs = [context.Process(target=_worker, args=(*args, n, k, os.getpid())) for k, n in enumerate(shares) if n]
     for proc in procs:

@@ -11,6 +11,7 @@ in `records`, and how a finished run is loaded back in `loading`.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import random
 import time
@@ -341,10 +342,19 @@ def train(
     if train_cfg.procs > 1:
         if on_epoch is not None:
             raise ConfigError("an on_epoch hook runs in one process; train with procs=1")
-        if resolve_device(train_cfg.device).type == "cuda" and train_cfg.procs > torch.cuda.device_count():
-            raise ConfigError(f"--procs {train_cfg.procs} on CUDA needs one device per process, but {torch.cuda.device_count()} are present")
+        check_procs(train_cfg.procs, resolve_device(train_cfg.device))
         return spawn_ranks(train_cfg.procs, kwargs)
     return train_rank(Rank(), on_epoch=on_epoch, dist=dist, **kwargs)
+
+
+def check_procs(procs: int, device: torch.device) -> None:
+    """Refuse more --procs than there are CUDA devices (one per process) or, on the CPU,
+    cores (each process holds its own copy of the data and model): --procs 10**6 would
+    spawn a million processes."""
+    have, what = (torch.cuda.device_count(), "CUDA devices") if device.type == "cuda" else (os.cpu_count() or 1, "CPU cores")
+    if procs > have:
+        raise ConfigError(f"--procs {procs} on {device.type} needs one of this machine's {what} per process, but it has {have}; "
+                          f"give --procs {have} or fewer")
 
 
 def train_rank(
