@@ -26,13 +26,13 @@ import torch
 
 from ego_dgl.data.dataset import CSR, Dataset
 from ego_dgl.errors import ConfigError
+from ego_dgl.untrusted import MAX_COUNT
 
 PROTOCOLS = ("full", "legacy", "mmrec")
 DEFAULT_KS = (5, 10, 20)
 MMREC_KS = (5, 10, 20, 50)  # MMRec's topk
 SELECTION = {"full": "recall@10", "legacy": "recall@10", "mmrec": "recall@20"}  # the metric that picks the epoch
 METRICS = ("precision", "recall", "ndcg", "hit")
-MAX_COUNT = 2**63 - 1  # torch's int64: a larger cut-off or chunk size overflows its arithmetic and indexing
 LEGACY_MASK_SCORE = 1e-5
 LEGACY_LABEL = "LEGACY protocol (authors' evaluator: known items scored 1e-5, ideal DCG over min(hits, K), epoch picked by test recall)"
 # bytes per (user, item) cell of one chunk: float32 scores plus topk/masking workspace

@@ -13,6 +13,7 @@ from typing import Any
 from ego_dgl.errors import DataError, EgoDGLError
 
 MAX_SEED = 2**32 - 1  # the one seed range (numpy's) of every seed option and file; DGL's is mapped onto its own
+MAX_COUNT = 2**63 - 1  # torch's int64: a larger count, size or cut-off overflows its arithmetic and indexing
 MAX_JSON_BYTES = 64 * 2**20  # ego-dgl's own JSON files are kilobytes; a bigger one is not ours
 JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number", bool: "true/false",
               type(None): "null"}

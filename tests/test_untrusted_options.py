@@ -123,6 +123,13 @@ def test_train_refuses_an_eval_chunk_beyond_int64_before_training(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_a_fanout_beyond_int64_is_one_line_before_training(tmp_path):
+    """--fanouts 10**30 passed the parse and overflowed in DGL's sampler (ValueError traceback)."""
+    one_line(cli("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--sampler", "neighbor",
+                 "--fanouts", f"10,{10**30}", "--out", tmp_path), "--fanouts", "2**63-1")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_more_procs_than_cores_is_one_line_before_spawning(tmp_path):
     """--procs 10**30 reached torch's spawn (OverflowError traceback); --procs 1000 would
     have started a thousand training processes on the CPU."""

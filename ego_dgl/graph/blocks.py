@@ -23,6 +23,7 @@ from ego_dgl._dgl import dgl
 from ego_dgl.errors import ConfigError
 from ego_dgl.graph.backends import Relation, build_relation
 from ego_dgl.graph.heterograph import CLICKED_BY, CLICKS, ITEM, USER
+from ego_dgl.untrusted import MAX_COUNT
 
 ALL = -1  # fanout taking every in-edge
 
@@ -34,8 +35,8 @@ def parse_fanouts(text: str, layers: int) -> list[int]:
         values = [int(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"--fanouts {text!r} must be comma-separated integers, e.g. 10,10 (-1 takes every neighbour)") from None
-    if not values or any(v < 1 and v != ALL for v in values):
-        raise ConfigError(f"--fanouts {text!r}: each fanout must be a positive integer or -1 (every neighbour)")
+    if not values or any((v < 1 and v != ALL) or v > MAX_COUNT for v in values):
+        raise ConfigError(f"--fanouts {text!r}: each fanout must be a positive integer up to 2**63-1 or -1 (every neighbour)")
     if len(values) == 1:
         return values * layers
     if len(values) != layers:

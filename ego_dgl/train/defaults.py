@@ -13,7 +13,6 @@ from typing import Any
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import (
     DEFAULT_KS,
-    MAX_COUNT,
     PROTOCOLS,
     check_eval_options,
     protocol_ks,
@@ -28,7 +27,7 @@ from ego_dgl.model.registry import (
     resolve_model,
 )
 from ego_dgl.train.tracking import check_logger
-from ego_dgl.untrusted import MAX_SEED
+from ego_dgl.untrusted import MAX_COUNT, MAX_SEED
 
 DEFAULT_DATASET = "ml100k"
 DEFAULT_MODEL = "egogcn"
