@@ -182,6 +182,17 @@ def test_huge_huign_intents_are_refused_before_allocating(tmp_path):
                  "--device", "cpu", "--out", tmp_path), "intents=100000,100000")
 
 
+@pytest.mark.parametrize("model, option", [("mmgcn", "latent_dim"), ("grcn", "content_dim"), ("lattice", "feat_dim"),
+                                           ("lgmrec", "hyperedges"), ("gat", "heads")])
+def test_a_width_the_estimate_does_not_count_is_one_line_naming_it(tmp_path, model, option):
+    """Widths beyond --dim and the layers (10**15: petabytes, beyond any address space, so
+    no allocator hands them out) reached torch's allocator: a RuntimeError traceback."""
+    one_line(cli("train", "--model", model, "--param", f"{option}={10**15}", *(("--layers", 1) if model == "gat" else ()),
+                 "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--out", tmp_path),
+             f"--param {option}={10**15}", "do not fit")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_the_estimate_blames_layers_not_dim(tmp_path):
     line = one_line(cli("train", "--layers-mm", 10**8, "--dataset", "synthetic-tiny", "--device", "cpu", "--out", tmp_path),
                     "--layers-mm 100000000")

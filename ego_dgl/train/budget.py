@@ -3,13 +3,15 @@ training step's bytes for any model's config, refused in one line when it cannot
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from itertools import pairwise
 from typing import Any
 
 from ego_dgl.data.dataset import Dataset, WordBag
 from ego_dgl.errors import ConfigError
+from ego_dgl.model.base import Recommender
 from ego_dgl.model.config import RecommenderConfig
+from ego_dgl.model.registry import build_model, model_name
 from ego_dgl.system import available_memory, gib
 
 
@@ -75,3 +77,32 @@ def check_fits(ds: Dataset, cfg: RecommenderConfig, device: str) -> None:
             f"{flag}{value} on {ds.name} needs at least {gib(need)} to train, but {device} has {gib(free)} free; "
             f"use a smaller {flag.strip(' =')}{paper}"
         )
+
+
+FLAGGED = ("dim", "layers_mm", "layers_id", "layers")  # the model options with a flag of their own; the others are --param KEY=VALUE
+
+
+def grown_option(cfg: RecommenderConfig) -> str:
+    """The integer option furthest above its default, as the command line writes it (e.g.
+    '--param heads=1000000000000'): what most likely asked for tables that cannot fit."""
+    default = type(cfg)()
+    ints = [f.name for f in fields(cfg) if type(getattr(cfg, f.name)) is int and type(getattr(default, f.name)) is int
+            and getattr(default, f.name) > 0]
+    if not ints:
+        return "its options"
+    name = max(ints, key=lambda n: getattr(cfg, n) // getattr(default, n))
+    value = getattr(cfg, name)
+    return f"--{name.replace('_', '-')} {value}" if name in FLAGGED else f"--param {name}={value}"
+
+
+def build_in_memory(ds: Dataset, cfg: RecommenderConfig, device: Any, hint: str = "use a smaller value") -> Recommender:
+    """`build_model`, with tables torch cannot allocate (an option the estimate does not
+    count, e.g. GAT's heads or MMGCN's latent_dim, set to 10**12) refused in one line
+    naming the option and ending with `hint`, not torch's traceback."""
+    try:
+        return build_model(ds, cfg, device)
+    except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError (OutOfMemoryError on CUDA)
+        if not isinstance(err, MemoryError) and "allocate" not in str(err):
+            raise
+        raise ConfigError(f"--model {model_name(cfg)} on {ds.name}: its tables do not fit in the memory of {device} "
+                          f"(the likely cause: {grown_option(cfg)}); {hint}") from None

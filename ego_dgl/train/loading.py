@@ -12,12 +12,14 @@ from ego_dgl.errors import DataError
 from ego_dgl.evaluate import check_eval_options, protocol_ks
 from ego_dgl.model.base import Recommender
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.model.registry import build_model, config_type
-from ego_dgl.runs import BEST, check_run_dir
+from ego_dgl.model.registry import config_type
+from ego_dgl.runs import BEST, CONFIG, check_run_dir
+from ego_dgl.train.budget import build_in_memory
 from ego_dgl.train.checkpoint import load_checkpoint, load_model_state
 from ego_dgl.train.defaults import TrainConfig, check_eval_chunk
 from ego_dgl.train.records import load_run_config
 from ego_dgl.train.trainer import evaluate_model, resolve_device
+from ego_dgl.train.validate import CONFIG_HINT
 
 
 def configs_of(config: dict[str, Any]) -> tuple[Any, TrainConfig]:
@@ -61,7 +63,7 @@ def load_run(run_dir: str | Path, device: str = "auto", progress: bool = False) 
     model_cfg, train_cfg = configs_of(config)
     ds = load_run_dataset(config, progress)
     torch_device = resolve_device(device)
-    model = build_model(ds, model_cfg, torch_device)
+    model = build_in_memory(ds, model_cfg, torch_device, f"{run_dir / CONFIG} asks for it; {CONFIG_HINT}")
     payload = load_checkpoint(run_dir / BEST, torch_device)
     load_model_state(run_dir / BEST, payload, model)
     model.eval()

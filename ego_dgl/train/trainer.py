@@ -38,8 +38,9 @@ from ego_dgl.graph.blocks import BlockSampler, parse_fanouts
 from ego_dgl.graph.heterograph import structure_graph
 from ego_dgl.model.base import Recommender
 from ego_dgl.model.config import RecommenderConfig
-from ego_dgl.model.registry import build_model, model_name
+from ego_dgl.model.registry import model_name
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
+from ego_dgl.train.budget import build_in_memory
 from ego_dgl.train.checkpoint import (
     TrainState,
     load_checkpoint,
@@ -195,7 +196,7 @@ class Trainer:
         self.dist = dist
         self.device = rank_device(resolve_device(train_cfg.device), place)
         seed_everything(train_cfg.seed)
-        self.model = build_model(ds, model_cfg, self.device)
+        self.model = build_in_memory(ds, model_cfg, self.device)
         self.optimizer = make_optimizer(self.model, train_cfg.lr)
         self.sampler = NegativeSampler(ds)
         self.blocks = block_sampler(self.model, ds, self.cfg, dist)
