@@ -97,6 +97,7 @@ def test_markup_in_a_card_prints_literally(copy):
     (lambda c: c | {"train": c["train"] | {"ks": "10"}}, "ks"),
     (lambda c: c | {"model": c["model"] | {"dim": -3}}, "dim"),
     (lambda c: c | {"model": c["model"] | {"dim": 10**13}}, "--dim 10000000000000"),
+    (lambda c: c | {"model": c["model"] | {"dim": 10**30}}, "field 'dim' must be at most"),
     (lambda c: c | {"train": c["train"] | {"ks": [10, 10**30]}}, "up to 2**63-1"),
     (lambda c: c | {"train": c["train"] | {"eval_chunk": 10**30}}, "--eval-chunk"),
 ])

@@ -193,6 +193,17 @@ def test_a_width_the_estimate_does_not_count_is_one_line_naming_it(tmp_path, mod
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.parametrize("args", [("--model", "gat", "--layers", 1, "--param", f"heads={10**30}"),
+                                  ("--model", "grcn", "--param", f"content_dim={10**30}"), ("--config", "CFG")])
+def test_an_integer_option_beyond_int64_is_one_line(tmp_path, args):
+    """Beyond 2**63-1 torch cannot even take the size (a TypeError traceback from torch.empty)."""
+    (tmp_path / "c.toml").write_text(f'model = "lattice"\nfeat-dim = {10**30}\n')
+    args = [tmp_path / "c.toml" if a == "CFG" else a for a in args]
+    one_line(cli("train", *args, "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--out", tmp_path / "res"),
+             "2**63-1")
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").rglob("*.json"))
+
+
 def test_the_estimate_blames_layers_not_dim(tmp_path):
     line = one_line(cli("train", "--layers-mm", 10**8, "--dataset", "synthetic-tiny", "--device", "cpu", "--out", tmp_path),
                     "--layers-mm 100000000")

@@ -218,6 +218,14 @@ def model_options(name: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]
     return model, preset
 
 
+def check_int_sizes(given: dict[str, Any]) -> None:
+    """Refuse an integer option beyond torch's int64 (e.g. --param heads=10**30): no count,
+    width or size that large can be allocated or indexed, and torch fails on it with a traceback."""
+    for key, value in given.items():
+        if type(value) is int and not -MAX_COUNT <= value <= MAX_COUNT:
+            raise ConfigError(f"{flag(key)} {value} is outside ±(2**63-1), the integers torch takes; give a smaller value")
+
+
 def resolve_options(given: dict[str, Any]) -> tuple[str, RecommenderConfig, TrainConfig, str]:
     """(dataset, model config, training config, profile name) from the options the user
     set explicitly, over the model's preset, over the dataset's profile, over the
@@ -225,6 +233,7 @@ def resolve_options(given: dict[str, Any]) -> tuple[str, RecommenderConfig, Trai
     unknown = sorted(set(given) - set(option_types()))
     if unknown:
         raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(option_types()))}")
+    check_int_sizes(given)
     dataset = dataset_name(given)
     profile = profile_for(dataset)
     model, preset = model_options(str(given.get("model") or DEFAULT_MODEL), given)

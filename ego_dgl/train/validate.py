@@ -15,7 +15,7 @@ from ego_dgl.errors import ConfigError
 from ego_dgl.model.registry import MODELS, config_fields, config_type
 from ego_dgl.system import available_memory, gib
 from ego_dgl.train.defaults import TrainConfig
-from ego_dgl.untrusted import Field, check_record
+from ego_dgl.untrusted import MAX_COUNT, Field, check_record
 
 CONFIG_HINT = "restore the config.json the run wrote, or train again"
 CKPT_HINT = "use a checkpoint this run wrote, or train again"
@@ -46,7 +46,8 @@ def check_run_config(config: Any, path: Path) -> dict[str, Any]:
     if name not in MODELS:
         raise ConfigError(f"{where}: field 'model_name' {name!r:.60} is not a model ego-dgl knows "
                           f"({', '.join(MODELS)}); {CONFIG_HINT}")
-    model_fields = {k: Field(PYTHON_TYPES.get(t, t), required=False) for k, t in config_fields(name).items()}
+    model_fields = {k: Field(PYTHON_TYPES.get(t, t), required=False, low=-MAX_COUNT if t is int else None,
+                             high=MAX_COUNT if t is int else None) for k, t in config_fields(name).items()}
     check_record(config["model"], model_fields, f"{where} field 'model'", ConfigError, CONFIG_HINT)
     check_record(config["train"], TRAIN_FIELDS, f"{where} field 'train'", ConfigError, CONFIG_HINT)
     ks = config["train"]["ks"]
