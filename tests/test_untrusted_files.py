@@ -243,11 +243,12 @@ def test_exploding_config_files_are_one_line(tmp_path, name, text, fragment):
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("lr = {low = 0.001, high = inf}\n", "lr.low and .high must be float numbers (finite), got 0.001 and inf"),
+    ("lr = {low = 0.001, high = inf}\n", "lr.low and .high must be float numbers, finite and within ±(2**63-1), got 0.001 and inf"),
     ("lr = {low = nan, high = 0.01}\n", "got nan and 0.01"),
     ("lr = {choices = [0.001, nan]}\n", "lr.choices must be a non-empty list of float values (finite)"),
     ("lr = {low = 0.001, high = 0.01, log = \"false\"}\n", "lr.log must be true or false, got 'false'"),
     ("dim = {choices = [true, 8]}\n", "dim.choices must be a non-empty list of int values"),
+    (f"batch-size = {{low = 1, high = {10**21}}}\n", "got 1 and 1000000000000000000000"),
 ])
 def test_a_tune_space_with_values_no_trial_can_take_is_one_line(tmp_path, text, fragment):
     """`high = inf` reached numpy's sampler (an OverflowError traceback after study.db

@@ -66,7 +66,7 @@ from ego_dgl.train.defaults import (
     option_types,
     resolve_options,
 )
-from ego_dgl.untrusted import Field, _type_ok, check_record
+from ego_dgl.untrusted import MAX_COUNT, Field, _type_ok, check_record
 
 STUDY, STORAGE, BEST_CONFIG, TRIALS, EXPORT = "study.json", "study.db", "best.toml", "trials.csv", "trials.json"
 STUDY_FIELDS = {"model": Field(str), "given": Field(dict), "space": Field(dict), "startup": Field(int, False), "warmup": Field(int, False)}
@@ -102,8 +102,11 @@ def round_value(value: float) -> float:
 
 def space_value_ok(value: Any, kind: type) -> bool:
     """Whether a space's bound or choice is a value of the option's type (an integer for a
-    float, never true/false for a number), and finite where it is a number."""
-    return _type_ok(value, kind) and not (isinstance(value, float) and not math.isfinite(value))
+    float, never true/false for a number), finite where it is a number and within torch's
+    int64 where it is an integer."""
+    if isinstance(value, float) and not math.isfinite(value) or type(value) is int and not -MAX_COUNT <= value <= MAX_COUNT:
+        return False
+    return _type_ok(value, kind)
 
 
 def check_range(key: str, spec: Any, kind: type, where: str) -> dict[str, Any]:
@@ -124,7 +127,8 @@ def check_range(key: str, spec: Any, kind: type, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: {key} is a {kind.__name__} option; give it choices = [...], not low and high")
     low, high, log = spec["low"], spec["high"], spec.get("log", False)
     if not all(space_value_ok(v, kind) for v in (low, high)):
-        raise ConfigError(f"{where}: {key}.low and .high must be {kind.__name__} numbers (finite), got {low!r:.40} and {high!r:.40}")
+        raise ConfigError(f"{where}: {key}.low and .high must be {kind.__name__} numbers, finite and within ±(2**63-1), "
+                          f"got {low!r:.40} and {high!r:.40}")
     if not isinstance(log, bool):
         raise ConfigError(f"{where}: {key}.log must be true or false, got {log!r:.40}")
     if not low < high or (log and low <= 0):
