@@ -72,6 +72,22 @@ def test_damaged_card_json_names_the_file_and_field(copy, change, fragment):
     one_line(cli("data", "info", built), "card.json", fragment)
 
 
+def test_the_card_of_a_prepared_variant_is_read_and_its_variant_checked(copy):
+    """prepare_variant adds a "variant" entry to the base's card (ml100k-cold0.1): data info
+    refused every such folder with "unknown field 'variant'"."""
+    from ego_dgl.data import load_dataset
+    from ego_dgl.data.build import variant_card
+    from ego_dgl.data.variants import Variant
+
+    built = copy("built")
+    edit_json(built / "card.json", lambda c: c | variant_card(Variant(train_fraction=0.5), load_dataset(built, progress=False)))
+    result = cli("data", "info", built)
+    assert result.exit_code == 0, result.output
+    assert "variant (seed 0)" in " ".join(result.output.split())
+    edit_json(built / "card.json", lambda c: c | {"variant": c["variant"] | {"seed": "x"}})
+    one_line(cli("data", "info", built), "card.json", "'variant'", "'seed'")
+
+
 def test_duplicates_of_a_refused_dataset_give_no_warning_before_the_error(copy):
     """The duplicate rows leave the valid split empty: the one error line, not a warning
     about the dropped rows first."""

@@ -36,7 +36,10 @@ CARD_FIELDS = {
     "format": Field(str), "name": Field(str), "built_by": Field(str), "recipe": Field((str, type(None)), required=False),
     "sources": Field(list), "options": Field(dict), "counts": Field(list), "split": Field(dict), "modalities": Field(list),
     "users": COUNT, "items": COUNT, "fingerprint": Field(str), "build_seconds": Field(float, low=0),
+    "variant": Field(dict, required=False),  # a prepared variant's (data/variants.py), e.g. ml100k-cold0.1
 }
+VARIANT_FIELDS = {"cold_items": Field(float, low=0, high=1), "train_fraction": Field(float, low=0, high=1), "seed": COUNT,
+                  "cold_item_count": COUNT, "train_interactions": COUNT}
 CARD_PARTS = {
     "sources": {"path": Field(str), "bytes": COUNT, "sha256": Field(str)},
     "counts": {"stage": Field(str), "interactions": COUNT, "users": COUNT, "items": COUNT},
@@ -79,6 +82,8 @@ def check_card(card: Any, path: Path) -> dict[str, Any]:
     check_items(card["split"]["ratios"], (int, float), str(path), "split.ratios", CARD_HINT)
     check_record(card["split"]["sizes"], {s: COUNT for s in card["split"]["sizes"]}, f"{path} field 'split.sizes'",
                  hint=CARD_HINT)
+    if "variant" in card:
+        check_record(card["variant"], VARIANT_FIELDS, f"{path} field 'variant'", hint=CARD_HINT)
     return card
 
 
