@@ -65,6 +65,7 @@ def test_damaged_meta_json_names_the_file_and_field(copy, field, value):
     (lambda c: {k: v for k, v in c.items() if k != "built_by"}, "built_by"),
     (lambda c: c | {"sources": [{"path": 5}]}, "sources"),
     (lambda c: c | {"split": []}, "split"),
+    (lambda c: c | {"modalities": [c["modalities"][0] | {"columns": [1]}]}, "columns"),
 ])
 def test_damaged_card_json_names_the_file_and_field(copy, change, fragment):
     built = copy("built")
@@ -102,6 +103,19 @@ def test_markup_in_a_card_prints_literally(copy):
     result = cli("data", "info", built)
     assert result.exit_code == 0, result.output
     assert "[/red] me :x:" in result.output
+
+
+@pytest.mark.parametrize("change, shown", [
+    (lambda c: c | {"split": c["split"] | {"kind": "[/]"}}, "split [/] "),
+    (lambda c: c | {"split": c["split"] | {"sizes": {"[/x]": 3}}}, "[/x] 3"),
+])
+def test_markup_in_a_cards_split_prints_literally(copy, change, shown):
+    """The caption of the split was handed to rich unescaped: a MarkupError traceback."""
+    built = copy("built")
+    edit_json(built / "card.json", change)
+    result = cli("data", "info", built)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert shown in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("change, fragment", [

@@ -46,13 +46,14 @@ def card_table(card: dict) -> Group:
     for c in card["counts"]:
         counts.add_row(escape(c["stage"]), f"{c['interactions']:,}", f"{c['users']:,}", f"{c['items']:,}")
     split = card["split"]
-    counts.caption = (f"split {split['kind']} {':'.join(f'{r:g}' for r in split['ratios'])} per user: "
-                      + ", ".join(f"{s} {n:,}" for s, n in split["sizes"].items())
-                      + f"; {split['users_train_only']:,} users too small to split keep all in train")
+    caption = (f"split {split['kind']} {':'.join(f'{r:g}' for r in split['ratios'])} per user: "
+               + ", ".join(f"{s} {n:,}" for s, n in split["sizes"].items())
+               + f"; {split['users_train_only']:,} users too small to split keep all in train")
     if "variant" in card:  # cold items / train fraction (data/variants.py)
         v = card["variant"]
-        counts.caption += (f"; variant (seed {v['seed']}): {v['cold_item_count']:,} cold items, "
-                           f"{v['train_fraction']:g} of each user's training interactions kept")
+        caption += (f"; variant (seed {v['seed']}): {v['cold_item_count']:,} cold items, "
+                    f"{v['train_fraction']:g} of each user's training interactions kept")
+    counts.caption = escape(caption)  # the split's kind and names come from the file
     mods = Table(title="modalities built", title_justify="left")
     for col, justify in (("modality", "left"), ("kind", "left"), ("from", "left"), ("dim", "right"), ("coverage", "right")):
         mods.add_column(col, justify=justify)

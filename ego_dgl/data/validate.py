@@ -78,6 +78,7 @@ def check_card(card: Any, path: Path) -> dict[str, Any]:
         for k, row in enumerate(card[part]):
             check_record(row, fields, f"{path} field {part!r}, element {k}", hint=CARD_HINT,
                          extra_ok=part == "modalities")  # each kind of modality records its own extras
+            check_items(row.get("columns", []), str, f"{path} field {part!r}, element {k}", "columns", CARD_HINT)
     check_record(card["split"], SPLIT_FIELDS, f"{path} field 'split'", hint=CARD_HINT)
     check_items(card["split"]["ratios"], (int, float), str(path), "split.ratios", CARD_HINT)
     check_record(card["split"]["sizes"], {s: COUNT for s in card["split"]["sizes"]}, f"{path} field 'split.sizes'",
