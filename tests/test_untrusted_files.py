@@ -562,6 +562,30 @@ def test_damaged_tune_study_given_to_params_from_is_one_line(study, tmp_path, da
     one_line(cli(*COMPARE, "--out", tmp_path / "out", "--params-from", folder), fragment)
 
 
+def test_tex_in_a_dataset_or_folder_name_is_drawn_as_typed(made, tmp_path):
+    """matplotlib read $...$ in a plot's title as TeX: a dataset folder or run folder named
+    d$\\bad$ ended compare, sweep-eps and eval --by with a ValueError traceback, after
+    their CSV files were written."""
+    ds = Path(shutil.copytree(made["ds"], tmp_path / "d$\\bad$"))
+    shared = ("--dataset", ds, "--epochs", 1, "--dim", 8, "--device", "cpu", "--out", tmp_path / "res")
+    for args in (("compare", "--models", "pop", "--seeds", 1), ("sweep-eps", "--values", 0.3)):
+        result = cli(*args, *shared)
+        assert result.exit_code == 0, (args, result.output, result.exception)
+    assert {p.name for p in (tmp_path / "res").glob("*/*/*.png")} == {"compare.png", "sweep-eps.png"}
+    run = Path(shutil.copytree(made["run"], tmp_path / "r$\\bad$"))
+    result = cli("eval", run, "--by", "item-degree", "--device", "cpu")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (run / "by-item-degree-test.png").is_file()
+
+
+def test_tex_in_a_model_name_of_cells_csv_is_drawn_as_typed(study, tmp_path):
+    folder = study("compare")
+    edit_text(folder / "cells.csv", lambda t: t.replace("\npop-s0,pop,", "\npop-s0,$\\bad$,", 1))
+    for args in (("eval", folder, "--by", "item-degree", "--device", "cpu"), ("plot-sparsity", folder, "--out", tmp_path / "plot")):
+        result = cli(*args)
+        assert result.exit_code == 0, (args, result.output, result.exception)
+
+
 def test_eval_of_the_newest_run_names_a_damaged_config(copy, tmp_path):
     run = Path(shutil.copytree(copy("run"), tmp_path / "res" / "runs" / "r"))
     edit_json(run / "config.json", lambda c: [c])

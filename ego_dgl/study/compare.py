@@ -447,7 +447,7 @@ def plot_bars(summary: list[dict[str, Any]], path: Path, title: str, metrics: tu
         y = np.arange(len(ranked))
         ax.barh(y, [float(e[f"{metric}_mean"]) for e in ranked], xerr=[float(e[f"{metric}_std"]) for e in ranked], capsize=2,
                 color=[ROLE_COLOURS[e["role"]][0] for e in ranked], height=0.7)
-        ax.set_yticks(y, [e["name"] for e in ranked], fontsize=8)
+        ax.set_yticks(y, [e["name"] for e in ranked], fontsize=8, parse_math=False)  # names and the dataset folder: drawn as typed, $...$ too
         ax.set_title(f"test {metric_title(metric)}", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         ax.margins(y=0.01)
@@ -456,7 +456,7 @@ def plot_bars(summary: list[dict[str, Any]], path: Path, title: str, metrics: tu
     roles = [r for r in ROLE_COLOURS if any(e["role"] == r for e in summary)]
     fig.legend(handles=[Patch(color=ROLE_COLOURS[r][0], label=ROLE_COLOURS[r][1]) for r in roles], loc="lower center", ncol=len(roles),
                fontsize=9, frameon=False)
-    fig.suptitle(f"{title}; mean ± std over seeds", fontsize=10)
+    fig.suptitle(f"{title}; mean ± std over seeds", fontsize=10, parse_math=False)
     save_png(fig, path, rect=(0, 0.04, 1, 1))
 
 

@@ -195,9 +195,10 @@ def plot_degree(rows: list[dict[str, Any]], by: str, metric: str, title: str) ->
     ax.set_xticks(np.arange(len(labels)), labels)
     ax.set_xlabel(f"training degree ({by.split('-')[0]} bucket, quantiles)")
     ax.set_ylabel(metric + (" (share of the overall)" if by == "item-degree" and not metric.startswith("retrieved") else ""))
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, parse_math=False)  # a folder or model name with $...$ is drawn as typed, not as TeX
     if len(models) > 1:
-        ax.legend(fontsize=7, ncol=2)
+        for text in ax.legend(fontsize=7, ncol=2).get_texts():
+            text.set_parse_math(False)
     fig.tight_layout()
     return fig
 

@@ -91,7 +91,8 @@ def plot_sparsity(rows: list[dict[str, Any]], metric: str = "recall@10") -> Any:
     ax.set_xticks(levels, [f"{x:.0%}" for x in levels])
     ax.set_xlabel("share of each user's training interactions kept")
     ax.set_ylabel(f"test {metric}")
-    ax.legend(fontsize=8)
+    for text in ax.legend(fontsize=8).get_texts():
+        text.set_parse_math(False)  # model names from the compare folders: drawn as typed, $...$ too
     fig.tight_layout()
     return fig
 

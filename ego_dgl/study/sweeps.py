@@ -112,7 +112,7 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
             ax.set_ylabel(f"test {metric}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, parse_math=False)  # the dataset may be a folder whose name holds $...$: drawn as typed
     engine.save_png(fig, path)
 
 
