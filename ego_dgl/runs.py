@@ -147,7 +147,8 @@ def check_run_dir(run_dir: str | Path, checkpoint: str = BEST) -> Path:
     """The run folder, after checking it holds a config and the named checkpoint."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ConfigError(f"run folder {run_dir} does not exist")
+        what = "is a file, not a folder" if run_dir.exists() else "does not exist"
+        raise ConfigError(f"run folder {run_dir} {what}; give a run's folder (OUT/runs/<run-id>)")
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir} is not a run folder: it has no {CONFIG}")
     if not (run_dir / checkpoint).is_file():

@@ -586,6 +586,14 @@ def test_tex_in_a_model_name_of_cells_csv_is_drawn_as_typed(study, tmp_path):
         assert result.exit_code == 0, (args, result.output, result.exception)
 
 
+@pytest.mark.parametrize("command", [("eval",), ("recommend", "--user", 0), ("export",), ("plot-embeddings",)])
+def test_a_file_given_as_the_run_folder_is_called_a_file(tmp_path, command):
+    """A file given for RUN_DIR was reported as a run folder that "does not exist"."""
+    (tmp_path / "notes.txt").write_text("mine")
+    one_line(cli(command[0], tmp_path / "notes.txt", *command[1:]), "notes.txt", "is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
 def test_eval_of_the_newest_run_names_a_damaged_config(copy, tmp_path):
     run = Path(shutil.copytree(copy("run"), tmp_path / "res" / "runs" / "r"))
     edit_json(run / "config.json", lambda c: [c])
