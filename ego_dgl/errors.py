@@ -46,6 +46,23 @@ FS_HINTS = {
 }
 
 
+ALLOCATION_FAILURES = ("can't allocate memory", "out of memory")  # torch's CPU and CUDA allocators' words
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is an allocation that failed: Python's or numpy's MemoryError, or the
+    RuntimeError (OutOfMemoryError on CUDA) torch's allocators raise."""
+    return isinstance(err, MemoryError) or isinstance(err, RuntimeError) and any(w in str(err) for w in ALLOCATION_FAILURES)
+
+
+def memory_message(err: BaseException) -> str:
+    """An allocation failure as one line: what could not be allocated and what to change."""
+    detail = " ".join(str(err).split())
+    detail = detail[detail.find("you tried"):] if "you tried" in detail else detail
+    return " ".join(f"out of memory ({detail[:160] or type(err).__name__}); use smaller options (--dim, --batch-size, "
+                    "--eval-chunk, a model's widths) or a machine with more free memory".split())
+
+
 def os_error_message(err: OSError) -> str:
     """An OSError as one line: the path, what went wrong, what to do."""
     where = f"{err.filename}: " if err.filename else ""

@@ -228,6 +228,33 @@ def test_library_warnings_never_precede_the_error_line(monkeypatch):
     one_line(cli("data", "info", "synthetic-tiny"), "the one line")
 
 
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+                 "64000000000 bytes. Error code 12 (Cannot allocate memory)"),
+    MemoryError("Unable to allocate 36.2 GiB for an array with shape (4640000000,) and data type int64"),
+])
+def test_an_allocation_that_fails_anywhere_is_one_line(monkeypatch, error):
+    """A failed allocation past the estimates (in a forward pass, a numpy step) was a traceback."""
+    import ego_dgl.data
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(ego_dgl.data, "load_dataset", fail)
+    line = one_line(cli("data", "info", "synthetic-tiny"), "out of memory", "use smaller options")
+    assert ("you tried to allocate 64000000000 bytes" if isinstance(error, RuntimeError) else "Unable to allocate 36.2 GiB") in line
+
+
+def test_another_runtime_error_is_not_called_out_of_memory(monkeypatch):
+    import ego_dgl.data
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ego_dgl.data, "load_dataset", fail)
+    assert isinstance(cli("data", "info", "synthetic-tiny").exception, RuntimeError)
+
+
 def test_library_warnings_of_a_good_command_are_still_shown(monkeypatch):
     import ego_dgl.data
 

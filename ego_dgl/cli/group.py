@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from ego_dgl.errors import EgoDGLError, EgoDGLWarning, os_error_message
+from ego_dgl.errors import EgoDGLError, EgoDGLWarning, memory_message, os_error_message, out_of_memory
 
 console = Console(emoji=False)  # a user's ':x:' in a path stays ':x:'
 _held: list[tuple] = []  # library warnings of the running command, shown only if it succeeds
@@ -41,7 +41,7 @@ def usage_message(err: click.UsageError) -> str:
 
 
 class FriendlyGroup(click.Group):
-    """Turns EgoDGLError, file-system errors, usage errors and interruptions (Ctrl-C)
+    """Turns EgoDGLError, file-system errors, failed allocations, usage errors and interruptions (Ctrl-C)
     into one red line and exit code 2, never a traceback, Click's usage block or "Aborted!"."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -70,6 +70,10 @@ class FriendlyGroup(click.Group):
                 fail(usage_message(err))
             except OSError as err:  # the file system's (full disk, read-only, a file in the way)
                 fail(os_error_message(err))
+            except (MemoryError, RuntimeError) as err:  # an allocation that failed: the options or data ask too much
+                if not out_of_memory(err):
+                    raise
+                fail(memory_message(err))
             except (KeyboardInterrupt, click.exceptions.Abort):
                 fail("interrupted; nothing half-written was left behind (a run that saved a checkpoint says how to resume it); "
                      "run the command again to start over")

@@ -8,7 +8,7 @@ from itertools import pairwise
 from typing import Any
 
 from ego_dgl.data.dataset import Dataset, WordBag
-from ego_dgl.errors import ConfigError
+from ego_dgl.errors import ConfigError, out_of_memory
 from ego_dgl.model.base import Recommender
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.registry import build_model, model_name
@@ -102,7 +102,7 @@ def build_in_memory(ds: Dataset, cfg: RecommenderConfig, device: Any, hint: str 
     try:
         return build_model(ds, cfg, device)
     except (MemoryError, RuntimeError) as err:  # torch's allocators raise RuntimeError (OutOfMemoryError on CUDA)
-        if not isinstance(err, MemoryError) and "allocate" not in str(err):
+        if not out_of_memory(err):
             raise
         raise ConfigError(f"--model {model_name(cfg)} on {ds.name}: its tables do not fit in the memory of {device} "
                           f"(the likely cause: {grown_option(cfg)}); {hint}") from None
