@@ -92,6 +92,15 @@ def test_variant_names_round_trip_and_bad_ones_are_refused():
         parse_variant("ml100k-cold0.10", ["ml100k"])
 
 
+@pytest.mark.parametrize("variant", [Variant(0, 1e-5, 0), Variant(5e-5, 0.5, 3)])
+def test_a_share_written_with_an_exponent_names_a_readable_variant(variant):
+    """data prepare ml100k --train-fraction 0.00001 named the variant ml100k-train1e-05,
+    which no reader took ("unknown dataset"; data info ml100k-train0.00001 said to write
+    it as that unreadable name)."""
+    name = variant_name("ml100k", variant)
+    assert "e-05" in name and parse_variant(name, ["ml100k"]) == ("ml100k", variant)
+
+
 def test_data_build_records_the_variant_and_the_folder_reads_back(tmp_path):
     rng = np.random.default_rng(0)
     pairs = {(u, i) for u in range(30) for i in rng.choice(40, 8, replace=False)}

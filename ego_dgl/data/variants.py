@@ -27,7 +27,8 @@ from ego_dgl.data.split import _sorted
 from ego_dgl.errors import DataError
 
 COLD_FILE = "cold_items.txt"
-VARIANT = re.compile(r"(?P<base>.+?)(?:-cold(?P<cold>[0-9.]+))?(?:-train(?P<train>[0-9.]+))?(?:-seed(?P<seed>\d+))?")
+SHARE = r"[0-9.]+(?:e-[0-9]+)?"  # as variant_name writes a share: 0.25, or 1e-05 below 0.0001
+VARIANT = re.compile(rf"(?P<base>.+?)(?:-cold(?P<cold>{SHARE}))?(?:-train(?P<train>{SHARE}))?(?:-seed(?P<seed>\d+))?")
 
 
 @dataclass(frozen=True)
