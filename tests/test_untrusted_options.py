@@ -72,6 +72,8 @@ def test_seeds_outside_the_one_range_are_one_line(tmp_path, args):
     (["data", "partition", "synthetic-tiny", "P", "--parts", "0"], "--parts"),
     (["data", "build", "OUT", "--interactions", "x.csv", "--k-core", "-2"], "--k-core"),
     (["data", "build", "OUT", "--interactions", "x.csv", "--min-rating", "nan"], "--min-rating"),
+    (["data", "build", "OUT", "--interactions", "x.csv", "--ratios", "nan:1:1"], "--ratios"),
+    (["data", "build", "OUT", "--interactions", "x.csv", "--ratios", "1e308:1e308:1"], "--ratios"),
     (["bench", "--repeats", "0"], "--repeats"),
     (["bench", "--threads", "1000000"], "--threads"),
     (["dist-launch", "--parts-config", "c.json", "--trainers", "0", "--", "train"], "--trainers"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -123,8 +124,8 @@ def parse_ratios(value: str) -> tuple[float, float, float]:
         parts = [float(p) for p in value.replace(",", ":").split(":")]
     except ValueError:
         parts = []
-    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
-        raise ConfigError(f"--ratios {value!r}: give three non-negative numbers, e.g. 8:1:1")
+    if len(parts) != 3 or min(parts) < 0 or not 0 < sum(parts) < math.inf:  # NaN fails the last test too
+        raise ConfigError(f"--ratios {value!r}: give three non-negative finite numbers, e.g. 8:1:1")
     return tuple(p / sum(parts) for p in parts)
 
 
