@@ -140,6 +140,15 @@ def test_more_procs_than_cores_is_one_line_before_spawning(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.parametrize("option", ["--trainers", "--servers"])
+def test_dist_launch_with_more_processes_than_cores_is_one_line_before_starting_any(tmp_path, option):
+    """--servers 10**6 looped for ever looking for ports 10**6 apart; --trainers 10**6 (a
+    multiple of the partitions) would have started a million trainer processes."""
+    parts = tmp_path / "parts"
+    assert cli("data", "partition", "synthetic-tiny", parts, "--parts", 1, "--method", "random").exit_code == 0
+    one_line(cli("dist-launch", "--parts-config", parts / "synthetic-tiny.json", option, 10**6, "--", "train"), option, "CPU cores")
+
+
 def test_tune_jobs_far_above_the_trials_starts_one_worker_per_trial(tmp_path):
     """tune --jobs 10**30 built a list of 10**30 shares (a MemoryError after eating the
     machine's memory); workers past the missing trials have nothing to do."""

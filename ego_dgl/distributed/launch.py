@@ -48,6 +48,10 @@ class LaunchConfig:
         if self.trainers % self.parts:
             raise ConfigError(f"--trainers {self.trainers} must be a multiple of the {self.parts} partitions (DGL splits the edges evenly "
                 "by partition)")
+        cores = os.cpu_count() or 1
+        if max(self.trainers, self.servers) > cores:  # each a process on this machine; --servers 10**6 also never found its ports
+            raise ConfigError(f"--trainers {self.trainers} and --servers {self.servers} (per partition) each start that many processes "
+                              f"on this machine's {cores} CPU cores; give at most {cores} of each")
         return self
 
 
