@@ -33,9 +33,11 @@ def runs_root(out: str | Path | None = None) -> Path:
 
 
 def slug(text: str) -> str:
-    """A file-name-safe short form of a dataset name or path."""
+    """A file-name-safe short form of a dataset name or path; never dots alone ('.' or '..'
+    named the study folder OUT/compare/. or .., its parent), which become 'dataset'."""
     name = Path(str(text).rstrip("/")).name or str(text)
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "dataset"
+    short = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+    return short if short.strip(".") else "dataset"
 
 
 def ensure_folder(path: Path) -> Path:

@@ -28,6 +28,14 @@ def run_dir(tmp_path_factory) -> Path:
     return next((out / "runs").iterdir())
 
 
+@pytest.fixture
+def made_ds(tmp_path_factory) -> Path:
+    """synthetic-tiny written as an MMRec folder."""
+    folder = tmp_path_factory.mktemp("ds") / "ds"
+    assert cli("data", "convert", "synthetic-tiny", folder, "--to", "mmrec").exit_code == 0
+    return folder
+
+
 # --- seeds: one range, every accepted value works ----------------------------------------
 
 
@@ -130,6 +138,17 @@ def test_a_fanout_beyond_int64_is_one_line_before_training(tmp_path):
     one_line(cli("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--sampler", "neighbor",
                  "--fanouts", f"10,{10**30}", "--out", tmp_path), "--fanouts", "2**63-1")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("dataset", [".", "sub/.."])
+def test_compare_of_a_dataset_named_by_dots_gets_a_folder_of_its_own(made_ds, tmp_path, monkeypatch, dataset):
+    """compare --dataset . (from inside a dataset folder) wrote its study into OUT/compare
+    itself, and --dataset DS/sub/.. into OUT: the default folder name was the path's last part."""
+    (made_ds / "sub").mkdir()
+    monkeypatch.chdir(made_ds)
+    result = cli("compare", "--dataset", dataset, "--models", "pop", "--seeds", 1, "--epochs", 1, "--device", "cpu", "--out", tmp_path)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert [p.name for p in tmp_path.iterdir()] == ["compare"] and [p.name for p in (tmp_path / "compare").iterdir()] == ["dataset"]
 
 
 def test_more_procs_than_cores_is_one_line_before_spawning(tmp_path):
