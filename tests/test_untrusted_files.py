@@ -143,6 +143,7 @@ def test_damaged_run_config_names_the_file_and_field(copy, change, fragment):
     (lambda p: p | {"extra": 1}, "extra"),
     (lambda p: p | {"model": 5}, "model"),
     (lambda p: p | {"train_state": p["train_state"] | {"epoch": "one"}}, "epoch"),
+    (lambda p: p | {"model": {k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in p["model"].items()}}, "NaN"),
 ])
 def test_damaged_checkpoint_names_the_file_and_field(copy, change, fragment):
     run = copy("run")

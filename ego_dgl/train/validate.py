@@ -86,5 +86,8 @@ def check_payload(payload: dict[str, Any], path: Path) -> dict[str, Any]:
     bad = [k for k, v in payload["model"].items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise ConfigError(f"{where}: field 'model' entry {str(bad[0])!r:.60} is not a tensor; {CKPT_HINT}")
+    bad = [k for k, v in payload["model"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # training stops before saving a NaN (errors.non_finite_loss): such a file scored every item NaN
+        raise ConfigError(f"{where}: field 'model' entry {str(bad[0])!r:.60} holds NaN or inf, which training never saves; {CKPT_HINT}")
     return payload
 
