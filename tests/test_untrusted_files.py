@@ -523,6 +523,8 @@ def test_damaged_tune_study_is_one_line_and_kept(study, damage, fragment):
     (lambda r: [r[0] | {"user_attrs": {"run": "x"}}], "user_attrs.options must be an object"),
     (lambda r: [r[0] | {"user_attrs": {**r[0]["user_attrs"], "options": {"lr": [1]}}}], "user_attrs.options must be an object"),
     (lambda r: [r[0] | {"user_attrs": {**r[0]["user_attrs"], "evil": 1}}], "unknown field 'evil'"),
+    (lambda r: [r[0] | {"user_attrs": {**r[0]["user_attrs"], "options": r[0]["user_attrs"]["options"] | {"dataset": "/x"}}}],
+     "'dataset', which the trial did not search"),
 ])
 def test_damaged_trials_json_of_a_study_without_its_database_is_one_line(study, damage, fragment):
     """A study carried without study.db is rebuilt from trials.json, checked before a new
@@ -533,6 +535,24 @@ def test_damaged_trials_json_of_a_study_without_its_database_is_one_line(study, 
     before = {p.name for p in folder.iterdir()}
     one_line(cli(*TUNE, "--out", folder.parent.parent), "trials.json", fragment)
     assert {p.name for p in folder.iterdir()} == before
+
+
+def test_a_stored_trial_cannot_write_options_it_did_not_search_into_best_toml(study):
+    """A trial of study.db (or trials.json) whose options held other keys wrote them into
+    best.toml: dataset overridden, and a key with a newline injected out = ELSEWHERE, which
+    train --config best.toml then followed."""
+    import optuna
+
+    folder = study("tune")
+    stored = optuna.load_study(study_name="tune", storage=f"sqlite:///{folder / 'study.db'}")
+    first = stored.trials[0]
+    injected = {**first.user_attrs["options"], "dataset": "/elsewhere", 'out = "/elsewhere"\n#': 1}
+    stored.add_trial(optuna.trial.create_trial(params=first.params, distributions=first.distributions, value=1.0,
+                                               user_attrs={"options": injected}))
+    result = cli(*TUNE, "--out", folder.parent.parent)  # two trials finished: records written, nothing trained
+    assert result.exit_code == 0, (result.output, result.exception)
+    best = (folder / "best.toml").read_text()
+    assert "trial 1 of" in best and "elsewhere" not in best and 'dataset = "synthetic-tiny"' in best
 
 
 def test_a_carried_trial_naming_a_folder_outside_its_study_trains_in_its_own(study, tmp_path):

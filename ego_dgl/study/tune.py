@@ -303,6 +303,9 @@ def frozen_trial(record: Any, index: int, where: str) -> Any:
     options = attrs.get("options", {} if record["state"] == "FAIL" else None)
     if not isinstance(options, dict) or not all(isinstance(v, (int, float, str)) for v in options.values()):
         raise ConfigError(f"{at}: user_attrs.options must be an object of the values that trained; {EXPORT_HINT}")
+    extra = sorted(set(options) - set(record["params"]))
+    if extra:
+        raise ConfigError(f"{at}: user_attrs.options holds {extra[0]!r:.60}, which the trial did not search; {EXPORT_HINT}")
     try:
         return optuna.trial.create_trial(
             state=optuna.trial.TrialState[record["state"]], value=record["value"], params=record["params"],
@@ -507,13 +510,16 @@ def toml_value(value: Any) -> str:
 
 
 def best_options(plan: Plan, study: Any) -> dict[str, Any] | None:
-    """The options of the best complete trial: the study's fixed ones and its values."""
+    """The options of the best complete trial: the study's fixed ones and its values of the
+    options the study searches (a storage or trials.json from elsewhere may hold others,
+    e.g. an `out` to send `train --config best.toml` elsewhere; they are not taken)."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if not complete:
         return None
     best = max(complete, key=lambda t: (t.value, -t.number))
     fixed = {"dataset": dataset_name(plan.given), "seed": plan.seed, **{k: v for k, v in plan.given.items() if k not in RUN_ONLY}}
-    return {"model": plan.model, **fixed, **best.user_attrs["options"], "_trial": best.number, "_value": best.value}
+    values = best.user_attrs.get("options", best.params)
+    return {"model": plan.model, **fixed, **{k: values[k] for k in plan.space if k in values}, "_trial": best.number, "_value": best.value}
 
 
 def write_best(plan: Plan, best: dict[str, Any]) -> None:
