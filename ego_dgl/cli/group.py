@@ -70,13 +70,13 @@ class FriendlyGroup(click.Group):
                 fail(usage_message(err))
             except OSError as err:  # the file system's (full disk, read-only, a file in the way)
                 fail(os_error_message(err))
-            except (MemoryError, RuntimeError) as err:  # an allocation that failed: the options or data ask too much
-                if not out_of_memory(err):
-                    raise
-                fail(memory_message(err))
             except (KeyboardInterrupt, click.exceptions.Abort):
                 fail("interrupted; nothing half-written was left behind (a run that saved a checkpoint says how to resume it); "
                      "run the command again to start over")
+            except (MemoryError, RuntimeError) as err:  # an allocation that failed (below Abort, itself a RuntimeError)
+                if not out_of_memory(err):
+                    raise
+                fail(memory_message(err))
 
 
 @click.group(cls=FriendlyGroup)
