@@ -36,7 +36,7 @@ def parse_fanouts(text: str, layers: int) -> list[int]:
     except ValueError:
         raise ConfigError(f"--fanouts {text!r} must be comma-separated integers, e.g. 10,10 (-1 takes every neighbour)") from None
     if not values or any((v < 1 and v != ALL) or v > MAX_COUNT for v in values):
-        raise ConfigError(f"--fanouts {text!r}: each fanout must be a positive integer up to 2**63-1 or -1 (every neighbour)")
+        raise ConfigError(f"--fanouts {text!r}: each fanout must be a positive integer or -1 (every neighbour), at most 2**63-1")
     if len(values) == 1:
         return values * layers
     if len(values) != layers:
