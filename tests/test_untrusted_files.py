@@ -615,6 +615,17 @@ def test_a_file_given_as_the_run_folder_is_called_a_file(tmp_path, command):
     assert (tmp_path / "notes.txt").read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.parametrize("damage", [lambda p: p.write_bytes(b"not sqlite" * 100), lambda p: p.mkdir()])
+def test_a_damaged_mlflow_store_of_the_results_folder_is_one_line(tmp_path, damage):
+    """results/mlflow.db that is not a database (or a folder, which MLflow retried for
+    minutes) ended train --log mlflow with SQLAlchemy's traceback."""
+    pytest.importorskip("mlflow")
+    damage(tmp_path / "mlflow.db")
+    one_line(cli("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--dim", 8, "--device", "cpu", "--log", "mlflow",
+                 "--out", tmp_path), "--log mlflow", "mlflow.db")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_eval_of_the_newest_run_names_a_damaged_config(copy, tmp_path):
     run = Path(shutil.copytree(copy("run"), tmp_path / "res" / "runs" / "r"))
     edit_json(run / "config.json", lambda c: [c])

@@ -121,15 +121,19 @@ class MLflowTracker:
         try:
             from mlflow.exceptions import MlflowException
             from mlflow.tracking import MlflowClient
+            from sqlalchemy.exc import SQLAlchemyError  # MLflow's SQL stores
         except ImportError:
             raise ConfigError("--log mlflow needs MLflow: pip install 'ego-dgl[mlflow]' (or pip install mlflow)") from None
         uri = mlflow_uri(run_dir)
-        self.client = MlflowClient(uri)
-        try:
+        store = results_folder(run_dir) / MLFLOW_STORE
+        if not os.environ.get("MLFLOW_TRACKING_URI") and store.exists() and not store.is_file():  # MLflow retries it for minutes
+            raise ConfigError(f"--log mlflow: {store}, the tracking store of this results folder, is not a file; move it away")
+        try:  # a damaged store (results/mlflow.db not a database, a folder in its place) fails as early as the client
+            self.client = MlflowClient(uri)
             found = self.client.get_experiment_by_name(EXPERIMENT)
             experiment = found.experiment_id if found is not None else self.client.create_experiment(EXPERIMENT)
-        except MlflowException as err:
-            why = " ".join(str(err).split())[:200]
+        except (MlflowException, SQLAlchemyError) as err:
+            why = " ".join(str(getattr(err, "orig", None) or err).split())[:200]
             raise ConfigError(f"--log mlflow: cannot use the tracking store {uri} ({why}); check MLFLOW_TRACKING_URI") from None
         self.run_id = self.client.create_run(experiment, run_name=name, tags={"egodgl.run_dir": str(run_dir.resolve())}).info.run_id
         for key, value in flat_params(params).items():
