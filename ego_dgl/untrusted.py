@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,15 @@ def decode(data: bytes, path: Path | str, encoding: str = "utf-8", error: type[E
 
 def read_text(path: Path | str, encoding: str = "utf-8", error: type[EgoDGLError] = DataError,
               limit: int | None = None, hint: str = "save it as UTF-8") -> str:
-    """A text file, refused in one line when unreadable, larger than `limit` bytes or not
-    in `encoding`."""
+    """A text file, refused in one line when unreadable, not a regular file (a FIFO blocks,
+    /dev/zero never ends: their size is 0), larger than `limit` bytes or not in `encoding`."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if limit is not None and size > limit:
-            raise error(f"{path}: {size:,} bytes, more than the {limit:,} such a file can need; is it the right file?")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):  # a folder: reading it says so below
+            raise error(f"{path}: not a regular file (a device, pipe or socket); give a file")
+        if limit is not None and info.st_size > limit:
+            raise error(f"{path}: {info.st_size:,} bytes, more than the {limit:,} such a file can need; is it the right file?")
         data = path.read_bytes()
     except OSError as err:
         raise error(f"{path}: cannot be read ({err.strerror or err}); check the path") from None

@@ -290,6 +290,16 @@ def test_a_tune_space_with_values_no_trial_can_take_is_one_line(tmp_path, text, 
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.parametrize("kind", ["zero", "fifo"])
+def test_a_config_file_that_is_a_device_or_a_pipe_is_one_line(tmp_path, kind):
+    """A config (or --space, or any JSON record) linked to /dev/zero passed the size check
+    (a device's size is 0) and was read until memory ran out; a FIFO blocked for ever."""
+    path = tmp_path / "c.toml"
+    path.symlink_to("/dev/zero") if kind == "zero" else os.mkfifo(path)
+    one_line(cli("train", "--config", path, "--dataset", "synthetic-tiny", "--out", tmp_path / "res"), "c.toml", "not a regular file")
+    assert not (tmp_path / "res").exists()
+
+
 # --- a user's file deleted, a write outside the named folder ------------------------------
 
 
