@@ -89,6 +89,16 @@ def test_the_card_of_a_prepared_variant_is_read_and_its_variant_checked(copy):
     one_line(cli("data", "info", built), "card.json", "'variant'", "'seed'")
 
 
+@pytest.mark.parametrize("text, fragment", [(b"\xff\xfe1\n", "not UTF-8"), ("1\n\u00b2\n".encode(), "one dense item id"),
+                                            (b"99999999999999999999999\n", "one dense item id")])
+def test_a_damaged_cold_items_list_is_one_line(copy, text, fragment):
+    """cold_items.txt that was not UTF-8, held a digit isdigit() takes but int() does not
+    ('\u00b2') or an id beyond int64 ended data info with a traceback."""
+    ds = copy("ds")
+    (ds / "cold_items.txt").write_bytes(text)
+    one_line(cli("data", "info", ds), "cold_items.txt", fragment)
+
+
 def test_duplicates_of_a_refused_dataset_give_no_warning_before_the_error(copy):
     """The duplicate rows leave the valid split empty: the one error line, not a warning
     about the dropped rows first."""

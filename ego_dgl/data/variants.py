@@ -25,6 +25,7 @@ import numpy as np
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.data.split import _sorted
 from ego_dgl.errors import DataError
+from ego_dgl.untrusted import read_text
 
 COLD_FILE = "cold_items.txt"
 SHARE = r"[0-9.]+(?:e-[0-9]+)?"  # as variant_name writes a share: 0.25, or 1e-05 below 0.0001
@@ -150,8 +151,8 @@ def read_cold_items(folder: Path, ds: Dataset) -> Dataset:
     path = Path(folder) / COLD_FILE
     if not path.is_file():
         return ds
-    text = path.read_text(encoding="utf-8").split()
-    if not all(t.isdigit() for t in text):
+    text = read_text(path, hint="rebuild the dataset").split()
+    if not all(t.isascii() and t.isdigit() and len(t) <= 18 for t in text):  # '²' is a digit to isdigit; 19 digits overflow int64
         raise DataError(f"{path}: expected one dense item id (a whole number) per line; rebuild the dataset")
     return replace(ds, cold_items=np.unique(np.asarray(text, dtype=np.int64))).validate()
 
