@@ -351,6 +351,17 @@ def test_failed_build_keeps_the_users_empty_out(made, tmp_path):
     assert result.exit_code == 0 and (out / "card.json").is_file()
 
 
+@pytest.mark.parametrize("pid", ["99999999999999999999", "\u00b2"])
+def test_a_folder_named_like_a_partial_write_with_no_pid_is_left_alone(tmp_path, pid):
+    """A folder beside OUT named .OUT.partial-<not a pid>-x ended every write of OUT with
+    int()'s ValueError or os.kill's OverflowError."""
+    stray = tmp_path / f".dst.partial-{pid}-x"
+    stray.mkdir()
+    result = cli("data", "convert", "synthetic-tiny", tmp_path / "dst", "--to", "mmrec")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert stray.is_dir()
+
+
 def test_a_killed_converts_partial_folder_is_removed_by_the_next_write(tmp_path):
     dst = tmp_path / "dst"
     dead = tmp_path / ".dst.partial-999999999-abc"  # no process has this id

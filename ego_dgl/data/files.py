@@ -79,7 +79,8 @@ def remove_stale_partials(target: Path) -> None:
     Only folders of that exact pattern, which only atomic_folder makes, are touched."""
     for folder in target.parent.glob(f".{target.name}.partial-*-*"):
         pid = folder.name[len(f".{target.name}.partial-"):].split("-", 1)[0]
-        if pid.isdigit() and folder.is_dir() and not folder.is_symlink() and not process_alive(int(pid)):
+        ours = pid.isascii() and pid.isdigit() and int(pid) < 2**31  # a pid; '²' or 10**20 in a name is someone else's folder
+        if ours and folder.is_dir() and not folder.is_symlink() and not process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 
