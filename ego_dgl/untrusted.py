@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
 
 from ego_dgl.errors import DataError, EgoDGLError
 
@@ -123,3 +126,21 @@ def check_record(value: Any, fields: dict[str, Field], where: str, error: type[E
     if unknown and not extra_ok:
         raise error(f"{where}: unknown field {unknown[0]!r}; {hint}")
     return value
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1: ESC starts a terminal sequence
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters written out ('\\x1b'): a title or path from
+    someone's file cannot move the cursor, clear the screen or retitle the terminal."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class SafeConsole(Console):
+    """rich's Console printing every string through `printable` (rich itself passes ESC
+    sequences on); its own styling is unaffected, as that is not in the strings."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        return super().render_str(printable(text), **kwargs)
+

@@ -115,6 +115,18 @@ def test_markup_in_a_card_prints_literally(copy):
     assert "[/red] me :x:" in result.output
 
 
+def test_control_characters_from_files_and_paths_print_escaped(copy, tmp_path):
+    """rich passes ESC on: a dataset name in meta.json or a path holding a terminal
+    sequence reached the terminal raw (clear the screen, retitle the window)."""
+    ds = copy("ds")
+    edit_json(ds / "meta.json", lambda m: m | {"name": "evil\x1b[2J"})
+    result = cli("data", "info", ds)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "evil\\x1b[2J" in result.output
+    line = one_line(cli("eval", tmp_path / "run\x1b]0;pwned\x07"), "run\\x1b]0;pwned\\x07")
+    assert "\x1b" not in line
+
+
 @pytest.mark.parametrize("change, shown", [
     (lambda c: c | {"split": c["split"] | {"kind": "[/]"}}, "split [/] "),
     (lambda c: c | {"split": c["split"] | {"sizes": {"[/x]": 3}}}, "[/x] 3"),

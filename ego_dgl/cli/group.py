@@ -7,12 +7,12 @@ import sys
 import warnings
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
 from ego_dgl.errors import EgoDGLError, EgoDGLWarning, memory_message, os_error_message, out_of_memory
+from ego_dgl.untrusted import SafeConsole
 
-console = Console(emoji=False)  # a user's ':x:' in a path stays ':x:'
+console = SafeConsole(emoji=False)  # a user's ':x:' in a path stays ':x:'
 _held: list[tuple] = []  # library warnings of the running command, shown only if it succeeds
 
 
@@ -20,7 +20,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     """EgoDGLWarning as one yellow line at once; other (numpy, pandas, torch) warnings are
     held until the command ends, so none precedes an error line."""
     if issubclass(category, EgoDGLWarning):
-        Console(stderr=True, emoji=False).print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+        SafeConsole(stderr=True, emoji=False).print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
         _held.append((message, category, filename, lineno, file, line))
 
@@ -29,7 +29,7 @@ def fail(message: str) -> None:
     """The one red error line, then exit code 2 (held library warnings are dropped: the
     error says what matters)."""
     _held.clear()
-    Console(stderr=True, emoji=False).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    SafeConsole(stderr=True, emoji=False).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -16,6 +15,8 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+from ego_dgl.untrusted import SafeConsole, printable
 
 
 class Steps:
@@ -30,7 +31,7 @@ class Steps:
         if self._progress is None:
             yield lambda n=1: None
             return
-        task = self._progress.add_task(escape(description), total=total)
+        task = self._progress.add_task(escape(printable(description)), total=total)  # a progress column skips the console's check
         yield lambda n=1: self._progress.advance(task, n)
         self._progress.update(task, total=total or 1, completed=total or 1)
 
@@ -41,5 +42,5 @@ def steps(enabled: bool) -> Iterator[Steps]:
         yield Steps(None)
         return
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True, emoji=False)) as progress:
+    with Progress(*columns, console=SafeConsole(stderr=True, emoji=False)) as progress:
         yield Steps(progress)

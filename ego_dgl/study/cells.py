@@ -391,14 +391,14 @@ class CellProgress:
     tagged with its key; nothing when `progress` is False. Used as the `on_cell` hook."""
 
     def __init__(self, title: str, total: int, progress: bool = True):
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from ego_dgl.train.progress import resolve_display
+        from ego_dgl.untrusted import SafeConsole
 
         self.lines = progress and resolve_display("auto") == "lines"
         self.cell_display = "lines" if self.lines else "off"
-        self.console = Console(stderr=True, emoji=False)
+        self.console = SafeConsole(stderr=True, emoji=False)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
         self.bar = Progress(*columns, console=self.console, disable=not progress or self.lines)
         self.task = self.bar.add_task(escape(title), total=total, info="")

@@ -253,7 +253,6 @@ def plot_embeddings(
 ) -> EmbeddingPlot:
     """Check every input, choose the users, embed every run before and after propagation,
     then write the PNG, the JSON and the CSV (each atomically, only once all is computed)."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import (
         BarColumn,
@@ -264,6 +263,7 @@ def plot_embeddings(
     )
 
     from ego_dgl.train.loading import load_run
+    from ego_dgl.untrusted import SafeConsole, printable
 
     paths = output_paths(out, split, seed, overwrite)
     dirs = [check_run_dir(r) for r in run_dirs]
@@ -272,12 +272,12 @@ def plot_embeddings(
     sel = choose_users(first.ds, split, users, seed)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     embedded: list[RunEmbedding] = []
-    with Progress(*columns, console=Console(stderr=True, emoji=False), disable=not progress) as bar:
+    with Progress(*columns, console=SafeConsole(stderr=True, emoji=False), disable=not progress) as bar:
         task = bar.add_task("t-SNE", total=2 * len(dirs))
         for k, run_dir in enumerate(dirs):
             run = first if k == 0 else load_run(run_dir, device)
             embedded.append(embed_run(run, sel, seed, lambda stage, name=run_dir.name: bar.update(
-                task, advance=1, description=escape(f"t-SNE {name} {stage}"))))
+                task, advance=1, description=escape(printable(f"t-SNE {name} {stage}")))))
     note = widths_note(embedded)
     caption = (f"t-SNE (init pca, seed {seed}) of the tables the model scores with (Eq. 12); stars: users, points: "
                f"their held-out {split} items; held/random: mean Euclidean distance to held-out over random unseen items")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -18,6 +17,7 @@ from rich.progress import (
 )
 
 from ego_dgl.train.checkpoint import TrainState
+from ego_dgl.untrusted import SafeConsole
 
 SHORT = {"precision": "P", "recall": "R", "ndcg": "N", "hit": "H"}
 DISPLAYS = ("auto", "bar", "lines", "off")
@@ -56,7 +56,7 @@ class EpochProgress:
         self.display = resolve_display(display)
         self.prefix = f"{escape(tag)}: " if tag else ""
         self.total, self.patience = total_epochs, patience
-        self.console = Console(stderr=True, emoji=False)
+        self.console = SafeConsole(stderr=True, emoji=False)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
