@@ -312,6 +312,12 @@ def test_a_tune_space_with_values_no_trial_can_take_is_one_line(tmp_path, text, 
     assert not (tmp_path / "res").exists()
 
 
+def test_a_yaml_number_read_as_text_says_how_to_write_it(tmp_path):
+    """YAML 1.1 reads lr: 1e-3 as the text '1e-3': the line said lr must be a float, not why."""
+    (tmp_path / "c.yaml").write_text("lr: 1e-3\n")
+    one_line(cli("train", "--config", tmp_path / "c.yaml", "--out", tmp_path / "res"), "lr", "write it as 0.001")
+
+
 @pytest.mark.parametrize("kind", ["zero", "fifo"])
 def test_a_config_file_that_is_a_device_or_a_pipe_is_one_line(tmp_path, kind):
     """A config (or --space, or any JSON record) linked to /dev/zero passed the size check

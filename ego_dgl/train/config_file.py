@@ -3,6 +3,7 @@ options (`layers-mm` or `layers_mm`); the command line wins over the file."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,15 @@ def coerce(key: str, value: Any, path: Path) -> Any:
     if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not ok:
-        raise ConfigError(f"{key} in {path} must be a {kind.__name__}, got {value!r}")
+        raise ConfigError(f"{key} in {path} must be a {kind.__name__}, got {value!r}{yaml_text_number(value)}")
     return value
+
+
+def yaml_text_number(value: Any) -> str:
+    """A hint for a number YAML 1.1 reads as text (1e-3 lacks the '.' its float form needs), else ''."""
+    if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9]+[eE][-+]?[0-9]+", value.strip()):
+        return f" (YAML reads {value} as text; write it as {float(value)!r})"
+    return ""
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
