@@ -316,6 +316,10 @@ def test_a_yaml_number_read_as_text_says_how_to_write_it(tmp_path):
     """YAML 1.1 reads lr: 1e-3 as the text '1e-3': the line said lr must be a float, not why."""
     (tmp_path / "c.yaml").write_text("lr: 1e-3\n")
     one_line(cli("train", "--config", tmp_path / "c.yaml", "--out", tmp_path / "res"), "lr", "write it as 0.001")
+    (tmp_path / "space.yaml").write_text("lr:\n  low: 1e-3\n  high: 1e-2\n")
+    one_line(cli("tune", "--model", "lightgcn", "--dataset", "synthetic-tiny", "--space", tmp_path / "space.yaml", "--out", tmp_path / "res"),
+             "lr.low and .high", "write it as 0.001")
+    assert not (tmp_path / "res").exists()
 
 
 @pytest.mark.parametrize("kind", ["zero", "fifo"])

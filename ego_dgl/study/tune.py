@@ -59,7 +59,7 @@ from ego_dgl.runs import (
     write_json,
 )
 from ego_dgl.study.cells import save_png, start_parent_watch, study_folder, worker_threads
-from ego_dgl.train.config_file import load_config_file, parse_file
+from ego_dgl.train.config_file import load_config_file, parse_file, yaml_text_number
 from ego_dgl.train.defaults import (
     dataset_name,
     flag,
@@ -128,7 +128,7 @@ def check_range(key: str, spec: Any, kind: type, where: str) -> dict[str, Any]:
     low, high, log = spec["low"], spec["high"], spec.get("log", False)
     if not all(space_value_ok(v, kind) for v in (low, high)):
         raise ConfigError(f"{where}: {key}.low and .high must be {kind.__name__} numbers, finite and within ±(2**63-1), "
-                          f"got {low!r:.40} and {high!r:.40}")
+                          f"got {low!r:.40} and {high!r:.40}{yaml_text_number(low) or yaml_text_number(high)}")
     if not isinstance(log, bool):
         raise ConfigError(f"{where}: {key}.log must be true or false, got {log!r:.40}")
     if not low < high or (log and low <= 0):
