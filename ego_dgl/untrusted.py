@@ -82,7 +82,7 @@ class Field:
     finite: bool = True
 
 
-def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
+def type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
     """isinstance, except that true/false is no number and an integer is a float."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if isinstance(value, bool):
@@ -115,7 +115,7 @@ def check_record(value: Any, fields: dict[str, Field], where: str, error: type[E
             if spec.required:
                 raise error(f"{where}: field {key!r} is missing; {hint}")
             continue
-        if not _type_ok(value[key], spec.kind):
+        if not type_ok(value[key], spec.kind):
             kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
             wanted = " or ".join(JSON_NAMES.get(k, k.__name__) for k in kinds)
             raise error(f"{where}: field {key!r} must be {wanted}, found {value[key]!r:.60}; {hint}")

@@ -6,6 +6,7 @@ from a path, no library warning before it)."""
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 from untrusted_checks import cli, one_line
 
 from ego_dgl._dgl import dgl
-from ego_dgl.errors import DataError
+from ego_dgl.errors import ConfigError, DataError
 from ego_dgl.train.defaults import MAX_SEED
 from ego_dgl.train.trainer import seed_everything
 
@@ -157,6 +158,18 @@ def test_more_procs_than_cores_is_one_line_before_spawning(tmp_path):
     one_line(cli("train", "--dataset", "synthetic-tiny", "--epochs", 1, "--device", "cpu", "--procs", 10**6, "--out", tmp_path),
              "--procs", "CPU cores")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_few_more_processes_than_cores_still_run_and_a_flood_does_not():
+    """Oversubscribing the cores (--procs 4 on 2 cores, as the README shows) is a user's
+    choice; only a count no machine could run is refused."""
+    from ego_dgl.system import PROCESSES_PER_CORE, check_process_count
+
+    cores = os.cpu_count() or 1
+    check_process_count("--procs", 2 * cores)
+    check_process_count("--procs", PROCESSES_PER_CORE * cores)
+    with pytest.raises(ConfigError, match="--procs"):
+        check_process_count("--procs", PROCESSES_PER_CORE * cores + 1)
 
 
 @pytest.mark.parametrize("option", ["--trainers", "--servers"])

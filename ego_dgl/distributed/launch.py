@@ -25,6 +25,7 @@ from pathlib import Path
 from ego_dgl.distributed.graph import ONE_HOST
 from ego_dgl.distributed.partition import read_partitions
 from ego_dgl.errors import ConfigError
+from ego_dgl.system import check_process_count
 from ego_dgl.train.parallel import free_port
 
 HOST = "127.0.0.1"
@@ -48,10 +49,8 @@ class LaunchConfig:
         if self.trainers % self.parts:
             raise ConfigError(f"--trainers {self.trainers} must be a multiple of the {self.parts} partitions (DGL splits the edges evenly "
                 "by partition)")
-        cores = os.cpu_count() or 1
-        if max(self.trainers, self.servers) > cores:  # each a process on this machine; --servers 10**6 also never found its ports
-            raise ConfigError(f"--trainers {self.trainers} and --servers {self.servers} (per partition) each start that many processes "
-                              f"on this machine's {cores} CPU cores; give at most {cores} of each")
+        for flag, count in (("--trainers", self.trainers), ("--servers", self.servers)):  # --servers 10**6 never found its ports
+            check_process_count(flag, count)
         return self
 
 

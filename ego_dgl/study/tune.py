@@ -66,7 +66,7 @@ from ego_dgl.train.defaults import (
     option_types,
     resolve_options,
 )
-from ego_dgl.untrusted import MAX_COUNT, Field, _type_ok, check_record
+from ego_dgl.untrusted import MAX_COUNT, Field, check_record, type_ok
 
 STUDY, STORAGE, BEST_CONFIG, TRIALS, EXPORT = "study.json", "study.db", "best.toml", "trials.csv", "trials.json"
 STUDY_FIELDS = {"model": Field(str), "given": Field(dict), "space": Field(dict), "startup": Field(int, False), "warmup": Field(int, False)}
@@ -106,7 +106,7 @@ def space_value_ok(value: Any, kind: type) -> bool:
     int64 where it is an integer."""
     if isinstance(value, float) and not math.isfinite(value) or type(value) is int and not -MAX_COUNT <= value <= MAX_COUNT:
         return False
-    return _type_ok(value, kind)
+    return type_ok(value, kind)
 
 
 def check_range(key: str, spec: Any, kind: type, where: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ in `records`, and how a finished run is loaded back in `loading`.
 from __future__ import annotations
 
 import math
-import os
 import queue
 import random
 import time
@@ -40,6 +39,7 @@ from ego_dgl.model.base import Recommender
 from ego_dgl.model.config import RecommenderConfig
 from ego_dgl.model.registry import model_name
 from ego_dgl.runs import BEST, CONFIG, HISTORY, LAST, METRICS, write_csv, write_json
+from ego_dgl.system import check_process_count
 from ego_dgl.train.budget import build_in_memory
 from ego_dgl.train.checkpoint import (
     TrainState,
@@ -349,13 +349,12 @@ def train(
 
 
 def check_procs(procs: int, device: torch.device) -> None:
-    """Refuse more --procs than there are CUDA devices (one per process) or, on the CPU,
-    cores (each process holds its own copy of the data and model): --procs 10**6 would
-    spawn a million processes."""
-    have, what = (torch.cuda.device_count(), "CUDA devices") if device.type == "cuda" else (os.cpu_count() or 1, "CPU cores")
-    if procs > have:
-        raise ConfigError(f"--procs {procs} on {device.type} needs one of this machine's {what} per process, but it has {have}; "
-                          f"give --procs {have} or fewer")
+    """Refuse more --procs than there are CUDA devices (one per process) or than the CPU's
+    cores can run (system.check_process_count)."""
+    if device.type != "cuda":
+        check_process_count("--procs", procs)
+    elif procs > torch.cuda.device_count():
+        raise ConfigError(f"--procs {procs} on CUDA needs one device per process, but {torch.cuda.device_count()} are present")
 
 
 def train_rank(
