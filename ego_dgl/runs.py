@@ -102,11 +102,29 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, buf.getvalue().encode())
 
 
-def write_png(path: Path, fig: Any) -> None:
-    """A matplotlib figure as a PNG, written atomically like every other record."""
+@contextmanager
+def pyplot() -> Iterator[Any]:
+    """matplotlib.pyplot on the Agg backend (files only, no display), TeX parsing off for the
+    text made inside: names from folders, files and options are drawn as typed, $...$ too."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        yield plt
+
+
+def save_png(fig: Any, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> None:
+    """Lay a matplotlib figure out within `rect` (figure fractions; room left outside it,
+    e.g. for a legend or caption), write it as PNG atomically like every record, close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout(rect=rect)
     buf = io.BytesIO()
     fig.savefig(buf, dpi=120, format="png")
     write_atomic(path, buf.getvalue())
+    plt.close(fig)
 
 
 def read_csv(path: Path, required: tuple[str, ...] = (), numeric: tuple[str, ...] = (),

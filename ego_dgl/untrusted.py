@@ -23,6 +23,11 @@ JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integ
               type(None): "null"}
 
 
+def beyond_int64(value: Any) -> bool:
+    """Whether `value` is an integer outside ±MAX_COUNT, which torch's int64 cannot take."""
+    return type(value) is int and not -MAX_COUNT <= value <= MAX_COUNT
+
+
 def kind_name(value: Any) -> str:
     """How a parsed JSON/TOML/YAML value is called in messages ('a list', 'a string', ...)."""
     return JSON_NAMES.get(type(value), f"a {type(value).__name__}")

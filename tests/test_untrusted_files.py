@@ -652,6 +652,25 @@ def test_tex_in_a_dataset_or_folder_name_is_drawn_as_typed(made, tmp_path):
     assert (run / "by-item-degree-test.png").is_file()
 
 
+def test_text_drawn_under_pyplot_is_never_tex_and_the_users_matplotlib_is_left_as_it_was(tmp_path):
+    """Every ego-dgl plot draws inside runs.pyplot(): its text keeps $...$ as typed, the
+    rcParams of a notebook calling us are restored, save_png writes a PNG and closes."""
+    import matplotlib
+
+    from ego_dgl.runs import pyplot, save_png
+
+    with pyplot() as plt:
+        fig, ax = plt.subplots()
+        ax.set_yticks([0, 1], ["$\\bad$", "$x^2$"])
+        texts = [fig.suptitle("d$\\bad$"), ax.set_title("$\\frac{1$"), *ax.get_yticklabels()]
+        ax.plot([0, 1], label="$\\bad$")
+        texts += ax.legend().get_texts()
+        save_png(fig, tmp_path / "p.png")
+    assert not any(t.get_parse_math() for t in texts)
+    assert matplotlib.rcParams["text.parse_math"] and matplotlib.get_backend().lower() == "agg"
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not plt.get_fignums()
+
+
 def test_tex_in_a_model_name_of_cells_csv_is_drawn_as_typed(study, tmp_path):
     folder = study("compare")
     edit_text(folder / "cells.csv", lambda t: t.replace("\npop-s0,pop,", "\npop-s0,$\\bad$,", 1))

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ego_dgl.errors import EgoDGLError
-from ego_dgl.runs import write_png
+from ego_dgl.runs import pyplot, save_png
 from ego_dgl.untrusted import Field, check_record, read_json
 
 PHASES = ("t_sample", "t_forward", "t_backward", "t_optim")
@@ -302,32 +302,26 @@ def plot_scaling(results: list[dict[str, Any]], path: Path) -> None:
     sampler: full-graph EgoGCN propagates the whole graph every step, so its step costs
     linearly in the edges (an epoch, edges / batch steps, quadratically); a sampled step
     costs what its blocks hold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for sampler in dict.fromkeys(Case(**r["case"]).sampler for r in results):
-        rows = sorted((r for r in results if Case(**r["case"]).sampler == sampler), key=lambda r: r["train_edges"])
-        case = Case(**rows[0]["case"])
-        label = "full graph" if sampler == "full" else f"{sampler} sampling, fanouts {case.fanouts or 'default'}"
-        edges = [r["train_edges"] for r in rows]
-        (line,) = ax_time.plot(edges, [step_seconds(r) for r in rows], "o-", label=f"step, {label}")
-        ax_mem.plot(edges, [r["peak_rss_mb"] / 1024 for r in rows], "o-", color=line.get_color(), label=label)
-        if sampler == "full":  # evaluation is the same exact pass whatever the training sampler
-            ax_time.plot(edges, [r["eval_s"] for r in rows], "s:", label="full evaluation")
-    ax_time.set_yscale("log")
-    for ax, ylabel in ((ax_time, "seconds"), (ax_mem, "peak RSS of the process, GiB")):
-        ax.set_xscale("log")
-        ax.set_xlabel("training edges")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.suptitle("cost against graph size (EgoGCN-hard)")
-    fig.tight_layout()
-    write_png(path, fig)
-    plt.close(fig)
+    with pyplot() as plt:
+        fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(10, 3.8))
+        for sampler in dict.fromkeys(Case(**r["case"]).sampler for r in results):
+            rows = sorted((r for r in results if Case(**r["case"]).sampler == sampler), key=lambda r: r["train_edges"])
+            case = Case(**rows[0]["case"])
+            label = "full graph" if sampler == "full" else f"{sampler} sampling, fanouts {case.fanouts or 'default'}"
+            edges = [r["train_edges"] for r in rows]
+            (line,) = ax_time.plot(edges, [step_seconds(r) for r in rows], "o-", label=f"step, {label}")
+            ax_mem.plot(edges, [r["peak_rss_mb"] / 1024 for r in rows], "o-", color=line.get_color(), label=label)
+            if sampler == "full":  # evaluation is the same exact pass whatever the training sampler
+                ax_time.plot(edges, [r["eval_s"] for r in rows], "s:", label="full evaluation")
+        ax_time.set_yscale("log")
+        for ax, ylabel in ((ax_time, "seconds"), (ax_mem, "peak RSS of the process, GiB")):
+            ax.set_xscale("log")
+            ax.set_xlabel("training edges")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=8)
+        fig.suptitle("cost against graph size (EgoGCN-hard)")
+        save_png(fig, path)
 
 
 def report_path(out: Path, suite: str, device: str) -> Path:

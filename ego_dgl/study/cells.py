@@ -418,15 +418,3 @@ class CellProgress:
         if self.lines:
             self.console.print(escape(f"cell {self.done}/{self.total} {cell.key}: {state}"), highlight=False, soft_wrap=True)
         self.bar.update(self.task, advance=1, info=escape(f"{cell.key}: {state}"))
-
-
-def save_png(fig: Any, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> None:
-    """Lay a matplotlib figure out within `rect` (figure fractions; room left outside it,
-    e.g. for a legend), write it as PNG atomically (temporary file, then rename), close it."""
-    import matplotlib.pyplot as plt
-
-    from ego_dgl.runs import write_png
-
-    fig.tight_layout(rect=rect)
-    write_png(path, fig)
-    plt.close(fig)

@@ -36,7 +36,7 @@ import numpy as np
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import MMREC_KS, protocol_label, select_metric
 from ego_dgl.model.registry import MODELS, config_fields, model_names, resolve_model
-from ego_dgl.runs import slug, write_atomic, write_csv
+from ego_dgl.runs import pyplot, save_png, slug, write_atomic, write_csv
 from ego_dgl.study.cells import (
     SHARED_OPTIONS,
     CellProgress,
@@ -46,7 +46,6 @@ from ego_dgl.study.cells import (
     finished_rows,
     parse_values,
     run_cells,
-    save_png,
     seed_list,
     shared_options,
     study_folder,
@@ -432,32 +431,29 @@ def plot_bars(summary: list[dict[str, Any]], path: Path, title: str, metrics: tu
     """One panel per metric: a horizontal bar per model, sorted by its mean (best on top),
     the model's name on the axis, std error bars, the paper's variants and the baselines
     told apart by colour."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
     cols = 3
     rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 0.8 + rows * (0.9 + 0.28 * max(len(summary), 4))),
-                             squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
-        ranked = sorted(summary, key=lambda e: float(e[f"{metric}_mean"]))
-        y = np.arange(len(ranked))
-        ax.barh(y, [float(e[f"{metric}_mean"]) for e in ranked], xerr=[float(e[f"{metric}_std"]) for e in ranked], capsize=2,
-                color=[ROLE_COLOURS[e["role"]][0] for e in ranked], height=0.7)
-        ax.set_yticks(y, [e["name"] for e in ranked], fontsize=8, parse_math=False)  # names and the dataset folder: drawn as typed, $...$ too
-        ax.set_title(f"test {metric_title(metric)}", fontsize=10)
-        ax.grid(axis="x", alpha=0.3)
-        ax.margins(y=0.01)
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.set_visible(False)
-    roles = [r for r in ROLE_COLOURS if any(e["role"] == r for e in summary)]
-    fig.legend(handles=[Patch(color=ROLE_COLOURS[r][0], label=ROLE_COLOURS[r][1]) for r in roles], loc="lower center", ncol=len(roles),
-               fontsize=9, frameon=False)
-    fig.suptitle(f"{title}; mean ± std over seeds", fontsize=10, parse_math=False)
-    save_png(fig, path, rect=(0, 0.04, 1, 1))
+    with pyplot() as plt:
+        fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 0.8 + rows * (0.9 + 0.28 * max(len(summary), 4))),
+                                 squeeze=False)
+        for ax, metric in zip(axes.flat, metrics):
+            ranked = sorted(summary, key=lambda e: float(e[f"{metric}_mean"]))
+            y = np.arange(len(ranked))
+            ax.barh(y, [float(e[f"{metric}_mean"]) for e in ranked], xerr=[float(e[f"{metric}_std"]) for e in ranked], capsize=2,
+                    color=[ROLE_COLOURS[e["role"]][0] for e in ranked], height=0.7)
+            ax.set_yticks(y, [e["name"] for e in ranked], fontsize=8)
+            ax.set_title(f"test {metric_title(metric)}", fontsize=10)
+            ax.grid(axis="x", alpha=0.3)
+            ax.margins(y=0.01)
+        for ax in list(axes.flat)[len(metrics):]:
+            ax.set_visible(False)
+        roles = [r for r in ROLE_COLOURS if any(e["role"] == r for e in summary)]
+        fig.legend(handles=[Patch(color=ROLE_COLOURS[r][0], label=ROLE_COLOURS[r][1]) for r in roles], loc="lower center",
+                   ncol=len(roles), fontsize=9, frameon=False)
+        fig.suptitle(f"{title}; mean ± std over seeds", fontsize=10)
+        save_png(fig, path, rect=(0, 0.04, 1, 1))
 
 
 def command_line(opts: dict[str, Any]) -> str:

@@ -33,7 +33,7 @@ from ego_dgl.evaluate import (
     pairs_to_csr,
     top_items,
 )
-from ego_dgl.runs import write_csv, write_png
+from ego_dgl.runs import pyplot, save_png, write_csv
 
 VIEWS = ("item-degree", "user-degree")
 SHARE_METRICS = ("precision", "recall", "ndcg")  # the metrics that split over item buckets
@@ -180,36 +180,27 @@ def mean_by_model(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def plot_degree(rows: list[dict[str, Any]], by: str, metric: str, title: str) -> Any:
     """Bars of `metric` per bucket, one series per model (a single run: one series)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     models = list(dict.fromkeys(r.get("model", "run") for r in rows))
     labels = list(dict.fromkeys(r["degree"] for r in rows))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(models) * len(labels) + 3), 4.0))
-    width = 0.8 / len(models)
-    for k, model in enumerate(models):
-        mine = {r["degree"]: r[metric] for r in rows if r.get("model", "run") == model}
-        ax.bar(np.arange(len(labels)) + (k - (len(models) - 1) / 2) * width, [mine.get(lb, 0.0) for lb in labels], width, label=model)
-    ax.set_xticks(np.arange(len(labels)), labels)
-    ax.set_xlabel(f"training degree ({by.split('-')[0]} bucket, quantiles)")
-    ax.set_ylabel(metric + (" (share of the overall)" if by == "item-degree" and not metric.startswith("retrieved") else ""))
-    ax.set_title(title, fontsize=9, parse_math=False)  # a folder or model name with $...$ is drawn as typed, not as TeX
-    if len(models) > 1:
-        for text in ax.legend(fontsize=7, ncol=2).get_texts():
-            text.set_parse_math(False)
-    fig.tight_layout()
+    with pyplot() as plt:
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(models) * len(labels) + 3), 4.0))
+        width = 0.8 / len(models)
+        for k, model in enumerate(models):
+            mine = {r["degree"]: r[metric] for r in rows if r.get("model", "run") == model}
+            ax.bar(np.arange(len(labels)) + (k - (len(models) - 1) / 2) * width, [mine.get(lb, 0.0) for lb in labels], width,
+                   label=model)
+        ax.set_xticks(np.arange(len(labels)), labels)
+        ax.set_xlabel(f"training degree ({by.split('-')[0]} bucket, quantiles)")
+        ax.set_ylabel(metric + (" (share of the overall)" if by == "item-degree" and not metric.startswith("retrieved") else ""))
+        ax.set_title(title, fontsize=9)
+        if len(models) > 1:
+            ax.legend(fontsize=7, ncol=2)
     return fig
 
 
 def write_degree(folder: Path, rows: list[dict[str, Any]], by: str, split: str, metric: str, title: str) -> tuple[Path, Path]:
     """by-<view>-<split>.csv and .png in `folder` (a run or compare folder ego-dgl wrote)."""
-    import matplotlib.pyplot as plt
-
     csv_path, png_path = folder / f"by-{by}-{split}.csv", folder / f"by-{by}-{split}.png"
     write_csv(csv_path, rows)
-    fig = plot_degree(rows, by, metric, title)
-    write_png(png_path, fig)
-    plt.close(fig)
+    save_png(plot_degree(rows, by, metric, title), png_path)
     return csv_path, png_path

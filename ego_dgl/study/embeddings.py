@@ -26,9 +26,10 @@ from ego_dgl.errors import ConfigError
 from ego_dgl.runs import (
     DEFAULT_RESULTS,
     check_run_dir,
+    pyplot,
+    save_png,
     write_csv,
     write_json,
-    write_png,
 )
 from ego_dgl.train.records import load_run_config
 
@@ -179,34 +180,27 @@ def widths_note(runs: list[RunEmbedding]) -> str | None:
 def plot(runs: list[RunEmbedding], sel: Selection, path: Path, title: str, caption: str) -> None:
     """Two rows (before / after) and one column per run: users as stars, their held-out
     items as points of the same colour, like the paper's Fig. 5."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colours = plt.get_cmap("tab10" if len(sel.users) <= 10 else "tab20")
-    fig, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 8.4), squeeze=False)
-    for col, run in enumerate(runs):
-        for row, stage in enumerate(STAGES):
-            ax = axes[row][col]
-            user_xy, item_xy = run.points[stage]
-            for k, user in enumerate(sel.users):
-                colour = colours(k % colours.N)
-                ax.scatter(item_xy[k][:, 0], item_xy[k][:, 1], s=18, color=colour, alpha=0.8)
-                ax.scatter(user_xy[k, 0], user_xy[k, 1], s=220, marker="*", color=colour, edgecolors="black", linewidths=0.6,
-                           label=f"user {user}")
-            ratio = run.figures[stage]["euclidean"]["ratio"]
-            shown = "-" if ratio is None else f"{ratio:.2f}"
-            ax.set_title(f"{run.title}: {stage} propagation\n{run.run_dir.name} (held/random distance {shown})",
-                         fontsize=8, parse_math=False)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.suptitle(title, fontsize=9, parse_math=False)
-    fig.text(0.5, 0.005, textwrap.fill(caption, 75 * len(runs)), ha="center", va="bottom", fontsize=7, parse_math=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    write_png(path, fig)
-    plt.close(fig)
+    with pyplot() as plt:
+        colours = plt.get_cmap("tab10" if len(sel.users) <= 10 else "tab20")
+        fig, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 8.4), squeeze=False)
+        for col, run in enumerate(runs):
+            for row, stage in enumerate(STAGES):
+                ax = axes[row][col]
+                user_xy, item_xy = run.points[stage]
+                for k, user in enumerate(sel.users):
+                    colour = colours(k % colours.N)
+                    ax.scatter(item_xy[k][:, 0], item_xy[k][:, 1], s=18, color=colour, alpha=0.8)
+                    ax.scatter(user_xy[k, 0], user_xy[k, 1], s=220, marker="*", color=colour, edgecolors="black", linewidths=0.6,
+                               label=f"user {user}")
+                ratio = run.figures[stage]["euclidean"]["ratio"]
+                shown = "-" if ratio is None else f"{ratio:.2f}"
+                ax.set_title(f"{run.title}: {stage} propagation\n{run.run_dir.name} (held/random distance {shown})", fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+        axes[0][-1].legend(fontsize=7, loc="best")
+        fig.suptitle(title, fontsize=9)
+        fig.text(0.5, 0.005, textwrap.fill(caption, 75 * len(runs)), ha="center", va="bottom", fontsize=7)
+        save_png(fig, path, rect=(0, 0.05, 1, 0.97))
 
 
 def figure_rows(runs: list[RunEmbedding]) -> list[dict[str, Any]]:

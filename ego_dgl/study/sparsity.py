@@ -17,7 +17,7 @@ import numpy as np
 
 from ego_dgl.data.variants import VARIANT
 from ego_dgl.errors import ConfigError
-from ego_dgl.runs import RECORD_HINT, read_csv, read_json, write_csv, write_png
+from ego_dgl.runs import RECORD_HINT, pyplot, read_csv, read_json, save_png, write_csv
 from ego_dgl.untrusted import Field, check_record
 
 DIRECTIONS = ("item->user", "user->item")
@@ -76,37 +76,28 @@ def sparsity_rows(folders: list[Path]) -> list[dict[str, Any]]:
 
 def plot_sparsity(rows: list[dict[str, Any]], metric: str = "recall@10") -> Any:
     """Mean test `metric` against the train fraction (log x), one line per model, std bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    for model in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == model]
-        ax.errorbar([r["train_fraction"] for r in mine], [r[f"{metric}_mean"] for r in mine],
-                    yerr=[r[f"{metric}_std"] for r in mine], marker="o", capsize=2, label=model)
-    ax.set_xscale("log")
-    levels = sorted({r["train_fraction"] for r in rows})
-    ax.set_xticks(levels, [f"{x:.0%}" for x in levels])
-    ax.set_xlabel("share of each user's training interactions kept")
-    ax.set_ylabel(f"test {metric}")
-    for text in ax.legend(fontsize=8).get_texts():
-        text.set_parse_math(False)  # model names from the compare folders: drawn as typed, $...$ too
-    fig.tight_layout()
+    with pyplot() as plt:
+        fig, ax = plt.subplots(figsize=(6.0, 4.0))
+        for model in dict.fromkeys(r["model"] for r in rows):
+            mine = [r for r in rows if r["model"] == model]
+            ax.errorbar([r["train_fraction"] for r in mine], [r[f"{metric}_mean"] for r in mine],
+                        yerr=[r[f"{metric}_std"] for r in mine], marker="o", capsize=2, label=model)
+        ax.set_xscale("log")
+        levels = sorted({r["train_fraction"] for r in rows})
+        ax.set_xticks(levels, [f"{x:.0%}" for x in levels])
+        ax.set_xlabel("share of each user's training interactions kept")
+        ax.set_ylabel(f"test {metric}")
+        ax.legend(fontsize=8)
     return fig
 
 
 def write_sparsity(folders: list[Path], out: Path) -> tuple[Path, Path]:
     """sparsity.csv and sparsity.png in folder `out` (created if missing)."""
-    import matplotlib.pyplot as plt
-
     rows = sparsity_rows(folders)
     if not rows:
         raise ConfigError("no finished cell in the given compare folders")
     out.mkdir(parents=True, exist_ok=True)
     fig = plot_sparsity(rows)
     write_csv(out / "sparsity.csv", rows)
-    write_png(out / "sparsity.png", fig)
-    plt.close(fig)
+    save_png(fig, out / "sparsity.png")
     return out / "sparsity.csv", out / "sparsity.png"

@@ -18,7 +18,7 @@ from typing import Any
 from ego_dgl.data.dataset import Dataset
 from ego_dgl.errors import ConfigError
 from ego_dgl.evaluate import protocol_label
-from ego_dgl.runs import slug, write_csv
+from ego_dgl.runs import pyplot, save_png, slug, write_csv
 from ego_dgl.study import cells as engine
 from ego_dgl.train.defaults import dataset_name, resolve_options
 from ego_dgl.train.trainer import resolve_device
@@ -92,28 +92,25 @@ def summarize(cells: list[Cell], rows: dict[str, dict[str, Any]]) -> list[dict[s
 def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
     """One panel per (metric, series): test metric against the swept value, one line per
     variant with std error bars, like the paper's Fig. 3 and 4."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     series = list(dict.fromkeys(e["series"] for e in summary))
     axis_names = {"K": "K (multimodal layers, L fixed)", "L": "L (ID layers, K fixed)", "eps": "eps (hard threshold)"}
-    fig, axes = plt.subplots(len(PLOT_METRICS), len(series), figsize=(4.2 * len(series), 3.2 * len(PLOT_METRICS)), squeeze=False)
-    for col, s in enumerate(series):
-        for row, metric in enumerate(PLOT_METRICS):
-            ax = axes[row][col]
-            for fusion in dict.fromkeys(e["fusion"] for e in summary if e["series"] == s):
-                pts = [e for e in summary if e["series"] == s and e["fusion"] == fusion]
-                ax.errorbar([e["x"] for e in pts], [e[f"{metric}_mean"] for e in pts], yerr=[e[f"{metric}_std"] for e in pts],
-                            marker="o", capsize=3, label=FUSION_NAMES[fusion])
-            ax.set_xticks(sorted({e["x"] for e in summary if e["series"] == s}))
-            ax.set_xlabel(axis_names[s])
-            ax.set_ylabel(f"test {metric}")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9, parse_math=False)  # the dataset may be a folder whose name holds $...$: drawn as typed
-    engine.save_png(fig, path)
+    with pyplot() as plt:
+        fig, axes = plt.subplots(len(PLOT_METRICS), len(series), figsize=(4.2 * len(series), 3.2 * len(PLOT_METRICS)),
+                                 squeeze=False)
+        for col, s in enumerate(series):
+            for row, metric in enumerate(PLOT_METRICS):
+                ax = axes[row][col]
+                for fusion in dict.fromkeys(e["fusion"] for e in summary if e["series"] == s):
+                    pts = [e for e in summary if e["series"] == s and e["fusion"] == fusion]
+                    ax.errorbar([e["x"] for e in pts], [e[f"{metric}_mean"] for e in pts],
+                                yerr=[e[f"{metric}_std"] for e in pts], marker="o", capsize=3, label=FUSION_NAMES[fusion])
+                ax.set_xticks(sorted({e["x"] for e in summary if e["series"] == s}))
+                ax.set_xlabel(axis_names[s])
+                ax.set_ylabel(f"test {metric}")
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=8)
+        fig.suptitle(title, fontsize=9)
+        save_png(fig, path)
 
 
 def sweep_folder(out: str | Path | None, kind: str, dataset: str, name: str | None) -> Path:

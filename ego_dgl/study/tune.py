@@ -50,15 +50,17 @@ from ego_dgl.runs import (
     LAST,
     RECORD_HINT,
     ensure_folder,
+    pyplot,
     read_csv,
     read_json,
     run_lock,
+    save_png,
     slug,
     write_atomic,
     write_csv,
     write_json,
 )
-from ego_dgl.study.cells import save_png, start_parent_watch, study_folder, worker_threads
+from ego_dgl.study.cells import start_parent_watch, study_folder, worker_threads
 from ego_dgl.train.config_file import load_config_file, parse_file, yaml_text_number
 from ego_dgl.train.defaults import (
     dataset_name,
@@ -66,7 +68,7 @@ from ego_dgl.train.defaults import (
     option_types,
     resolve_options,
 )
-from ego_dgl.untrusted import MAX_COUNT, Field, check_record, type_ok
+from ego_dgl.untrusted import Field, beyond_int64, check_record, type_ok
 
 STUDY, STORAGE, BEST_CONFIG, TRIALS, EXPORT = "study.json", "study.db", "best.toml", "trials.csv", "trials.json"
 STUDY_FIELDS = {"model": Field(str), "given": Field(dict), "space": Field(dict), "startup": Field(int, False), "warmup": Field(int, False)}
@@ -104,7 +106,7 @@ def space_value_ok(value: Any, kind: type) -> bool:
     """Whether a space's bound or choice is a value of the option's type (an integer for a
     float, never true/false for a number), finite where it is a number and within torch's
     int64 where it is an integer."""
-    if isinstance(value, float) and not math.isfinite(value) or type(value) is int and not -MAX_COUNT <= value <= MAX_COUNT:
+    if isinstance(value, float) and not math.isfinite(value) or beyond_int64(value):
         return False
     return type_ok(value, kind)
 
@@ -387,9 +389,9 @@ class Objective:
         except ConfigError as err:  # values the model refuses (e.g. a width the heads do not divide)
             trial.set_user_attr("error", str(err))
             raise
-        resume = Path(trial.user_attrs.get("resume") or "")
-        resume_ok = bool(trial.user_attrs.get("resume")) and own_trial_folder(self.plan, resume) and (resume / LAST).exists()
-        run_dir = resume if resume_ok else self.plan.folder / "trials" / f"trial-{trial.number:04d}"
+        resume = trial.user_attrs.get("resume")
+        resume_ok = bool(resume) and own_trial_folder(self.plan, Path(resume)) and (Path(resume) / LAST).exists()
+        run_dir = Path(resume) if resume_ok else self.plan.folder / "trials" / f"trial-{trial.number:04d}"
         trial.set_user_attr("run", str(run_dir))
         if resume_ok:
             replay(trial, run_dir, self.plan.metric)
@@ -536,7 +538,7 @@ def save_plots(plan: Plan, study: Any) -> list[str]:
     from optuna.visualization import matplotlib as plots
 
     written = []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), pyplot():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.simplefilter("ignore", UserWarning)  # few trials: an empty legend, equal importances
         for name, draw in ((HISTORY_PNG, plots.plot_optimization_history), (IMPORTANCE_PNG, plots.plot_param_importances)):

@@ -27,7 +27,7 @@ from ego_dgl.model.registry import (
     resolve_model,
 )
 from ego_dgl.train.tracking import check_logger
-from ego_dgl.untrusted import MAX_COUNT, MAX_SEED
+from ego_dgl.untrusted import MAX_COUNT, MAX_SEED, beyond_int64
 
 DEFAULT_DATASET = "ml100k"
 DEFAULT_MODEL = "egogcn"
@@ -222,7 +222,7 @@ def check_int_sizes(given: dict[str, Any]) -> None:
     """Refuse an integer option beyond torch's int64 (e.g. --param heads=10**30): no count,
     width or size that large can be allocated or indexed, and torch fails on it with a traceback."""
     for key, value in given.items():
-        if type(value) is int and not -MAX_COUNT <= value <= MAX_COUNT:
+        if beyond_int64(value):
             raise ConfigError(f"{flag(key)} {value} is outside ±(2**63-1), the integers torch takes; give a smaller value")
 
 
