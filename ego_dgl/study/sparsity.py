@@ -97,7 +97,6 @@ def write_sparsity(folders: list[Path], out: Path) -> tuple[Path, Path]:
     if not rows:
         raise ConfigError("no finished cell in the given compare folders")
     out.mkdir(parents=True, exist_ok=True)
-    fig = plot_sparsity(rows)
     write_csv(out / "sparsity.csv", rows)
-    save_png(fig, out / "sparsity.png")
+    save_png(plot_sparsity(rows), out / "sparsity.png")
     return out / "sparsity.csv", out / "sparsity.png"

@@ -389,9 +389,9 @@ class Objective:
         except ConfigError as err:  # values the model refuses (e.g. a width the heads do not divide)
             trial.set_user_attr("error", str(err))
             raise
-        resume = trial.user_attrs.get("resume")
-        resume_ok = bool(resume) and own_trial_folder(self.plan, Path(resume)) and (Path(resume) / LAST).exists()
-        run_dir = Path(resume) if resume_ok else self.plan.folder / "trials" / f"trial-{trial.number:04d}"
+        resume = Path(trial.user_attrs["resume"]) if trial.user_attrs.get("resume") else None
+        resume_ok = resume is not None and own_trial_folder(self.plan, resume) and (resume / LAST).exists()
+        run_dir = resume if resume_ok else self.plan.folder / "trials" / f"trial-{trial.number:04d}"
         trial.set_user_attr("run", str(run_dir))
         if resume_ok:
             replay(trial, run_dir, self.plan.metric)
