@@ -396,6 +396,7 @@ def caption(plan: Plan, summary: list[dict[str, Any]], paired: list[dict[str, An
         lines.append("No %improv. or p-values: the list needs an EgoGCN variant and a baseline (or pop).")
     defaults = "MMRec's overall.yaml, then each model's mmrec_defaults (its MMRec yaml)" if protocol_of(shared) == "mmrec" else \
         f"the dataset's {profile_for(shared['dataset'])} training profile"
+    defaults += ", then the KEY=VALUE pairs a model's name carries"
     if tuning:
         chosen = "; ".join(f"{r['name']}: {r['tuned']}" for r in tuning if r["chosen"])
         grid = ", ".join(f"{k} in {{{', '.join(show(v) for v in vs)}}}" for k, vs in plan.grid.items())

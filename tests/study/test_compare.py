@@ -53,6 +53,7 @@ def test_table_against_numpy_and_scipy_and_a_rerun_trains_nothing(tmp_path):
     assert "egodgl compare --dataset synthetic-tiny --models pop,lightgcn,egogcn-hard,gm --seeds 3 --epochs 1" in table
     assert f"| %improv. {variant} over lightgcn |" in table and "scipy.stats.ttest_rel" in table
     assert "| pop (floor) | 3 |" in table
+    assert "defaults over the dataset's synthetic-tiny training profile, then the KEY=VALUE pairs a model's name carries" in table
     assert (folder / "compare.png").read_bytes()[:8] == PNG
     # a rerun trains nothing and writes the same summary
     stamps = {p: p.stat().st_mtime_ns for p in folder.glob("cells/*/metrics.json")}
